@@ -1,0 +1,1 @@
+"""Fixtures: chain (filled in by its owner)."""

@@ -1,0 +1,1 @@
+"""Fixtures: daemon (filled in by its owner)."""

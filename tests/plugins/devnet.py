@@ -1,0 +1,1 @@
+"""Fixtures: devnet (filled in by its owner)."""

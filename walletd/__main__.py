@@ -1,0 +1,5 @@
+"""`python -m walletd` runs the CLI."""
+
+from walletd.cli import main
+
+main()

@@ -1,0 +1,210 @@
+"""The one error tree of walletd, shared by the daemon, the client library and the CLI.
+
+Every refusal the daemon can give is one of these classes. Each class carries a
+stable machine-readable ``reason`` (sent to clients as the gRPC ``ErrorInfo.reason``)
+and a gRPC status code name; the client maps the reason back to the same class,
+so callers catch ``walletd.errors.BudgetExceededError``, never ``grpc.RpcError``.
+
+This module imports nothing outside the standard library, so the thin client can
+use it without the daemon's dependencies::
+
+    WalletdError
+    ├── RefusedError                      a payment was refused; nothing was signed
+    │   ├── InvalidDemandError            INVALID_DEMAND        INVALID_ARGUMENT
+    │   ├── PolicyDeniedError             POLICY_DENIED         PERMISSION_DENIED
+    │   ├── BudgetExceededError           BUDGET_EXCEEDED       RESOURCE_EXHAUSTED
+    │   ├── InsufficientFundsError        INSUFFICIENT_FUNDS    FAILED_PRECONDITION
+    │   ├── FrozenError                   FROZEN                FAILED_PRECONDITION
+    │   └── IdempotencyConflictError      IDEMPOTENCY_CONFLICT  ALREADY_EXISTS
+    ├── AuthError
+    │   ├── UnauthenticatedError          UNAUTHENTICATED       UNAUTHENTICATED
+    │   └── PermissionDeniedError         PERMISSION_DENIED     PERMISSION_DENIED
+    ├── InvalidRequestError               INVALID_REQUEST       INVALID_ARGUMENT
+    ├── NotFoundError                     NOT_FOUND             NOT_FOUND
+    ├── KeyStoreError                     KEYSTORE              FAILED_PRECONDITION
+    │   └── WrongPassphraseError          WRONG_PASSPHRASE      FAILED_PRECONDITION
+    ├── SchemaOutOfDateError              SCHEMA_OUT_OF_DATE    FAILED_PRECONDITION
+    ├── ChainError                        CHAIN_UNAVAILABLE     UNAVAILABLE
+    └── StorageError                      STORAGE_UNAVAILABLE   UNAVAILABLE
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+
+class WalletdError(Exception):
+    """Base of every error walletd raises on purpose.
+
+    ``details`` holds small string facts (limits, rule names) that travel to the
+    client next to the reason; it never holds secrets.
+    """
+
+    reason: str = "INTERNAL"
+    grpc_code: str = "INTERNAL"
+
+    def __init__(self, message: str, details: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: dict[str, str] = dict(details or {})
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class RefusedError(WalletdError):
+    """A payment was refused: nothing was signed and nothing counted as spent."""
+
+    reason = "REFUSED"
+    grpc_code = "FAILED_PRECONDITION"
+
+
+class InvalidDemandError(RefusedError):
+    """The 402 demand is malformed: bad base64, bad JSON, bad field, too large."""
+
+    reason = "INVALID_DEMAND"
+    grpc_code = "INVALID_ARGUMENT"
+
+
+class PolicyDeniedError(RefusedError):
+    """A policy rule refuses the demand; ``details["rule"]`` names the rule."""
+
+    reason = "POLICY_DENIED"
+    grpc_code = "PERMISSION_DENIED"
+
+    @property
+    def rule(self) -> str:
+        """The name of the rule that refused the demand."""
+        return self.details.get("rule", "")
+
+
+class BudgetExceededError(RefusedError):
+    """The amount does not fit a budget; details carry window, limit, spent, requested."""
+
+    reason = "BUDGET_EXCEEDED"
+    grpc_code = "RESOURCE_EXHAUSTED"
+
+    @property
+    def limit(self) -> int:
+        """The window's limit in atomic units."""
+        return int(self.details.get("limit", "0"))
+
+    @property
+    def spent(self) -> int:
+        """What the window had already spent, in atomic units."""
+        return int(self.details.get("spent", "0"))
+
+    @property
+    def requested(self) -> int:
+        """The amount asked for, in atomic units."""
+        return int(self.details.get("requested", "0"))
+
+
+class InsufficientFundsError(RefusedError):
+    """The wallet's USDC, less outstanding authorizations, cannot cover the amount."""
+
+    reason = "INSUFFICIENT_FUNDS"
+    grpc_code = "FAILED_PRECONDITION"
+
+
+class FrozenError(RefusedError):
+    """An operator froze all payments (`walletd freeze`)."""
+
+    reason = "FROZEN"
+    grpc_code = "FAILED_PRECONDITION"
+
+
+class IdempotencyConflictError(RefusedError):
+    """The idempotency key was already used for a different demand."""
+
+    reason = "IDEMPOTENCY_CONFLICT"
+    grpc_code = "ALREADY_EXISTS"
+
+
+class AuthError(WalletdError):
+    """The caller is not who it must be, or may not do this."""
+
+    reason = "AUTH"
+    grpc_code = "UNAUTHENTICATED"
+
+
+class UnauthenticatedError(AuthError):
+    """No token, an unknown token, or a revoked token."""
+
+    reason = "UNAUTHENTICATED"
+    grpc_code = "UNAUTHENTICATED"
+
+
+class PermissionDeniedError(AuthError):
+    """The token lacks the scope for this call, or the object is another client's."""
+
+    reason = "PERMISSION_DENIED"
+    grpc_code = "PERMISSION_DENIED"
+
+
+class InvalidRequestError(WalletdError):
+    """A request field (not the 402 demand itself) is malformed."""
+
+    reason = "INVALID_REQUEST"
+    grpc_code = "INVALID_ARGUMENT"
+
+
+class NotFoundError(WalletdError):
+    """The named object does not exist (or is not visible to the caller)."""
+
+    reason = "NOT_FOUND"
+    grpc_code = "NOT_FOUND"
+
+
+class KeyStoreError(WalletdError):
+    """The key file is missing, unreadable, of an unknown version or corrupt."""
+
+    reason = "KEYSTORE"
+    grpc_code = "FAILED_PRECONDITION"
+
+
+class WrongPassphraseError(KeyStoreError):
+    """The passphrase does not open the key file."""
+
+    reason = "WRONG_PASSPHRASE"
+    grpc_code = "FAILED_PRECONDITION"
+
+
+class SchemaOutOfDateError(WalletdError):
+    """The database schema is behind the code; ``walletd db upgrade`` fixes it."""
+
+    reason = "SCHEMA_OUT_OF_DATE"
+    grpc_code = "FAILED_PRECONDITION"
+
+
+class ChainError(WalletdError):
+    """The chain RPC could not answer; payments that need it fail closed."""
+
+    reason = "CHAIN_UNAVAILABLE"
+    grpc_code = "UNAVAILABLE"
+
+
+class StorageError(WalletdError):
+    """The ledger could not be read or written; the payment fails closed."""
+
+    reason = "STORAGE_UNAVAILABLE"
+    grpc_code = "UNAVAILABLE"
+
+
+def all_error_classes() -> list[type[WalletdError]]:
+    """Every class of the tree, root first, so mappings can be checked for gaps."""
+    found: list[type[WalletdError]] = [WalletdError]
+    queue: list[type[WalletdError]] = [WalletdError]
+    while queue:
+        for sub in queue.pop(0).__subclasses__():
+            found.append(sub)
+            queue.append(sub)
+    return found
+
+
+def error_class_for_reason(reason: str) -> type[WalletdError]:
+    """The class whose ``reason`` is this one, or the root when the reason is unknown."""
+    for cls in all_error_classes():
+        if cls.reason == reason:
+            return cls
+    return WalletdError
