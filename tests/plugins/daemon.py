@@ -1,1 +1,167 @@
-"""Fixtures: daemon (filled in by its owner)."""
+"""Fixtures that run the real `walletd` CLI and daemon as subprocesses.
+
+Data dirs live under a short /tmp path because AF_UNIX socket paths are limited
+to 107 bytes. Keys are made with a cheap KDF (`--kdf-log-n 10`) so tests are fast;
+the default cost is measured by bench/kdf_cost.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from walletd.domain.networks import BASE
+
+PAY_TO = "0x90F79bf6Eb2c4f870365E96051896F3aC51Fb01A"
+PASSPHRASE = "correct horse battery staple"
+
+
+def demand_header(
+    amount: str = "3000",
+    *,
+    url: str = "http://127.0.0.1:9/v1/chat/completions",
+    **overrides: Any,
+) -> str:
+    """A v2 PAYMENT-REQUIRED value like Cluster Protocol's, with fields overridden."""
+    entry: dict[str, Any] = {
+        "scheme": "exact",
+        "network": BASE.caip2,
+        "asset": BASE.usdc,
+        "amount": amount,
+        "payTo": PAY_TO,
+        "maxTimeoutSeconds": 300,
+        "extra": {"name": "USD Coin", "version": "2"},
+    }
+    entry.update(overrides)
+    doc = {
+        "x402Version": 2,
+        "error": "Payment required",
+        "resource": {"url": url, "description": "chat", "mimeType": "application/json"},
+        "accepts": [entry],
+    }
+    return base64.b64encode(json.dumps(doc).encode()).decode()
+
+
+@dataclass
+class WalletHome:
+    """An initialised data dir, and a way to run `walletd` commands against it."""
+
+    root: Path
+    data_dir: Path
+    passphrase_file: Path
+    address: str = ""
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def socket(self) -> Path:
+        return self.data_dir / "walletd.sock"
+
+    def run(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """Run `walletd ARGS` (adds --data-dir to commands that take it)."""
+        argv = [sys.executable, "-m", "walletd", *args]
+        proc = subprocess.run(
+            argv, capture_output=True, text=True, env=self.env, timeout=timeout, check=False
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"walletd {' '.join(args)} failed {proc.returncode}:\n{proc.stderr}")
+        return proc
+
+    def admin(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run an operator command against this data dir."""
+        return self.run(*args, "--data-dir", str(self.data_dir), check=check)
+
+    def add_client(self, name: str, scopes: str = "pay,read") -> Path:
+        """Create a client; return the path of a 0600 file holding its token."""
+        token = self.admin("client", "add", name, "--scopes", scopes).stdout.splitlines()[-1]
+        path = self.root / f"{name}.token"
+        path.write_text(token + "\n")
+        path.chmod(0o600)
+        return path
+
+
+def _short_tmp() -> Path:
+    return Path(tempfile.mkdtemp(prefix="wd-", dir="/tmp"))
+
+
+@pytest.fixture
+def wallet_home() -> Iterator[WalletHome]:
+    """A fresh data dir with a new key (cheap KDF) and a migrated ledger."""
+    root = _short_tmp()
+    passfile = root / "passphrase"
+    passfile.write_text(PASSPHRASE + "\n")
+    passfile.chmod(0o600)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WALLETD_")}
+    env.pop("CREDENTIALS_DIRECTORY", None)
+    home = WalletHome(root, root / "data", passfile, env=env)
+    out = home.run(
+        "init", "--data-dir", str(home.data_dir), "--passphrase-file", str(passfile),
+        "--kdf-log-n", "10",
+    )  # fmt: skip
+    home.address = out.stdout.splitlines()[-1]
+    yield home
+    shutil.rmtree(root, ignore_errors=True)
+
+
+class Daemon:
+    """A running `walletd serve` subprocess."""
+
+    def __init__(self, home: WalletHome, *extra: str) -> None:
+        self.home = home
+        self.log = (home.root / "daemon.log").open("ab")
+        argv = [
+            sys.executable, "-m", "walletd", "serve", "--data-dir", str(home.data_dir),
+            "--passphrase-file", str(home.passphrase_file), *extra,
+        ]  # fmt: skip
+        self.proc = subprocess.Popen(argv, env=home.env, stdout=self.log, stderr=self.log)
+        self._wait_ready()
+
+    def _wait_ready(self, timeout: float = 30) -> None:
+        from walletd.client import WalletClient
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"walletd serve exited {self.proc.returncode}: {self.logs()}")
+            if self.home.socket.exists():
+                with WalletClient(socket=self.home.socket, token="probe", timeout=2) as c:
+                    if c.health():
+                        return
+            time.sleep(0.05)
+        raise AssertionError(f"walletd serve not ready: {self.logs()}")
+
+    def logs(self) -> str:
+        self.log.flush()
+        return (self.home.root / "daemon.log").read_text(errors="replace")
+
+    def stop(self) -> int:
+        """SIGTERM and wait; returns the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def daemon(wallet_home: WalletHome) -> Iterator[Daemon]:
+    """`walletd serve` on the wallet_home data dir; stopped (SIGTERM) after the test."""
+    running = Daemon(wallet_home)
+    yield running
+    assert running.stop() == 0, running.logs()

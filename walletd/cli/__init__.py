@@ -1,1 +1,38 @@
-"""walletd.cli."""
+"""The ``walletd`` command: daemon, operator and client commands.
+
+Each sub-module owns one group of commands; this module only assembles them
+and turns every ``WalletdError`` into a one-line message and an exit code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from walletd.cli import _output
+from walletd.errors import WalletdError
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except WalletdError as err:
+            _output.fail(err, bool(ctx.meta.get("walletd.json")))
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="walletd")
+def main() -> None:
+    """walletd: pays x402 demands for a fleet of services, within budgets."""
+
+
+def _register() -> None:
+    from walletd.cli import admin, daemon_cmds, pay
+
+    for command in (*daemon_cmds.COMMANDS, *admin.COMMANDS, *pay.COMMANDS):
+        main.add_command(command)
+
+
+_register()

@@ -60,9 +60,7 @@ def window_starts(now_ms: int) -> dict[str, int]:
     }
 
 
-def check_spend(
-    budget: Budget, spent: Mapping[str, int], amount: int, *, scope: str = ""
-) -> None:
+def check_spend(budget: Budget, spent: Mapping[str, int], amount: int, *, scope: str = "") -> None:
     """Raise BudgetExceededError unless ``amount`` fits every window of ``budget``.
 
     ``spent`` maps each summing window to what it already counts. ``scope`` prefixes

@@ -36,3 +36,16 @@ class WalletApi(Protocol):
     def list_payments(self, caller: Caller, limit: int) -> list[PaymentView]:
         """The caller's own payments, newest first."""
         ...
+
+
+class Signer(Protocol):
+    """Holds the key; signs 32-byte digests that the domain layer built and checked."""
+
+    @property
+    def address(self) -> str:
+        """The checksummed address of the key."""
+        ...
+
+    def sign_hash(self, digest: bytes) -> bytes:
+        """A 65-byte r‖s‖v signature (v in 27/28) of the digest."""
+        ...

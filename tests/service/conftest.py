@@ -1,0 +1,58 @@
+"""A WalletService over a real, migrated SQLite ledger and a counting signer."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from eth_account import Account
+
+from walletd.db import migrate
+from walletd.db.engine import make_engines, sqlite_url
+from walletd.db.ledger import Store
+from walletd.domain.payment import Caller
+from walletd.domain.policy import Limits
+from walletd.service import admin
+from walletd.service.wallet import WalletService
+
+
+class CountingSigner:
+    """Signs with a throwaway key and counts how often it was asked to."""
+
+    def __init__(self) -> None:
+        self._account = Account.create()
+        self.calls = 0
+
+    @property
+    def address(self) -> str:
+        return self._account.address
+
+    def sign_hash(self, digest: bytes) -> bytes:
+        self.calls += 1
+        return bytes(self._account.unsafe_sign_hash(digest).signature)
+
+
+@dataclass
+class Ledger:
+    store: Store
+    signer: CountingSigner
+    service: WalletService
+    caller: Caller
+    token: str
+
+
+@pytest.fixture
+def ledger() -> Iterator[Ledger]:
+    root = Path(tempfile.mkdtemp(prefix="wd-svc-", dir="/tmp"))
+    engines = make_engines(sqlite_url(root))
+    migrate.upgrade(engines.write)
+    store = Store(engines)
+    token = admin.add_client(store, "svc", frozenset({"pay", "read"}))
+    admin.set_budget(store, "svc", admin.BudgetChange(per_request=10_000, daily=100_000))
+    signer = CountingSigner()
+    service = WalletService(store, signer, Limits())
+    yield Ledger(store, signer, service, service.authenticate(token), token)
+    engines.dispose()

@@ -1,0 +1,212 @@
+"""Operator commands: clients, budgets, freeze. They open the ledger directly,
+so they work while the daemon runs (SQLite WAL; the daemon reads them per Pay)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from walletd.cli._common import ledger_options, open_store, settings_from
+from walletd.cli._output import emit, json_option
+from walletd.domain.money import format_usd, parse_usd
+
+if TYPE_CHECKING:
+    from walletd.domain.budget import Budget, BudgetState
+
+
+def _store(data_dir: Path | None, config_path: Path | None, db_url: str) -> Any:
+    return open_store(settings_from(data_dir, config_path, db_url=db_url))
+
+
+@click.group()
+def client() -> None:
+    """Clients: the services allowed to ask walletd for payments."""
+
+
+@client.command("add")
+@click.argument("name")
+@click.option("--scopes", default="pay,read", show_default=True, help="pay and/or read.")
+@ledger_options
+@json_option
+def client_add(
+    name: str, scopes: str, data_dir: Path | None, config_path: Path | None, db_url: str,
+    as_json: bool,
+) -> None:  # fmt: skip
+    """Create a client and print its bearer token once (only its hash is kept)."""
+    from walletd.service import admin
+
+    wanted = frozenset(s.strip() for s in scopes.split(",") if s.strip())
+    token = admin.add_client(_store(data_dir, config_path, db_url), name, wanted)
+    emit(
+        as_json,
+        {"client": name, "scopes": sorted(wanted), "token": token},
+        [f"client {name} added with scopes {','.join(sorted(wanted))}",
+         "token (shown once; store it in a file readable only by the service):", token],
+    )  # fmt: skip
+
+
+@client.command("list")
+@ledger_options
+@json_option
+def client_list(
+    data_dir: Path | None, config_path: Path | None, db_url: str, as_json: bool
+) -> None:
+    """List clients."""
+    from walletd.service import admin
+
+    rows = admin.list_clients(_store(data_dir, config_path, db_url))
+    emit(
+        as_json,
+        {"clients": [
+            {"name": c.name, "scopes": sorted(c.scopes), "revoked": c.revoked} for c in rows
+        ]},
+        [f"{c.name}\t{','.join(sorted(c.scopes))}\t{'revoked' if c.revoked else 'active'}"
+         for c in rows],
+    )  # fmt: skip
+
+
+@client.command("revoke")
+@click.argument("name")
+@ledger_options
+@json_option
+def client_revoke(
+    name: str, data_dir: Path | None, config_path: Path | None, db_url: str, as_json: bool
+) -> None:
+    """Revoke a client's token; its next call fails."""
+    from walletd.service import admin
+
+    admin.revoke_client(_store(data_dir, config_path, db_url), name)
+    emit(as_json, {"client": name, "revoked": True}, [f"client {name} revoked"])
+
+
+def _usd(_ctx: click.Context, _param: click.Parameter, value: str | None) -> int | None:
+    from walletd.errors import InvalidRequestError
+
+    if value is None:
+        return None
+    try:
+        return parse_usd(value)
+    except InvalidRequestError as exc:
+        raise click.BadParameter(exc.message) from exc
+
+
+def _budget_doc(budget: Budget, state: BudgetState) -> dict[str, Any]:
+    windows = {
+        w.window: {"limit": w.limit, "spent": w.spent, "remaining": w.remaining}
+        for w in state.windows
+    }
+    return {
+        "budget": state.client,
+        "frozen": state.frozen,
+        "windows": windows,
+        "payees": sorted(budget.payees),
+        "hosts": sorted(budget.hosts),
+    }
+
+
+def _budget_lines(budget: Budget, state: BudgetState) -> list[str]:
+    lines = [f"budget {state.client}{' (payments frozen)' if state.frozen else ''}"]
+    for w in state.windows:
+        assert w.limit is not None
+        assert w.remaining is not None
+        lines.append(
+            f"  {w.window:<12} limit {format_usd(w.limit)}  spent {format_usd(w.spent)}"
+            f"  remaining {format_usd(w.remaining)}"
+        )
+    if not state.windows:
+        lines.append("  no amount limits (a client without any is refused)")
+    lines.append(f"  payees: {', '.join(sorted(budget.payees)) or 'any'}")
+    lines.append(f"  hosts: {', '.join(sorted(budget.hosts)) or 'any'}")
+    return lines
+
+
+@click.group()
+def budget() -> None:
+    """Budgets: per-request, hourly and daily (rolling), monthly (UTC), total."""
+
+
+@budget.command("set")
+@click.argument("name", required=False)
+@click.option("--global", "is_global", is_flag=True, help="Cap all clients together.")
+@click.option("--per-request", callback=_usd, help="USD, e.g. 0.05")
+@click.option("--hourly", callback=_usd, help="USD over the last 60 minutes.")
+@click.option("--daily", callback=_usd, help="USD over the last 24 hours.")
+@click.option("--monthly", callback=_usd, help="USD in the current UTC calendar month.")
+@click.option("--total", callback=_usd, help="USD over the lifetime.")
+@click.option("--payee", multiple=True, help="Only pay these addresses (repeat).")
+@click.option("--host", multiple=True, help="Only pay for URLs on these hosts (repeat).")
+@click.option("--clear", is_flag=True, help="Remove every limit before applying the others.")
+@ledger_options
+@json_option
+def budget_set(
+    name: str | None, is_global: bool, per_request: int | None, hourly: int | None,
+    daily: int | None, monthly: int | None, total: int | None, payee: tuple[str, ...],
+    host: tuple[str, ...], clear: bool, data_dir: Path | None, config_path: Path | None,
+    db_url: str, as_json: bool,
+) -> None:  # fmt: skip
+    """Set limits for client NAME (or --global); unnamed fields keep their value."""
+    from walletd.service import admin
+
+    if is_global == bool(name):
+        raise click.UsageError("give a client NAME or --global (one of them)")
+    change = admin.BudgetChange(
+        per_request=per_request, hourly=hourly, daily=daily, monthly=monthly, total=total,
+        payees=frozenset(_checked_payees(payee)) if payee else None,
+        hosts=frozenset(host) if host else None, clear=clear,
+    )  # fmt: skip
+    store = _store(data_dir, config_path, db_url)
+    admin.set_budget(store, name, change)
+    budget_, state = admin.show_budget(store, name)
+    emit(as_json, _budget_doc(budget_, state), _budget_lines(budget_, state))
+
+
+def _checked_payees(payees: tuple[str, ...]) -> list[str]:
+    for p in payees:
+        if len(p) != 42 or not p.startswith("0x"):
+            raise click.BadParameter(f"not an address: {p}", param_hint="--payee")
+        try:
+            int(p[2:], 16)
+        except ValueError as exc:
+            raise click.BadParameter(f"not an address: {p}", param_hint="--payee") from exc
+    return list(payees)
+
+
+@budget.command("show")
+@click.argument("name", required=False)
+@click.option("--global", "is_global", is_flag=True)
+@ledger_options
+@json_option
+def budget_show(
+    name: str | None, is_global: bool, data_dir: Path | None, config_path: Path | None,
+    db_url: str, as_json: bool,
+) -> None:  # fmt: skip
+    """Show a client's (or the global) limits, spent and remaining."""
+    from walletd.service import admin
+
+    if is_global == bool(name):
+        raise click.UsageError("give a client NAME or --global (one of them)")
+    budget_, state = admin.show_budget(_store(data_dir, config_path, db_url), name)
+    emit(as_json, _budget_doc(budget_, state), _budget_lines(budget_, state))
+
+
+def _freeze_command(frozen: bool) -> click.Command:
+    verb = "freeze" if frozen else "unfreeze"
+
+    @click.command(verb)
+    @ledger_options
+    @json_option
+    def command(
+        data_dir: Path | None, config_path: Path | None, db_url: str, as_json: bool
+    ) -> None:
+        from walletd.service import admin
+
+        admin.set_frozen(_store(data_dir, config_path, db_url), frozen)
+        emit(as_json, {"frozen": frozen}, [f"payments {'frozen' if frozen else 'resumed'}"])
+
+    command.help = "Stop every payment at once." if frozen else "Resume payments."
+    return command
+
+
+COMMANDS = (client, budget, _freeze_command(True), _freeze_command(False))

@@ -1,0 +1,78 @@
+"""``walletd pay``: one Pay call from any program, even a shell script."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import click
+
+from walletd.cli._output import emit, json_option
+
+
+@click.command()
+@click.option("--socket", envvar="WALLETD_SOCKET", default=None, help="Daemon socket.")
+@click.option(
+    "--token-file",
+    envvar="WALLETD_TOKEN_FILE",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    required=True,
+    help="File holding the client token.",
+)
+@click.option("--payment-required", default=None, help="The PAYMENT-REQUIRED header (x402 v2).")
+@click.option(
+    "--body-file",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    default=None,
+    help="The 402 JSON body (x402 v1).",
+)
+@click.option("--url", required=True, help="The URL that answered 402.")
+@click.option("--method", default="GET", show_default=True)
+@click.option("--idempotency-key", default=None, help="Reuse on retries (default: a new one).")
+@click.option("--label", multiple=True, help="KEY=VALUE stored on the ledger row (repeat).")
+@json_option
+def pay(
+    socket: str | None,
+    token_file: Path,
+    payment_required: str | None,
+    body_file: Path | None,
+    url: str,
+    method: str,
+    idempotency_key: str | None,
+    label: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Ask the daemon to pay one 402 demand; print `HEADER-NAME: value`."""
+    from walletd.client import WalletClient
+
+    if bool(payment_required) == bool(body_file):
+        raise click.UsageError("give exactly one of --payment-required or --body-file")
+    labels = dict(item.split("=", 1) for item in label if "=" in item)
+    key = idempotency_key or "req_" + uuid.uuid4().hex
+    with WalletClient(socket=socket, token_file=token_file) as wallet:
+        receipt = wallet.pay(
+            key,
+            method,
+            url,
+            payment_required=payment_required or "",
+            body=body_file.read_bytes() if body_file else b"",
+            labels=labels,
+        )
+    emit(
+        as_json,
+        {
+            "payment_id": receipt.payment_id,
+            "header_name": receipt.header_name,
+            "header_value": receipt.header_value,
+            "amount": str(receipt.amount),
+            "payee": receipt.payee,
+            "network": receipt.network,
+            "valid_before": receipt.valid_before,
+            "reused": receipt.reused,
+            "idempotency_key": key,
+        },
+        [f"{receipt.header_name}: {receipt.header_value}"],
+    )
+
+
+COMMANDS = (pay,)

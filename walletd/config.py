@@ -1,0 +1,132 @@
+"""Daemon settings: defaults, then a TOML file, then command-line flags.
+
+Secrets are never settings. The passphrase comes from a file path, systemd
+credentials or a TTY (``walletd.keys.passphrase``); tokens come from files.
+Unknown keys in the TOML file are an error, so a typo cannot silently leave a
+limit at its default.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from walletd.db.engine import sqlite_url
+from walletd.domain.networks import DEFAULT_ENABLED, KNOWN_NETWORKS
+from walletd.domain.policy import Limits
+from walletd.errors import InvalidRequestError
+
+
+def default_data_dir() -> Path:
+    """``$XDG_DATA_HOME/walletd``, else ``~/.local/share/walletd``."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "walletd"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the daemon and the admin commands need to know."""
+
+    data_dir: Path = field(default_factory=default_data_dir)
+    db_url: str = ""
+    """SQLAlchemy URL of the ledger; empty means ``sqlite:///<data_dir>/walletd.db``."""
+    socket: str = ""
+    """Unix socket path; empty means ``<data_dir>/walletd.sock``."""
+    listen: str = ""
+    """Optional TCP ``HOST:PORT``, only ever with TLS."""
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""
+    """When set, TCP clients must present a certificate signed by this CA (mutual TLS)."""
+    networks: tuple[str, ...] = DEFAULT_ENABLED
+    """Enabled networks (CAIP-2). Base only by default; add eip155:84532 for Base Sepolia."""
+    max_validity_seconds: int = 300
+    max_demand_timeout_seconds: int = 3600
+    rpc_url: str = ""
+    """Chain JSON-RPC URL used for on-chain checks; empty means none."""
+    log_json: bool = False
+
+    @property
+    def ledger_url(self) -> str:
+        """The ledger URL, defaulting to SQLite in the data dir."""
+        return self.db_url or sqlite_url(self.data_dir)
+
+    @property
+    def socket_path(self) -> Path:
+        """The Unix socket the daemon listens on."""
+        return Path(self.socket) if self.socket else self.data_dir / "walletd.sock"
+
+    @property
+    def keystore_path(self) -> Path:
+        """The encrypted key file."""
+        return self.data_dir / "key.json"
+
+    def limits(self) -> Limits:
+        """The daemon-wide policy limits."""
+        return Limits(self.networks, self.max_validity_seconds, self.max_demand_timeout_seconds)
+
+
+_SECTIONS = {
+    "db": {"url": "db_url"},
+    "rpc": {
+        "socket": "socket",
+        "listen": "listen",
+        "tls_cert": "tls_cert",
+        "tls_key": "tls_key",
+        "tls_client_ca": "tls_client_ca",
+    },
+    "policy": {
+        "networks": "networks",
+        "max_validity_seconds": "max_validity_seconds",
+        "max_demand_timeout_seconds": "max_demand_timeout_seconds",
+    },
+    "chain": {"rpc_url": "rpc_url"},
+    "log": {"json": "log_json"},
+}
+
+
+def _from_toml(path: Path) -> dict[str, Any]:
+    try:
+        doc = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise InvalidRequestError(f"cannot read config {path}: {exc}") from exc
+    values: dict[str, Any] = {}
+    for section, body in doc.items():
+        keys = _SECTIONS.get(section)
+        if keys is None or not isinstance(body, dict):
+            raise InvalidRequestError(f"{path}: unknown section [{section}]")
+        for key, value in body.items():
+            if key not in keys:
+                raise InvalidRequestError(f"{path}: unknown key {section}.{key}")
+            values[keys[key]] = tuple(value) if isinstance(value, list) else value
+    return values
+
+
+def validate(settings: Settings) -> Settings:
+    """Refuse settings that cannot be right."""
+    known = {n.caip2 for n in KNOWN_NETWORKS}
+    if not settings.networks or set(settings.networks) - known:
+        raise InvalidRequestError(f"networks must be a non-empty subset of {sorted(known)}")
+    if not 10 <= settings.max_validity_seconds <= settings.max_demand_timeout_seconds:
+        raise InvalidRequestError("need 10 <= max_validity_seconds <= max_demand_timeout_seconds")
+    return settings
+
+
+def load_settings(
+    data_dir: Path | None = None, config: Path | None = None, **overrides: Any
+) -> Settings:
+    """Defaults, then ``config`` (or ``<data_dir>/walletd.toml`` if present), then overrides.
+
+    Overrides whose value is None or empty are ignored, so CLI flags can pass
+    their unset values straight through.
+    """
+    settings = Settings(data_dir=data_dir) if data_dir else Settings()
+    path = config or settings.data_dir / "walletd.toml"
+    if config is not None or path.exists():
+        settings = replace(settings, **_from_toml(path))
+    names = {f.name for f in fields(Settings)}
+    given = {k: v for k, v in overrides.items() if k in names and v not in (None, "", ())}
+    return validate(replace(settings, **given))

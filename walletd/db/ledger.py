@@ -1,0 +1,340 @@
+"""The ledger's transactions: rows in, domain objects out; nothing else sees a Session.
+
+``Store.write()`` opens a serialised write transaction (SQLite ``BEGIN
+IMMEDIATE``; on PostgreSQL the first statement locks the wallet_state row), so
+everything a Pay reads and writes inside it is one atomic, durable step.
+Database failures surface as ``StorageError`` and never as SQLAlchemy errors.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from walletd.db import tables
+from walletd.db.engine import Engines
+from walletd.domain.budget import SPAN_WINDOWS, Budget, window_starts
+from walletd.domain.payment import PaymentView
+from walletd.errors import InvalidRequestError, NotFoundError, StorageError
+
+LIMIT_COLUMNS = ("per_request", "hourly", "daily", "monthly", "total")
+
+
+@dataclass(frozen=True)
+class ClientRecord:
+    """A client as the service needs it (never the token)."""
+
+    id: int
+    name: str
+    scopes: frozenset[str]
+    revoked: bool
+    budget: Budget
+
+
+@dataclass(frozen=True)
+class NewPayment:
+    """Everything recorded for one signed payment."""
+
+    id: str
+    client_id: int
+    idempotency_key: str
+    fingerprint: str
+    amount: int
+    payee: str
+    network: str
+    asset: str
+    payer: str
+    method: str
+    url: str
+    host: str
+    nonce: str
+    valid_after: int
+    valid_before: int
+    header_name: str
+    header_value: str
+    labels: Mapping[str, str]
+    created_at_ms: int
+
+
+@dataclass(frozen=True)
+class StoredPayment:
+    """A payment row as the service sees it."""
+
+    id: str
+    client_id: int
+    fingerprint: str
+    status: str
+    amount: int
+    payee: str
+    network: str
+    valid_before: int
+    header_name: str
+    header_value: str
+
+
+def _split(text: str) -> frozenset[str]:
+    return frozenset(part for part in text.split(",") if part)
+
+
+def _budget(row: tables.Client | tables.WalletState) -> Budget:
+    return Budget(
+        **{name: getattr(row, name) for name in LIMIT_COLUMNS},
+        payees=_split(row.payees),
+        hosts=_split(row.hosts),
+    )
+
+
+def _client_record(row: tables.Client) -> ClientRecord:
+    return ClientRecord(
+        row.id, row.name, _split(row.scopes), row.revoked_at_ms is not None, _budget(row)
+    )
+
+
+def _stored(row: tables.Payment) -> StoredPayment:
+    return StoredPayment(
+        row.id,
+        row.client_id,
+        row.fingerprint,
+        row.status,
+        row.amount,
+        row.payee,
+        row.network,
+        row.valid_before,
+        row.header_name,
+        row.header_value,
+    )
+
+
+class LedgerTx:
+    """One transaction on the ledger; the methods are the only queries walletd makes."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    # --- wallet state -------------------------------------------------------------
+
+    def lock_state(self) -> tuple[bool, Budget]:
+        """Lock the wallet row (serialises writers on PostgreSQL); return frozen, global budget."""
+        row = self._session.execute(
+            select(tables.WalletState).where(tables.WalletState.id == 1).with_for_update()
+        ).scalar_one()
+        return row.frozen, _budget(row)
+
+    def wallet_state(self) -> tuple[bool, Budget]:
+        """Read the wallet row without locking it: frozen, global budget."""
+        row = self._session.get_one(tables.WalletState, 1)
+        return row.frozen, _budget(row)
+
+    def set_frozen(self, frozen: bool) -> None:
+        """Stop or resume every payment."""
+        self._session.execute(
+            update(tables.WalletState).where(tables.WalletState.id == 1).values(frozen=frozen)
+        )
+
+    def set_global_budget(self, budget: Budget) -> None:
+        """Replace the budget that caps all clients together."""
+        self._session.execute(
+            update(tables.WalletState)
+            .where(tables.WalletState.id == 1)
+            .values(**_budget_values(budget))
+        )
+
+    # --- clients ------------------------------------------------------------------
+
+    def client_by_token_hash(self, token_hash: str) -> ClientRecord | None:
+        """The client holding this token hash, revoked or not."""
+        row = self._session.execute(
+            select(tables.Client).where(tables.Client.token_hash == token_hash)
+        ).scalar_one_or_none()
+        return None if row is None else _client_record(row)
+
+    def client_by_name(self, name: str) -> ClientRecord:
+        """The named client; raises NotFoundError."""
+        row = self._session.execute(
+            select(tables.Client).where(tables.Client.name == name)
+        ).scalar_one_or_none()
+        if row is None:
+            raise NotFoundError(f"no client named {name!r}")
+        return _client_record(row)
+
+    def client_by_id(self, client_id: int) -> ClientRecord:
+        """The client with this id (it exists: payments reference it)."""
+        return _client_record(self._session.get_one(tables.Client, client_id))
+
+    def add_client(self, name: str, token_hash: str, scopes: str, now_ms: int) -> None:
+        """Create a client; its name must be new."""
+        self._session.add(
+            tables.Client(
+                name=name,
+                token_hash=token_hash,
+                scopes=scopes,
+                created_at_ms=now_ms,
+                payees="",
+                hosts="",
+            )
+        )
+        try:
+            self._session.flush()
+        except IntegrityError as exc:
+            raise InvalidRequestError(f"a client named {name!r} already exists") from exc
+
+    def list_clients(self) -> list[ClientRecord]:
+        """Every client, by name."""
+        rows = self._session.execute(select(tables.Client).order_by(tables.Client.name))
+        return [_client_record(row) for row in rows.scalars()]
+
+    def revoke_client(self, name: str, now_ms: int) -> None:
+        """Revoke a client's token at once."""
+        self.client_by_name(name)
+        self._session.execute(
+            update(tables.Client)
+            .where(tables.Client.name == name, tables.Client.revoked_at_ms.is_(None))
+            .values(revoked_at_ms=now_ms)
+        )
+
+    def set_client_budget(self, name: str, budget: Budget) -> None:
+        """Replace a client's budget."""
+        self.client_by_name(name)
+        self._session.execute(
+            update(tables.Client).where(tables.Client.name == name).values(**_budget_values(budget))
+        )
+
+    # --- payments -----------------------------------------------------------------
+
+    def find_payment(self, client_id: int, idempotency_key: str) -> StoredPayment | None:
+        """The payment this client made under this idempotency key, if any."""
+        row = self._session.execute(
+            select(tables.Payment).where(
+                tables.Payment.client_id == client_id,
+                tables.Payment.idempotency_key == idempotency_key,
+            )
+        ).scalar_one_or_none()
+        return None if row is None else _stored(row)
+
+    def payment(self, payment_id: str) -> StoredPayment:
+        """One payment by id; raises NotFoundError."""
+        row = self._session.get(tables.Payment, payment_id)
+        if row is None:
+            raise NotFoundError(f"no payment {payment_id!r}")
+        return _stored(row)
+
+    def spent(self, client_id: int | None, now_ms: int) -> dict[str, int]:
+        """What each summing window counts, for one client or (None) for all."""
+        starts = window_starts(now_ms)
+        pay = tables.Payment
+        sums = [
+            func.coalesce(func.sum(pay.amount).filter(pay.created_at_ms >= starts[w]), 0)
+            for w in SPAN_WINDOWS
+        ]
+        query = select(*sums).where(pay.released_at_ms.is_(None))
+        if client_id is not None:
+            query = query.where(pay.client_id == client_id)
+        row = self._session.execute(query).one()
+        return {w: int(v) for w, v in zip(SPAN_WINDOWS, row, strict=True)}
+
+    def add_payment(self, new: NewPayment, status: str, cause: str) -> None:
+        """Record a signed payment and its first event."""
+        values = {k: v for k, v in new.__dict__.items() if k != "labels"}
+        self._session.add(
+            tables.Payment(**values, status=status, labels=json.dumps(dict(new.labels)))
+        )
+        self.add_event(new.id, new.created_at_ms, status, cause, {})
+
+    def add_event(
+        self, payment_id: str, at_ms: int, status: str, cause: str, data: Mapping[str, object]
+    ) -> None:
+        """Append one transition of a payment."""
+        self._session.add(
+            tables.PaymentEvent(
+                payment_id=payment_id,
+                at_ms=at_ms,
+                status=status,
+                cause=cause,
+                data=json.dumps(data, sort_keys=True),
+            )
+        )
+
+    def set_status(self, payment_id: str, status: str, released_at_ms: int | None) -> None:
+        """Move a payment to a new status (and release it when given a time)."""
+        values: dict[str, object] = {"status": status}
+        if released_at_ms is not None:
+            values["released_at_ms"] = released_at_ms
+        self._session.execute(
+            update(tables.Payment).where(tables.Payment.id == payment_id).values(**values)
+        )
+
+    def list_payments(self, client_id: int | None, limit: int) -> list[PaymentView]:
+        """Payments newest first, for one client or all."""
+        query = (
+            select(tables.Payment, tables.Client.name)
+            .join(tables.Client)
+            .order_by(tables.Payment.created_at_ms.desc(), tables.Payment.id)
+            .limit(limit)
+        )
+        if client_id is not None:
+            query = query.where(tables.Payment.client_id == client_id)
+        return [_view(row, name) for row, name in self._session.execute(query)]
+
+
+def _view(row: tables.Payment, client: str) -> PaymentView:
+    return PaymentView(
+        payment_id=row.id,
+        client=client,
+        status=row.status,
+        amount=row.amount,
+        payee=row.payee,
+        network=row.network,
+        url=row.url,
+        created_at=row.created_at_ms // 1000,
+        valid_before=row.valid_before,
+        nonce=row.nonce,
+        labels=json.loads(row.labels),
+    )
+
+
+def _budget_values(budget: Budget) -> dict[str, object]:
+    values: dict[str, object] = {name: budget.limit(name) for name in LIMIT_COLUMNS}
+    values["payees"] = ",".join(sorted(budget.payees))
+    values["hosts"] = ",".join(sorted(budget.hosts))
+    return values
+
+
+class Store:
+    """Opens ledger transactions; the daemon and CLI hold one per ledger."""
+
+    def __init__(self, engines: Engines) -> None:
+        self.engines = engines
+
+    @contextmanager
+    def write(self) -> Iterator[LedgerTx]:
+        """A serialised write transaction, committed (durably) when the block ends cleanly."""
+        with (
+            _storage_errors(),
+            Session(self.engines.write, expire_on_commit=False) as s,
+            s.begin(),
+        ):
+            yield LedgerTx(s)
+
+    @contextmanager
+    def read(self) -> Iterator[LedgerTx]:
+        """A read-only transaction that never blocks writers."""
+        with _storage_errors(), Session(self.engines.read) as s, s.begin():
+            yield LedgerTx(s)
+
+
+@contextmanager
+def _storage_errors() -> Iterator[None]:
+    try:
+        yield
+    except IntegrityError as exc:
+        raise StorageError("ledger constraint violated; nothing was recorded") from exc
+    except OperationalError as exc:
+        raise StorageError(f"ledger unavailable: {exc.orig}") from exc
+    except SQLAlchemyError as exc:
+        raise StorageError("ledger error; nothing was recorded") from exc

@@ -1,0 +1,122 @@
+"""The ledger schema as SQLAlchemy 2.x models; only ``walletd.db`` sees these classes.
+
+Amounts are integers of USDC atomic units (BigInteger, never REAL). Times are
+integers of Unix epoch milliseconds (``*_at_ms``) so SQLite and PostgreSQL
+compare them the same way; ``valid_*`` fields are Unix seconds, as on chain.
+Alembic migrations in ``migrations/`` are the only way this schema is created.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, MetaData, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """Declarative base with named constraints (predictable Alembic batch migrations)."""
+
+    metadata = MetaData(naming_convention=NAMING)
+
+
+metadata = Base.metadata
+
+
+class WalletState(Base):
+    """The single row of wallet-wide state: the freeze switch and the global budget.
+
+    Every Pay locks this row first (FOR UPDATE on PostgreSQL; SQLite's BEGIN
+    IMMEDIATE already serialises writers), so global sums are read consistently.
+    """
+
+    __tablename__ = "wallet_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    frozen: Mapped[bool] = mapped_column(Boolean, default=False)
+    per_request: Mapped[int | None] = mapped_column(BigInteger)
+    hourly: Mapped[int | None] = mapped_column(BigInteger)
+    daily: Mapped[int | None] = mapped_column(BigInteger)
+    monthly: Mapped[int | None] = mapped_column(BigInteger)
+    total: Mapped[int | None] = mapped_column(BigInteger)
+    payees: Mapped[str] = mapped_column(Text, default="")
+    """Comma-separated lower-cased payee allowlist; empty means any."""
+    hosts: Mapped[str] = mapped_column(Text, default="")
+    """Comma-separated lower-cased host allowlist; empty means any."""
+
+
+class Client(Base):
+    """A service allowed to ask for payments, with its token hash and its budget."""
+
+    __tablename__ = "clients"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    """sha256 hex of the bearer token; the token itself is never stored."""
+    scopes: Mapped[str] = mapped_column(String(64))
+    created_at_ms: Mapped[int] = mapped_column(BigInteger)
+    revoked_at_ms: Mapped[int | None] = mapped_column(BigInteger)
+    per_request: Mapped[int | None] = mapped_column(BigInteger)
+    hourly: Mapped[int | None] = mapped_column(BigInteger)
+    daily: Mapped[int | None] = mapped_column(BigInteger)
+    monthly: Mapped[int | None] = mapped_column(BigInteger)
+    total: Mapped[int | None] = mapped_column(BigInteger)
+    payees: Mapped[str] = mapped_column(Text, default="")
+    hosts: Mapped[str] = mapped_column(Text, default="")
+
+
+class Payment(Base):
+    """One signed authorization; counted as spent until released (expired/cancelled)."""
+
+    __tablename__ = "payments"
+    __table_args__ = (
+        Index("uq_payments_client_key", "client_id", "idempotency_key", unique=True),
+        Index("ix_payments_client_created", "client_id", "created_at_ms"),
+        Index("ix_payments_created", "created_at_ms"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id"))
+    idempotency_key: Mapped[str] = mapped_column(String(200))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    """sha256 of method, URL and the demand's terms; a reused key must match it."""
+    status: Mapped[str] = mapped_column(String(24))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    payee: Mapped[str] = mapped_column(String(42))
+    network: Mapped[str] = mapped_column(String(32))
+    asset: Mapped[str] = mapped_column(String(42))
+    payer: Mapped[str] = mapped_column(String(42))
+    method: Mapped[str] = mapped_column(String(16))
+    url: Mapped[str] = mapped_column(Text)
+    host: Mapped[str] = mapped_column(String(255))
+    nonce: Mapped[str] = mapped_column(String(66), unique=True)
+    valid_after: Mapped[int] = mapped_column(BigInteger)
+    valid_before: Mapped[int] = mapped_column(BigInteger)
+    header_name: Mapped[str] = mapped_column(String(32))
+    header_value: Mapped[str] = mapped_column(Text)
+    labels: Mapped[str] = mapped_column(Text, default="{}")
+    """JSON object of string labels given by the client (e.g. the model)."""
+    created_at_ms: Mapped[int] = mapped_column(BigInteger)
+    released_at_ms: Mapped[int | None] = mapped_column(BigInteger)
+    """Set when the money provably cannot move any more; NULL means it counts as spent."""
+
+
+class PaymentEvent(Base):
+    """Every transition of a payment, with its time and cause."""
+
+    __tablename__ = "payment_events"
+    __table_args__ = (Index("ix_payment_events_payment", "payment_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    payment_id: Mapped[str] = mapped_column(ForeignKey("payments.id"))
+    at_ms: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(24))
+    cause: Mapped[str] = mapped_column(Text)
+    data: Mapped[str] = mapped_column(Text, default="{}")

@@ -1,0 +1,100 @@
+"""Operator use cases: clients, budgets and the freeze switch.
+
+The CLI runs these directly against the ledger (the operator owns the data
+dir), so they work whether or not the daemon runs; the daemon reads clients,
+budgets and the freeze flag inside every Pay transaction, so changes take
+effect on the next payment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from walletd.db.ledger import ClientRecord, Store
+from walletd.domain.budget import Budget, BudgetState, window_states
+from walletd.errors import InvalidRequestError
+from walletd.service.clock import now_ms
+from walletd.service.tokens import hash_token, new_token
+
+SCOPES = frozenset({"pay", "read"})
+
+
+def add_client(store: Store, name: str, scopes: frozenset[str]) -> str:
+    """Create a client and return its bearer token (shown once, stored hashed)."""
+    if not name or len(name) > 64 or not name.replace("-", "").replace("_", "").isalnum():
+        raise InvalidRequestError("client name must be 1-64 letters, digits, '-' or '_'")
+    unknown = scopes - SCOPES
+    if unknown or not scopes:
+        raise InvalidRequestError(f"scopes must be a non-empty subset of {sorted(SCOPES)}")
+    token = new_token()
+    with store.write() as tx:
+        tx.add_client(name, hash_token(token), ",".join(sorted(scopes)), now_ms())
+    return token
+
+
+def list_clients(store: Store) -> list[ClientRecord]:
+    """Every client."""
+    with store.read() as tx:
+        return tx.list_clients()
+
+
+def revoke_client(store: Store, name: str) -> None:
+    """Revoke a client's token; its next call fails."""
+    with store.write() as tx:
+        tx.revoke_client(name, now_ms())
+
+
+@dataclass(frozen=True)
+class BudgetChange:
+    """The fields an operator gave to `budget set`; None leaves a field as it is."""
+
+    per_request: int | None = None
+    hourly: int | None = None
+    daily: int | None = None
+    monthly: int | None = None
+    total: int | None = None
+    payees: frozenset[str] | None = None
+    hosts: frozenset[str] | None = None
+    clear: bool = False
+    """Start from no limits at all before applying the given fields."""
+
+
+def _apply(current: Budget, change: BudgetChange) -> Budget:
+    base = Budget() if change.clear else current
+    given = {k: v for k, v in change.__dict__.items() if k != "clear" and v is not None}
+    if "payees" in given:
+        given["payees"] = frozenset(p.lower() for p in given["payees"])
+    if "hosts" in given:
+        given["hosts"] = frozenset(h.lower() for h in given["hosts"])
+    return replace(base, **given)
+
+
+def set_budget(store: Store, name: str | None, change: BudgetChange) -> Budget:
+    """Change a client's budget, or the global one when ``name`` is None."""
+    with store.write() as tx:
+        if name is None:
+            budget = _apply(tx.lock_state()[1], change)
+            tx.set_global_budget(budget)
+        else:
+            budget = _apply(tx.client_by_name(name).budget, change)
+            tx.set_client_budget(name, budget)
+    return budget
+
+
+def show_budget(store: Store, name: str | None) -> tuple[Budget, BudgetState]:
+    """A budget and what its windows have spent (global when ``name`` is None)."""
+    now = now_ms()
+    with store.read() as tx:
+        frozen, global_budget = tx.wallet_state()
+        if name is None:
+            budget, spent, label = global_budget, tx.spent(None, now), "global"
+        else:
+            client = tx.client_by_name(name)
+            budget, spent, label = client.budget, tx.spent(client.id, now), client.name
+    return budget, BudgetState(label, tuple(window_states(budget, spent)), frozen)
+
+
+def set_frozen(store: Store, frozen: bool) -> None:
+    """Stop (or resume) every payment at once."""
+    with store.write() as tx:
+        tx.set_frozen(frozen)

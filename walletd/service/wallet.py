@@ -1,0 +1,252 @@
+"""The daemon's use cases: authenticate, pay, report an outcome, read budgets and payments.
+
+Pay follows one rule: the check, the reservation and the record happen in one
+durable write transaction, and the header is returned only after it commits.
+The signature is made *inside* that transaction (it costs tens of microseconds),
+so a crash or a failed commit can never leave a signature in the world that the
+ledger does not know; and the header is stored with the row, so a retry under
+the same idempotency key gets the very same authorization (same nonce) back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import secrets
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+from walletd.db.ledger import NewPayment, Store, StoredPayment
+from walletd.domain import policy
+from walletd.domain.budget import BudgetState, window_states
+from walletd.domain.demand import Demand, decode_demand
+from walletd.domain.eip3009 import Authorization, authorization_digest, payment_header
+from walletd.domain.payment import (
+    Caller,
+    PayCommand,
+    PaymentStatus,
+    PaymentView,
+    PayReceipt,
+)
+from walletd.errors import (
+    FrozenError,
+    IdempotencyConflictError,
+    InvalidRequestError,
+    NotFoundError,
+    UnauthenticatedError,
+)
+from walletd.service import outcome
+from walletd.service.clock import now_ms
+from walletd.service.ports import Signer
+from walletd.service.tokens import hash_token
+
+log = logging.getLogger("walletd.pay")
+
+VALID_AFTER_SLACK_S = 600
+"""validAfter lies this far in the past, so a payee's clock that runs slow still accepts it."""
+
+_KEY = re.compile(r"[A-Za-z0-9_.:\-]{1,200}")
+_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+
+
+def _request_host(cmd: PayCommand) -> str:
+    if not _KEY.fullmatch(cmd.idempotency_key):
+        raise InvalidRequestError("idempotency_key must be 1-200 of [A-Za-z0-9_.:-]")
+    if cmd.method.upper() not in _METHODS:
+        raise InvalidRequestError(f"unsupported method {cmd.method!r:.20}")
+    parts = urlsplit(cmd.url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidRequestError("url must be an absolute http(s) URL")
+    return parts.hostname.lower()
+
+
+def _fingerprint(demand_fingerprint: str, cmd: PayCommand) -> str:
+    text = f"{demand_fingerprint}|{cmd.method.upper()}|{cmd.url}"
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _receipt(row: StoredPayment, reused: bool) -> PayReceipt:
+    return PayReceipt(
+        payment_id=row.id,
+        header_name=row.header_name,
+        header_value=row.header_value,
+        amount=row.amount,
+        payee=row.payee,
+        network=row.network,
+        valid_before=row.valid_before,
+        reused=reused,
+    )
+
+
+class WalletService:
+    """Implements ``walletd.service.ports.WalletApi`` over a Store and a Signer."""
+
+    def __init__(
+        self,
+        store: Store,
+        signer: Signer,
+        limits: policy.Limits,
+        clock: Callable[[], int] = now_ms,
+    ) -> None:
+        self._store = store
+        self._signer = signer
+        self._limits = limits
+        self._clock = clock
+
+    def authenticate(self, token: str) -> Caller:
+        """The live client holding ``token``.
+
+        Raises:
+            UnauthenticatedError: no such token, or it was revoked.
+        """
+        with self._store.read() as tx:
+            client = tx.client_by_token_hash(hash_token(token)) if token else None
+        if client is None or client.revoked:
+            raise UnauthenticatedError("unknown or revoked token")
+        return Caller(client.id, client.name, client.scopes)
+
+    def pay(self, caller: Caller, cmd: PayCommand) -> PayReceipt:
+        """Check, record and sign one payment; see the module docstring.
+
+        Raises:
+            InvalidRequestError, InvalidDemandError, PolicyDeniedError,
+            BudgetExceededError, FrozenError, IdempotencyConflictError,
+            UnauthenticatedError, StorageError.
+        """
+        host = _request_host(cmd)
+        demand = decode_demand(cmd.payment_required, cmd.body)
+        fingerprint = _fingerprint(demand.fingerprint, cmd)
+        with self._store.write() as tx:
+            frozen, global_budget = tx.lock_state()
+            client = tx.client_by_id(caller.client_id)
+            if client.revoked:
+                raise UnauthenticatedError("token revoked")
+            earlier = tx.find_payment(client.id, cmd.idempotency_key)
+            if earlier is not None:
+                return self._replay(earlier, fingerprint)
+            if frozen:
+                raise FrozenError("payments are frozen by the operator (`walletd unfreeze`)")
+            now = self._clock()
+            ctx = policy.Context(
+                url_host=host,
+                budget=client.budget,
+                global_budget=global_budget,
+                spent=tx.spent(client.id, now),
+                global_spent=tx.spent(None, now),
+                limits=self._limits,
+            )
+            choice = policy.choose(demand, ctx)
+            new = self._sign(client.id, cmd, host, fingerprint, choice, demand, now)
+            tx.add_payment(new, PaymentStatus.SIGNED, "pay")
+        log.info(
+            "paid client=%s id=%s amount=%d payee=%s host=%s",
+            caller.name,
+            new.id,
+            new.amount,
+            new.payee,
+            host,
+        )
+        return PayReceipt(
+            new.id,
+            new.header_name,
+            new.header_value,
+            new.amount,
+            new.payee,
+            new.network,
+            new.valid_before,
+            reused=False,
+        )
+
+    def _replay(self, earlier: StoredPayment, fingerprint: str) -> PayReceipt:
+        if earlier.fingerprint != fingerprint:
+            raise IdempotencyConflictError(
+                "idempotency key already used for a different demand", {"payment_id": earlier.id}
+            )
+        return _receipt(earlier, reused=True)
+
+    def _sign(
+        self,
+        client_id: int,
+        cmd: PayCommand,
+        host: str,
+        fingerprint: str,
+        choice: policy.Choice,
+        demand: Demand,
+        now: int,
+    ) -> NewPayment:
+        req, net = choice.requirement, choice.network
+        now_s = now // 1000
+        auth = Authorization(
+            from_address=self._signer.address,
+            to_address=req.pay_to,
+            value=req.amount,
+            valid_after=max(now_s - VALID_AFTER_SLACK_S, 0),
+            valid_before=now_s + choice.validity_seconds,
+            nonce=os.urandom(32),
+        )
+        signature = self._signer.sign_hash(authorization_digest(net, auth))
+        name, value = payment_header(
+            version=demand.version,
+            network=net,
+            accepted=req.raw,
+            resource=demand.resource,
+            auth=auth,
+            signature=signature,
+        )
+        return NewPayment(
+            id="pay_" + secrets.token_hex(12),
+            client_id=client_id,
+            idempotency_key=cmd.idempotency_key,
+            fingerprint=fingerprint,
+            amount=req.amount,
+            payee=req.pay_to,
+            network=net.caip2,
+            asset=net.usdc,
+            payer=self._signer.address,
+            method=cmd.method.upper(),
+            url=cmd.url,
+            host=host,
+            nonce="0x" + auth.nonce.hex(),
+            valid_after=auth.valid_after,
+            valid_before=auth.valid_before,
+            header_name=name,
+            header_value=value,
+            labels=dict(cmd.labels),
+            created_at_ms=now,
+        )
+
+    def report_outcome(
+        self, caller: Caller, payment_id: str, http_status: int, payment_response: str
+    ) -> str:
+        """Record what the client saw after paying; return the payment's status.
+
+        Raises:
+            NotFoundError: no such payment for this caller.
+        """
+        seen = outcome.decode_outcome(http_status, payment_response)
+        with self._store.write() as tx:
+            row = tx.payment(payment_id)
+            if row.client_id != caller.client_id:
+                raise NotFoundError(f"no payment {payment_id!r}")
+            status = outcome.next_status(row.status, seen)
+            if status != row.status:
+                tx.set_status(payment_id, status, None)
+            tx.add_event(payment_id, self._clock(), status, "client_report", seen.as_data())
+        return status
+
+    def get_budget(self, caller: Caller) -> BudgetState:
+        """What remains in each of the caller's windows and the global ones."""
+        now = self._clock()
+        with self._store.read() as tx:
+            frozen, global_budget = tx.wallet_state()
+            client = tx.client_by_id(caller.client_id)
+            windows = window_states(client.budget, tx.spent(client.id, now))
+            windows += window_states(global_budget, tx.spent(None, now), prefix="global_")
+        return BudgetState(caller.name, tuple(windows), frozen)
+
+    def list_payments(self, caller: Caller, limit: int) -> list[PaymentView]:
+        """The caller's own payments, newest first."""
+        with self._store.read() as tx:
+            return tx.list_payments(caller.client_id, max(1, min(limit, 1000)))
