@@ -1,1 +1,108 @@
-"""Fixtures: chain (filled in by its owner)."""
+"""Fixtures: a real local chain (anvil) with test USDC at Base's USDC address.
+
+One anvil runs per test session (it starts in ~50 ms, but deploying per test would add up);
+tests are isolated from each other by ``evm_snapshot``/``evm_revert`` around each one, which
+also rewinds chain time moved by ``increase_time``.
+
+Nothing here skips: if anvil is not installed the fixtures fail with the ``npm ci`` hint,
+because a silently skipped chain suite looks exactly like a passing one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+from web3.contract import Contract
+from web3.contract.contract import ContractFunction
+from web3.types import TxReceipt
+
+from walletd.devnet import chain as devchain
+
+CHAIN_FIXTURES = frozenset({"anvil", "w3", "usdc", "chain"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that uses a chain fixture ``chain``, so ``-m "not chain"`` works."""
+    for item in items:
+        if CHAIN_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.chain)
+
+
+@dataclass(frozen=True)
+class Chain:
+    """What a chain test needs, bound to the session's node: w3, the token and helpers."""
+
+    w3: Web3
+    usdc: Contract
+    rpc_url: str
+
+    def dev_account(self, index: int) -> LocalAccount:
+        return devchain.dev_account(index)
+
+    def mint(self, to: str, amount: int) -> TxReceipt:
+        return devchain.mint(self.w3, to, amount)
+
+    def usdc_balance(self, addr: str) -> int:
+        return devchain.usdc_balance(self.w3, addr)
+
+    def eth_balance(self, addr: str) -> int:
+        return devchain.eth_balance(self.w3, addr)
+
+    def set_eth_balance(self, addr: str, wei: int) -> None:
+        devchain.set_eth_balance(self.w3, addr, wei)
+
+    def increase_time(self, seconds: int) -> int:
+        return devchain.increase_time(self.w3, seconds)
+
+    def timestamp(self) -> int:
+        """The latest block's timestamp: use this, not the wall clock, for validity windows."""
+        return int(self.w3.eth.get_block("latest")["timestamp"])
+
+    def snapshot(self) -> str:
+        return devchain.snapshot(self.w3)
+
+    def revert(self, snap_id: str) -> None:
+        devchain.revert(self.w3, snap_id)
+
+    def transact(
+        self, account: LocalAccount, fn: ContractFunction, *, gas: int | None = None
+    ) -> TxReceipt:
+        return devchain.transact(self.w3, account, fn, gas=gas)
+
+
+@pytest.fixture(scope="session")
+def anvil() -> Iterator[devchain.Anvil]:
+    """One anvil (chain id 8453) for the whole session, stopped at the end."""
+    try:
+        node = devchain.Anvil()
+    except devchain.AnvilNotInstalledError as exc:
+        pytest.fail(f"{exc}\n(run npm ci at the repo root; CI does)", pytrace=False)
+    try:
+        yield node
+    finally:
+        node.stop()
+
+
+@pytest.fixture(scope="session")
+def w3(anvil: devchain.Anvil) -> Web3:
+    return devchain.connect(anvil.rpc_url)
+
+
+@pytest.fixture(scope="session")
+def usdc(w3: Web3) -> Contract:
+    """TestUSDC at Base's USDC address, minter = dev account 0."""
+    return devchain.install_usdc(w3)
+
+
+@pytest.fixture
+def chain(anvil: devchain.Anvil, w3: Web3, usdc: Contract) -> Iterator[Chain]:
+    """The session chain, rolled back to its pre-test state after the test."""
+    snap_id = devchain.snapshot(w3)
+    try:
+        yield Chain(w3=w3, usdc=usdc, rpc_url=anvil.rpc_url)
+    finally:
+        devchain.revert(w3, snap_id)

@@ -6,6 +6,7 @@ and turns every ``WalletdError`` into a one-line message and an exit code.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import click
@@ -26,6 +27,8 @@ class _Group(click.Group):
 @click.version_option(package_name="walletd")
 def main() -> None:
     """walletd: pays x402 demands for a fleet of services, within budgets."""
+    # Every file walletd makes (ledger, WAL, key, socket) is for its owner only.
+    os.umask(0o077)
 
 
 def _register() -> None:
