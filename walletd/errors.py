@@ -25,7 +25,8 @@ use it without the daemon's dependencies::
     │   └── WrongPassphraseError          WRONG_PASSPHRASE      FAILED_PRECONDITION
     ├── SchemaOutOfDateError              SCHEMA_OUT_OF_DATE    FAILED_PRECONDITION
     ├── ChainError                        CHAIN_UNAVAILABLE     UNAVAILABLE
-    └── StorageError                      STORAGE_UNAVAILABLE   UNAVAILABLE
+    ├── StorageError                      STORAGE_UNAVAILABLE   UNAVAILABLE
+    └── DaemonUnavailableError            DAEMON_UNAVAILABLE    UNAVAILABLE
 """
 
 from __future__ import annotations
@@ -188,6 +189,17 @@ class StorageError(WalletdError):
     """The ledger could not be read or written; the payment fails closed."""
 
     reason = "STORAGE_UNAVAILABLE"
+    grpc_code = "UNAVAILABLE"
+
+
+class DaemonUnavailableError(WalletdError):
+    """The client could not reach the daemon (not running, restarting, wrong socket).
+
+    Raised only by the client library, never by the daemon: it stands for an
+    UNAVAILABLE (or deadline) status that carries no walletd ErrorInfo.
+    """
+
+    reason = "DAEMON_UNAVAILABLE"
     grpc_code = "UNAVAILABLE"
 
 

@@ -4,8 +4,8 @@ import base64
 import json
 
 from eth_account import Account
-from eth_hash.auto import keccak
 from eth_account.messages import encode_typed_data
+from eth_hash.auto import keccak
 from hypothesis import given, settings, strategies as st
 
 from walletd.domain.eip3009 import Authorization, authorization_digest, payment_header

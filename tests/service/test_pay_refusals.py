@@ -154,9 +154,7 @@ INVALID = {
     "numeric_amount": demand_header(3000),
     "huge_amount": demand_header("9" * 80),
     "malformed_pay_to": demand_header(payTo="0x1234"),
-    "duplicate_keys": base64.b64encode(
-        b'{"x402Version":2,"x402Version":2,"accepts":[]}'
-    ).decode(),
+    "duplicate_keys": base64.b64encode(b'{"x402Version":2,"x402Version":2,"accepts":[]}').decode(),
     "over_size_limit": "A" * (64 * 1024 + 4),
     "nan_constant": base64.b64encode(b'{"x402Version":2,"accepts":[NaN]}').decode(),
 }

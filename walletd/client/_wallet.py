@@ -1,0 +1,478 @@
+"""WalletClient and AsyncWalletClient: the thin client of the walletd daemon.
+
+They speak walletd.v1 over a Unix socket (or TLS TCP) and hand back domain
+objects (PayReceipt, BudgetState, PaymentView), never protos; every failure is a
+walletd.errors class. Only grpcio, protobuf and googleapis-common-protos are
+needed: nothing of the daemon's database or key handling is imported.
+
+The token comes from an argument, a token file, or the file named by
+``WALLETD_TOKEN_FILE``; never from an environment variable holding the token
+itself, which would leak into child processes and crash reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import grpc
+import grpc.aio
+
+from walletd.client._errors import map_rpc_errors
+from walletd.domain.budget import BudgetState, WindowState
+from walletd.domain.payment import PaymentView, PayReceipt
+from walletd.errors import InvalidRequestError, WalletdError
+from walletd.v1 import wallet_pb2 as pb, wallet_pb2_grpc as pb_grpc
+
+ENV_SOCKET = "WALLETD_SOCKET"
+ENV_TOKEN_FILE = "WALLETD_TOKEN_FILE"  # noqa: S105 - a variable name, not a secret
+SERVICE_NAME = "walletd.v1.WalletService"
+HEALTH_CHECK = "/grpc.health.v1.Health/Check"
+_SERVING = 1  # grpc.health.v1.HealthCheckResponse.ServingStatus.SERVING
+
+# Retry only RPCs that are safe to repeat: reads and health. Pay is not retried
+# here (it waits for the daemon instead); ReportOutcome is not idempotent.
+_SERVICE_CONFIG = json.dumps(
+    {
+        "methodConfig": [
+            {
+                "name": [
+                    {"service": SERVICE_NAME, "method": "GetBudget"},
+                    {"service": SERVICE_NAME, "method": "ListPayments"},
+                    {"service": "grpc.health.v1.Health"},
+                ],
+                "retryPolicy": {
+                    "maxAttempts": 3,
+                    "initialBackoff": "0.05s",
+                    "maxBackoff": "0.5s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ]
+    }
+)
+
+
+def default_socket_path() -> Path:
+    """``$WALLETD_SOCKET``, else ``~/.local/share/walletd/walletd.sock``."""
+    env = os.environ.get(ENV_SOCKET)
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".local" / "share" / "walletd" / "walletd.sock"
+
+
+@dataclass(frozen=True)
+class ClientTls:
+    """TLS for a TCP target: the CA to trust and, for mutual TLS, our cert and key.
+
+    ``ca=None`` trusts the system roots; ``server_name`` overrides the name the
+    server certificate is checked against (when dialing an IP, say).
+    """
+
+    ca: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
+    server_name: str | None = None
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        """Channel credentials from the PEM files."""
+        return grpc.ssl_channel_credentials(
+            root_certificates=_read_file(self.ca, "TLS CA"),
+            private_key=_read_file(self.key, "TLS key"),
+            certificate_chain=_read_file(self.cert, "TLS certificate"),
+        )
+
+
+def _read_file(path: Path | None, what: str) -> bytes | None:
+    """The bytes of an optional file, or InvalidRequestError naming it."""
+    if path is None:
+        return None
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InvalidRequestError(
+            f"cannot read {what} {path}: {exc.strerror}", {"path": str(path)}
+        ) from exc
+
+
+def load_token(token: str | None, token_file: Path | None) -> str | None:
+    """The bearer token: ``token``, else the file ``token_file`` or ``$WALLETD_TOKEN_FILE``."""
+    if token:
+        return token
+    if token_file is None and os.environ.get(ENV_TOKEN_FILE):
+        token_file = Path(os.environ[ENV_TOKEN_FILE])
+    if token_file is None:
+        return None
+    raw = _read_file(token_file.expanduser(), "token file") or b""
+    value = raw.decode("utf-8", errors="replace").strip()
+    if not value:
+        raise InvalidRequestError(f"token file {token_file} is empty", {"path": str(token_file)})
+    return value
+
+
+@dataclass(frozen=True)
+class _Endpoint:
+    """Where and how to connect: the gRPC target, TLS credentials and channel options."""
+
+    target: str
+    credentials: grpc.ChannelCredentials | None
+    options: tuple[tuple[str, str | int], ...]
+
+
+def _endpoint(socket: str | Path | None, target: str | None, tls: ClientTls | None) -> _Endpoint:
+    """Resolve the constructor's socket/target/tls into one endpoint.
+
+    A TCP target without TLS is refused: the bearer token would cross the
+    network in the clear (the daemon refuses plaintext TCP too).
+    """
+    if target is None:
+        if tls is not None:
+            raise InvalidRequestError("TLS needs a TCP target, not a Unix socket")
+        path = Path(socket) if socket is not None else default_socket_path()
+        target = f"unix://{path.expanduser().absolute()}"
+    elif tls is None and not target.startswith(("unix:", "unix-abstract:")):
+        raise InvalidRequestError(
+            f"refusing plaintext TCP target {target!r}: give tls=ClientTls(...)",
+            {"target": target},
+        )
+    options: list[tuple[str, str | int]] = [
+        ("grpc.service_config", _SERVICE_CONFIG),
+        ("grpc.enable_retries", 1),
+    ]
+    if tls is not None and tls.server_name:
+        options.append(("grpc.ssl_target_name_override", tls.server_name))
+    creds = tls.credentials() if tls is not None else None
+    return _Endpoint(target, creds, tuple(options))
+
+
+# ---- wire <-> domain -------------------------------------------------------
+
+
+def _amount(value: str) -> int:
+    """An atomic amount from its decimal-string wire form."""
+    if not (value.isascii() and value.isdigit()):
+        raise WalletdError(f"walletd sent a malformed amount {value!r}")
+    return int(value)
+
+
+def _optional_amount(value: str) -> int | None:
+    """A limit or remainder; "" means no limit."""
+    return None if value == "" else _amount(value)
+
+
+def _pay_request(
+    idempotency_key: str,
+    method: str,
+    url: str,
+    payment_required: str,
+    body: bytes,
+    labels: Mapping[str, str] | None,
+) -> pb.PayRequest:
+    """The PayRequest for the arguments of ``pay``."""
+    return pb.PayRequest(
+        idempotency_key=idempotency_key,
+        method=method,
+        url=url,
+        payment_required=payment_required,
+        body=body,
+        labels=dict(labels or {}),
+    )
+
+
+def _receipt(resp: pb.PayResponse) -> PayReceipt:
+    """The domain receipt of a PayResponse."""
+    return PayReceipt(
+        payment_id=resp.payment_id,
+        header_name=resp.header_name,
+        header_value=resp.header_value,
+        amount=_amount(resp.amount),
+        payee=resp.payee,
+        network=resp.network,
+        valid_before=resp.valid_before,
+        reused=resp.reused,
+    )
+
+
+def _budget_state(resp: pb.GetBudgetResponse) -> BudgetState:
+    """The domain BudgetState of a GetBudgetResponse."""
+    windows = tuple(
+        WindowState(
+            window=w.window,
+            limit=_optional_amount(w.limit),
+            spent=_amount(w.spent),
+            remaining=_optional_amount(w.remaining),
+        )
+        for w in resp.windows
+    )
+    return BudgetState(client=resp.client, windows=windows, frozen=resp.frozen)
+
+
+def _payment_view(p: pb.Payment) -> PaymentView:
+    """The domain view of one Payment message."""
+    return PaymentView(
+        payment_id=p.payment_id,
+        client=p.client,
+        status=p.status,
+        amount=_amount(p.amount),
+        payee=p.payee,
+        network=p.network,
+        url=p.url,
+        created_at=p.created_at,
+        valid_before=p.valid_before,
+        nonce=p.nonce,
+        labels=dict(p.labels),
+    )
+
+
+def _health_request(service: str) -> bytes:
+    """A serialized grpc.health.v1.HealthCheckRequest.
+
+    Encoded by hand because grpcio-health-checking is a server dependency; the
+    message is one string field (1), and service names are shorter than 128 bytes.
+    """
+    raw = service.encode()
+    return b"\x0a" + bytes([len(raw)]) + raw if raw else b""
+
+
+def _health_serving(data: bytes) -> bool:
+    """True when a serialized HealthCheckResponse says SERVING (field 1, varint 1)."""
+    return data[:2] == bytes([0x08, _SERVING])
+
+
+class _ClientBase:
+    """Settings and call options shared by the sync and async clients."""
+
+    def __init__(
+        self,
+        socket: str | Path | None,
+        token: str | None,
+        token_file: Path | None,
+        target: str | None,
+        timeout: float,
+        tls: ClientTls | None,
+    ) -> None:
+        self._endpoint = _endpoint(socket, target, tls)
+        tok = load_token(token, token_file)
+        self._metadata: tuple[tuple[str, str], ...] = (
+            (("authorization", f"Bearer {tok}"),) if tok else ()
+        )
+        self._timeout = timeout
+
+    @property
+    def target(self) -> str:
+        """The gRPC target this client dials."""
+        return self._endpoint.target
+
+
+class WalletClient(_ClientBase):
+    """Blocking client; thread-safe (one channel, shared by all calls)."""
+
+    def __init__(
+        self,
+        socket: str | Path | None = None,
+        token: str | None = None,
+        token_file: Path | None = None,
+        target: str | None = None,
+        timeout: float = 10.0,
+        tls: ClientTls | None = None,
+    ) -> None:
+        super().__init__(socket, token, token_file, target, timeout, tls)
+        ep = self._endpoint
+        if ep.credentials is None:
+            self._channel = grpc.insecure_channel(ep.target, options=ep.options)
+        else:
+            self._channel = grpc.secure_channel(ep.target, ep.credentials, options=ep.options)
+        self._stub = pb_grpc.WalletServiceStub(self._channel)
+
+    def pay(
+        self,
+        idempotency_key: str,
+        method: str,
+        url: str,
+        *,
+        payment_required: str = "",
+        body: bytes = b"",
+        labels: Mapping[str, str] | None = None,
+    ) -> PayReceipt:
+        """Pay one 402 demand; waits up to the timeout for a restarting daemon.
+
+        On DaemonUnavailableError the payment may or may not have been recorded:
+        retry with the same idempotency key, which returns the same header.
+        """
+        req = _pay_request(idempotency_key, method, url, payment_required, body, labels)
+        with map_rpc_errors():
+            resp = self._stub.Pay(
+                req, timeout=self._timeout, metadata=self._metadata, wait_for_ready=True
+            )
+        return _receipt(resp)
+
+    def report_outcome(self, payment_id: str, http_status: int, payment_response: str = "") -> str:
+        """Tell the daemon what the paid request returned; returns the payment's status."""
+        req = pb.ReportOutcomeRequest(
+            payment_id=payment_id, http_status=http_status, payment_response=payment_response
+        )
+        with map_rpc_errors():
+            resp = self._stub.ReportOutcome(req, timeout=self._timeout, metadata=self._metadata)
+        return resp.status
+
+    def get_budget(self) -> BudgetState:
+        """What remains in each of this client's budget windows."""
+        with map_rpc_errors():
+            resp = self._stub.GetBudget(
+                pb.GetBudgetRequest(), timeout=self._timeout, metadata=self._metadata
+            )
+        return _budget_state(resp)
+
+    def list_payments(self, limit: int = 100) -> list[PaymentView]:
+        """This client's payments, newest first."""
+        with map_rpc_errors():
+            resp = self._stub.ListPayments(
+                pb.ListPaymentsRequest(limit=limit), timeout=self._timeout, metadata=self._metadata
+            )
+        return [_payment_view(p) for p in resp.payments]
+
+    def health(self) -> bool:
+        """True when the daemon answers and its wallet service is SERVING."""
+        check = self._channel.unary_unary(
+            HEALTH_CHECK, request_serializer=None, response_deserializer=None
+        )
+        try:
+            data = check(_health_request(SERVICE_NAME), timeout=self._timeout)
+        except grpc.RpcError:
+            return False
+        return isinstance(data, bytes) and _health_serving(data)
+
+    def close(self) -> None:
+        """Close the channel; the client cannot be used afterwards."""
+        self._channel.close()
+
+    def __enter__(self) -> WalletClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class AsyncWalletClient(_ClientBase):
+    """asyncio client; the channel is created lazily inside the running loop.
+
+    A grpc.aio channel is bound to the loop that created it, so constructing the
+    client does no I/O, and a call from a different loop opens a new channel.
+    """
+
+    def __init__(
+        self,
+        socket: str | Path | None = None,
+        token: str | None = None,
+        token_file: Path | None = None,
+        target: str | None = None,
+        timeout: float = 10.0,
+        tls: ClientTls | None = None,
+    ) -> None:
+        super().__init__(socket, token, token_file, target, timeout, tls)
+        self._channel: grpc.aio.Channel | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _current_channel(self) -> grpc.aio.Channel:
+        """The channel of the running loop, opened on first use."""
+        loop = asyncio.get_running_loop()
+        if self._channel is None or self._loop is not loop:
+            ep = self._endpoint
+            if ep.credentials is None:
+                self._channel = grpc.aio.insecure_channel(ep.target, options=ep.options)
+            else:
+                self._channel = grpc.aio.secure_channel(
+                    ep.target, ep.credentials, options=ep.options
+                )
+            self._loop = loop
+        return self._channel
+
+    def _stub(self) -> pb_grpc.WalletServiceAsyncStub:
+        """A stub on the running loop's channel (stubs are cheap)."""
+        return pb_grpc.WalletServiceStub(self._current_channel())
+
+    async def pay(
+        self,
+        idempotency_key: str,
+        method: str,
+        url: str,
+        *,
+        payment_required: str = "",
+        body: bytes = b"",
+        labels: Mapping[str, str] | None = None,
+    ) -> PayReceipt:
+        """Pay one 402 demand; see WalletClient.pay."""
+        req = _pay_request(idempotency_key, method, url, payment_required, body, labels)
+        with map_rpc_errors():
+            resp = await self._stub().Pay(
+                req, timeout=self._timeout, metadata=self._metadata, wait_for_ready=True
+            )
+        return _receipt(resp)
+
+    async def report_outcome(
+        self, payment_id: str, http_status: int, payment_response: str = ""
+    ) -> str:
+        """Tell the daemon what the paid request returned; returns the payment's status."""
+        req = pb.ReportOutcomeRequest(
+            payment_id=payment_id, http_status=http_status, payment_response=payment_response
+        )
+        with map_rpc_errors():
+            resp = await self._stub().ReportOutcome(
+                req, timeout=self._timeout, metadata=self._metadata
+            )
+        return resp.status
+
+    async def get_budget(self) -> BudgetState:
+        """What remains in each of this client's budget windows."""
+        with map_rpc_errors():
+            resp = await self._stub().GetBudget(
+                pb.GetBudgetRequest(), timeout=self._timeout, metadata=self._metadata
+            )
+        return _budget_state(resp)
+
+    async def list_payments(self, limit: int = 100) -> list[PaymentView]:
+        """This client's payments, newest first."""
+        with map_rpc_errors():
+            resp = await self._stub().ListPayments(
+                pb.ListPaymentsRequest(limit=limit), timeout=self._timeout, metadata=self._metadata
+            )
+        return [_payment_view(p) for p in resp.payments]
+
+    async def health(self) -> bool:
+        """True when the daemon answers and its wallet service is SERVING."""
+        check = self._current_channel().unary_unary(
+            HEALTH_CHECK, request_serializer=None, response_deserializer=None
+        )
+        try:
+            data = await check(_health_request(SERVICE_NAME), timeout=self._timeout)
+        except grpc.RpcError:
+            return False
+        return isinstance(data, bytes) and _health_serving(data)
+
+    async def close(self) -> None:
+        """Close the channel of the running loop, if one was opened."""
+        channel, self._channel, self._loop = self._channel, None, None
+        if channel is not None:
+            await channel.close(grace=None)
+
+    async def __aenter__(self) -> AsyncWalletClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

@@ -1,0 +1,248 @@
+"""Build the daemon's gRPC server: wallet service, health and reflection.
+
+Two kinds of listener:
+
+* a Unix socket, the normal case: plaintext, protected by its mode (0600) and the
+  bearer token. It is bound under umask 0o077, so there is no moment when another
+  user could connect, and chmod-ed again after start;
+* TCP, only with TLS (optionally mutual): a token sent in the clear over a
+  network would be a credential leak, so a TCP listener without TLS is refused.
+
+The server is the synchronous ``grpc.server`` because the service layer is
+synchronous; ``max_workers`` bounds concurrent RPCs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import stat
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from walletd.errors import InvalidRequestError
+from walletd.rpc.permissions import SERVICE_NAME
+from walletd.rpc.servicer import WalletServicer
+from walletd.service.ports import WalletApi
+from walletd.v1 import wallet_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+MAX_UNIX_PATH_BYTES = 107
+"""sockaddr_un.sun_path holds 108 bytes including the terminating NUL (Linux)."""
+
+SOCKET_MODE = 0o600
+
+_SERVER_OPTIONS = [
+    # Without this, Linux lets a second daemon bind the same TCP port and steal
+    # half the connections.
+    ("grpc.so_reuseport", 0),
+]
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM files for a TCP listener; ``client_ca`` turns on mutual TLS."""
+
+    cert: Path
+    key: Path
+    client_ca: Path | None = None
+
+    def server_credentials(self) -> grpc.ServerCredentials:
+        """Server credentials; a client certificate is required iff ``client_ca`` is set."""
+        ca = _read_pem(self.client_ca) if self.client_ca else None
+        return grpc.ssl_server_credentials(
+            [(_read_pem(self.key), _read_pem(self.cert))],
+            root_certificates=ca,
+            require_client_auth=ca is not None,
+        )
+
+
+def _read_pem(path: Path) -> bytes:
+    """The bytes of a PEM file, or InvalidRequestError naming the file."""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InvalidRequestError(
+            f"cannot read TLS file {path}: {exc.strerror}", {"path": str(path)}
+        ) from exc
+
+
+class RpcServer:
+    """A built (not yet started) gRPC server and the health state that goes with it."""
+
+    def __init__(
+        self,
+        server: grpc.Server,
+        health_servicer: health.HealthServicer,
+        addresses: list[str],
+        socket_path: Path | None,
+    ) -> None:
+        self._server = server
+        self._health = health_servicer
+        self.addresses: tuple[str, ...] = tuple(addresses)
+        self._socket_path = socket_path
+
+    @property
+    def address(self) -> str:
+        """The first listener as a gRPC target (``unix:///...`` or ``host:port``)."""
+        return self.addresses[0]
+
+    def start(self) -> None:
+        """Start serving, then tighten the socket mode and report SERVING."""
+        self._server.start()
+        if self._socket_path is not None:
+            os.chmod(self._socket_path, SOCKET_MODE)
+        for service in ("", SERVICE_NAME):
+            self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        log.info("walletd gRPC serving on %s", ", ".join(self.addresses))
+
+    def stop(self, grace: float) -> None:
+        """Report NOT_SERVING, refuse new RPCs, and give running ones ``grace`` seconds."""
+        self._health.enter_graceful_shutdown()
+        self._server.stop(grace).wait()
+        log.info("walletd gRPC stopped")
+
+    def wait(self) -> None:
+        """Block until the server has stopped."""
+        self._server.wait_for_termination()
+
+    def __enter__(self) -> RpcServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop(grace=0)
+
+
+def build_server(
+    api: WalletApi,
+    *,
+    socket_path: Path | None = None,
+    listen: str | None = None,
+    tls: TlsFiles | None = None,
+    max_workers: int = 16,
+) -> RpcServer:
+    """A server for ``api`` on a Unix socket and/or a TLS TCP listener; call start()."""
+    _check_listeners(socket_path, listen, tls)
+    server = grpc.server(
+        ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="walletd-rpc"),
+        options=_SERVER_OPTIONS,
+    )
+    wallet_pb2_grpc.add_WalletServiceServicer_to_server(WalletServicer(api), server)
+    health_servicer = _add_health(server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    addresses = []
+    if socket_path is not None:
+        socket_path = socket_path.absolute()
+        addresses.append(bind_unix(server, socket_path))
+    if listen is not None and tls is not None:
+        addresses.append(bind_tcp(server, listen, tls))
+    return RpcServer(server, health_servicer, addresses, socket_path)
+
+
+def _check_listeners(socket_path: Path | None, listen: str | None, tls: TlsFiles | None) -> None:
+    """Refuse a configuration with no listener, TCP without TLS, or TLS without TCP."""
+    if socket_path is None and listen is None:
+        raise InvalidRequestError("no listener: give a socket path or --listen HOST:PORT")
+    if listen is not None and tls is None:
+        raise InvalidRequestError(
+            "refusing a TCP listener without TLS: give --tls-cert and --tls-key",
+            {"listen": listen},
+        )
+    if tls is not None and listen is None:
+        raise InvalidRequestError("TLS files given without --listen HOST:PORT")
+
+
+def _add_health(server: grpc.Server) -> health.HealthServicer:
+    """Register gRPC health; the wallet service is NOT_SERVING until start()."""
+    servicer = health.HealthServicer()
+    servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.NOT_SERVING)
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    return servicer
+
+
+def bind_unix(server: grpc.Server, path: Path) -> str:
+    """Bind ``path`` with mode 0600 from the first moment; returns the gRPC target.
+
+    grpc itself unlinks whatever is at the path before binding, so the check for
+    a live daemon must happen here, or a second daemon would silently take over
+    the first one's socket.
+    """
+    if len(os.fsencode(path)) > MAX_UNIX_PATH_BYTES:
+        raise InvalidRequestError(
+            f"socket path longer than {MAX_UNIX_PATH_BYTES} bytes: {path}", {"socket": str(path)}
+        )
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    remove_stale_socket(path)
+    target = f"unix://{path}"
+    old_umask = os.umask(0o077)
+    try:
+        server.add_insecure_port(target)
+    except RuntimeError as exc:
+        raise InvalidRequestError(f"cannot bind {path}", {"socket": str(path)}) from exc
+    finally:
+        os.umask(old_umask)
+    return target
+
+
+def remove_stale_socket(path: Path) -> None:
+    """Remove a socket file left by a dead daemon; refuse anything else at ``path``."""
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise InvalidRequestError(f"{path} exists and is not a socket", {"socket": str(path)})
+    if socket_answers(path):
+        raise InvalidRequestError(
+            f"another walletd is already listening on {path}", {"socket": str(path)}
+        )
+    log.info("removing stale socket %s", path)
+    path.unlink(missing_ok=True)
+
+
+def socket_answers(path: Path) -> bool:
+    """True when something accepts connections on the Unix socket ``path``.
+
+    Only "connection refused" (nobody listening) and "no such file" count as dead;
+    any other failure (e.g. permission denied: another user's socket) is treated
+    as alive, so the daemon never deletes what it cannot prove is stale.
+    """
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(os.fspath(path))
+        except (ConnectionRefusedError, FileNotFoundError):
+            return False
+        except OSError:
+            return True
+    return True
+
+
+def bind_tcp(server: grpc.Server, listen: str, tls: TlsFiles) -> str:
+    """Bind ``HOST:PORT`` with TLS; returns ``host:port`` with the real port (for :0)."""
+    host, sep, _ = listen.rpartition(":")
+    if not sep or not host:
+        raise InvalidRequestError(f"--listen must be HOST:PORT, got {listen!r}", {"listen": listen})
+    try:
+        port = server.add_secure_port(listen, tls.server_credentials())
+    except RuntimeError as exc:
+        raise InvalidRequestError(f"cannot listen on {listen}", {"listen": listen}) from exc
+    if port == 0:
+        raise InvalidRequestError(f"cannot listen on {listen}", {"listen": listen})
+    return f"{host}:{port}"

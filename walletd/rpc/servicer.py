@@ -1,0 +1,189 @@
+"""The generated WalletService servicer, as a thin adapter onto WalletApi.
+
+Each RPC does the same four things, in ``_call``: take the bearer token from the
+metadata, authenticate it, check the method's scope, and turn WalletdError into a
+rich status. The per-RPC methods only convert protos to domain objects and back
+(amounts are decimal strings on the wire, ints inside). Business rules live in
+the service layer, never here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+import grpc
+
+from walletd.domain.budget import BudgetState, WindowState
+from walletd.domain.payment import Caller, PayCommand, PaymentView, PayReceipt
+from walletd.errors import InvalidRequestError, PermissionDeniedError, UnauthenticatedError
+from walletd.rpc import permissions
+from walletd.rpc.status import status_for_exception
+from walletd.service.ports import WalletApi
+from walletd.v1 import wallet_pb2 as pb, wallet_pb2_grpc as pb_grpc
+
+R = TypeVar("R")
+
+DEFAULT_LIST_LIMIT = 100
+"""ListPayments limit when the request leaves it 0 (proto3's "not set")."""
+
+_BEARER = "bearer "
+
+
+def bearer_token(context: grpc.ServicerContext) -> str:
+    """The token of the ``authorization: Bearer <token>`` metadata, or Unauthenticated."""
+    for key, value in context.invocation_metadata():
+        if key == "authorization" and isinstance(value, str):
+            if value[: len(_BEARER)].lower() == _BEARER and value[len(_BEARER) :].strip():
+                return value[len(_BEARER) :].strip()
+            break
+    raise UnauthenticatedError("missing or malformed 'authorization: Bearer <token>' metadata")
+
+
+def check_scope(caller: Caller, method: str) -> None:
+    """Raise PermissionDeniedError unless the caller's token may call ``method``."""
+    if not permissions.allowed(method, caller.scopes):
+        needed = sorted(permissions.METHOD_SCOPES.get(method, frozenset()))
+        raise PermissionDeniedError(
+            f"token of {caller.name!r} lacks the scope for {method}",
+            {"method": method, "needed": ",".join(needed)},
+        )
+
+
+def _amount(value: int | None) -> str:
+    """An atomic amount as its wire form; None (no limit) is the empty string."""
+    return "" if value is None else str(value)
+
+
+def pay_command(request: pb.PayRequest) -> PayCommand:
+    """The domain command for one PayRequest."""
+    return PayCommand(
+        idempotency_key=request.idempotency_key,
+        method=request.method,
+        url=request.url,
+        payment_required=request.payment_required,
+        body=request.body,
+        labels=dict(request.labels),
+    )
+
+
+def pay_response(receipt: PayReceipt) -> pb.PayResponse:
+    """The wire form of a PayReceipt."""
+    return pb.PayResponse(
+        payment_id=receipt.payment_id,
+        header_name=receipt.header_name,
+        header_value=receipt.header_value,
+        amount=_amount(receipt.amount),
+        payee=receipt.payee,
+        network=receipt.network,
+        valid_before=receipt.valid_before,
+        reused=receipt.reused,
+    )
+
+
+def budget_window(state: WindowState) -> pb.BudgetWindow:
+    """The wire form of one window; an unlimited limit/remaining is ""."""
+    return pb.BudgetWindow(
+        window=state.window,
+        limit=_amount(state.limit),
+        spent=_amount(state.spent),
+        remaining=_amount(state.remaining),
+    )
+
+
+def budget_response(state: BudgetState) -> pb.GetBudgetResponse:
+    """The wire form of a BudgetState."""
+    return pb.GetBudgetResponse(
+        client=state.client,
+        windows=[budget_window(w) for w in state.windows],
+        frozen=state.frozen,
+    )
+
+
+def payment_message(view: PaymentView) -> pb.Payment:
+    """The wire form of one ledger row."""
+    return pb.Payment(
+        payment_id=view.payment_id,
+        client=view.client,
+        status=view.status,
+        amount=_amount(view.amount),
+        payee=view.payee,
+        network=view.network,
+        url=view.url,
+        created_at=view.created_at,
+        valid_before=view.valid_before,
+        nonce=view.nonce,
+        labels=dict(view.labels),
+    )
+
+
+def list_limit(request: pb.ListPaymentsRequest) -> int:
+    """The requested page size: 0 means the default, negative is refused."""
+    if request.limit < 0:
+        raise InvalidRequestError("limit must not be negative", {"limit": str(request.limit)})
+    return request.limit or DEFAULT_LIST_LIMIT
+
+
+class WalletServicer(pb_grpc.WalletServiceServicer):
+    """Serves walletd.v1.WalletService by calling a WalletApi."""
+
+    def __init__(self, api: WalletApi) -> None:
+        self._api = api
+
+    def _call(
+        self, context: grpc.ServicerContext, method: str, handler: Callable[[Caller], R]
+    ) -> R:
+        """Authenticate, authorize and run ``handler``; errors become rich statuses.
+
+        ``abort_with_status`` raises, so the return after it is never reached; the
+        abort happens outside the ``try`` so its own exception is not caught.
+        """
+        try:
+            caller = self._api.authenticate(bearer_token(context))
+            check_scope(caller, method)
+            return handler(caller)
+        except Exception as exc:  # every exception must become a status
+            status = status_for_exception(exc)
+        context.abort_with_status(status)
+
+    def Pay(self, request: pb.PayRequest, context: grpc.ServicerContext) -> pb.PayResponse:
+        """Pay one 402 demand."""
+        return self._call(
+            context,
+            permissions.PAY,
+            lambda caller: pay_response(self._api.pay(caller, pay_command(request))),
+        )
+
+    def ReportOutcome(
+        self, request: pb.ReportOutcomeRequest, context: grpc.ServicerContext
+    ) -> pb.ReportOutcomeResponse:
+        """Record what the client saw after paying."""
+
+        def handler(caller: Caller) -> pb.ReportOutcomeResponse:
+            status = self._api.report_outcome(
+                caller, request.payment_id, request.http_status, request.payment_response
+            )
+            return pb.ReportOutcomeResponse(status=status)
+
+        return self._call(context, permissions.REPORT_OUTCOME, handler)
+
+    def GetBudget(
+        self, request: pb.GetBudgetRequest, context: grpc.ServicerContext
+    ) -> pb.GetBudgetResponse:
+        """What remains in each of the caller's windows."""
+        return self._call(
+            context,
+            permissions.GET_BUDGET,
+            lambda caller: budget_response(self._api.get_budget(caller)),
+        )
+
+    def ListPayments(
+        self, request: pb.ListPaymentsRequest, context: grpc.ServicerContext
+    ) -> pb.ListPaymentsResponse:
+        """The caller's own payments, newest first."""
+
+        def handler(caller: Caller) -> pb.ListPaymentsResponse:
+            views = self._api.list_payments(caller, list_limit(request))
+            return pb.ListPaymentsResponse(payments=[payment_message(v) for v in views])
+
+        return self._call(context, permissions.LIST_PAYMENTS, handler)
