@@ -69,14 +69,18 @@ class WalletHome:
     def socket(self) -> Path:
         return self.data_dir / "walletd.sock"
 
-    def run(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, check: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
         """Run `walletd ARGS` (adds --data-dir to commands that take it)."""
         argv = [sys.executable, "-m", "walletd", *args]
         proc = subprocess.run(
             argv, capture_output=True, text=True, env=self.env, timeout=timeout, check=False
         )
         if check and proc.returncode != 0:
-            raise AssertionError(f"walletd {' '.join(args)} failed {proc.returncode}:\n{proc.stderr}")
+            raise AssertionError(
+                f"walletd {' '.join(args)} failed {proc.returncode}:\n{proc.stderr}"
+            )
         return proc
 
     def admin(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
