@@ -1,0 +1,33 @@
+"""The README's first command runs to the end and leaves no process behind."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as stat:  # a zombie is gone for our purposes
+        return stat.read().split()[2] != "Z"
+
+
+@pytest.mark.slow
+def test_demo_pays_three_requests_and_stops_everything() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "walletd.devnet.demo"], capture_output=True, text=True, timeout=180
+    )
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    out = proc.stdout
+    assert "moved on chain: 0.026000 USDC; ledger says 0.026000 USDC" in out
+    assert out.count("settled in tx 0x") == 3
+    pids = [int(p) for p in re.findall(r"\(pid (\d+)", out)]
+    assert len(pids) == 2  # anvil and walletd serve
+    assert not any(_alive(pid) for pid in pids)
