@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import stat
+import subprocess
+import sys
+from pathlib import Path
+
+from eth_account import Account
 
 from tests.plugins.daemon import Daemon, WalletHome, demand_header
 from walletd.client import WalletClient
@@ -115,3 +121,22 @@ def test_serve_refuses_an_out_of_date_ledger_and_auto_migrate_fixes_it(
 
 def test_socket_is_owner_only(wallet_home: WalletHome, daemon: Daemon) -> None:
     assert stat.S_IMODE(wallet_home.socket.stat().st_mode) == 0o600
+
+
+def test_init_imports_a_v3_keystore(tmp_path: Path) -> None:
+    account = Account.create()
+    v3 = tmp_path / "v3.json"
+    v3.write_text(
+        json.dumps(Account.encrypt(account.key, "v3-pass", kdf="scrypt", iterations=1024))
+    )
+    (tmp_path / "v3pass").write_text("v3-pass\n")
+    (tmp_path / "pass").write_text("new-pass\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WALLETD_")}
+    argv = [
+        sys.executable, "-m", "walletd", "init", "--data-dir", str(tmp_path / "d"),
+        "--passphrase-file", str(tmp_path / "pass"), "--import-keystore", str(v3),
+        "--keystore-passphrase-file", str(tmp_path / "v3pass"), "--kdf-log-n", "10", "--json",
+    ]  # fmt: skip
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["address"] == account.address
