@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-EXTRAS := server,devnet,dev
+EXTRAS := server,devnet,openai,dev
 
 .PHONY: setup demo test check stress bench protos contracts clean
 

@@ -32,9 +32,10 @@ def main() -> None:
 
 
 def _register() -> None:
-    from walletd.cli import admin, daemon_cmds, pay
+    from walletd.cli import admin, api_cmds, daemon_cmds, pay
 
-    for command in (*daemon_cmds.COMMANDS, *admin.COMMANDS, *pay.COMMANDS):
+    groups = (daemon_cmds, admin, pay, api_cmds)
+    for command in (cmd for group in groups for cmd in group.COMMANDS):
         main.add_command(command)
 
 

@@ -5,13 +5,61 @@
     with WalletClient() as wallet:           # $WALLETD_SOCKET, $WALLETD_TOKEN_FILE
         receipt = wallet.pay(key, "GET", url, payment_required=header)
 
-This package is the base install: it needs grpcio and protobuf only, and must
-never import the daemon's modules (database, keys, service layer).
+Paying HTTP requests (see _auth, _cluster, _http, _openai):
+
+    with ClusterClient("https://api.example/v1") as api:   # walletd pays each 402
+        print(api.chat("llama-3.3-70b", "hello").text)
+
+    client = OpenAI(base_url=url, api_key="x402", http_client=openai_http_client(url))
+
+This package is the base install: it needs grpcio, protobuf and httpx only, and
+must never import the daemon's modules (database, keys, service layer). The
+openai helpers load ``openai`` only when first used.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+from walletd.client._api_errors import (
+    ClusterAuthenticationError,
+    ClusterBadRequestError,
+    ClusterConnectionError,
+    ClusterError,
+    ClusterNotFoundError,
+    ClusterRateLimitError,
+    ClusterServerError,
+    ClusterUnavailableError,
+    PaymentRejectedError,
+    PaymentRequiredError,
+)
+from walletd.client._auth import (
+    IDEMPOTENCY_HEADER,
+    Demand,
+    PaymentAttempt,
+    WalletdAuth,
+    guard_payment_header,
+    new_idempotency_key,
+    payment_attempt,
+)
+from walletd.client._cluster import (
+    AsyncChatStream,
+    AsyncClusterClient,
+    ChatResult,
+    ChatStream,
+    ClusterClient,
+    ImagesResult,
+    ModelInfo,
+    RetryPolicy,
+    api_root,
+)
 from walletd.client._errors import error_from_rpc, map_rpc_errors
+from walletd.client._http import (
+    async_http_client,
+    async_openai_http_client,
+    http_client,
+    openai_http_client,
+)
 from walletd.client._wallet import (
     AsyncWalletClient,
     ClientTls,
@@ -42,34 +90,79 @@ from walletd.errors import (
     WrongPassphraseError,
 )
 
+_OPENAI_NAMES = frozenset({"WalletdPaymentError", "async_walletd_openai", "walletd_openai"})
+
+
+def __getattr__(name: str) -> Any:
+    """The openai helpers, imported on first use (they need the ``openai`` extra)."""
+    if name in _OPENAI_NAMES:
+        from walletd.client import _openai
+
+        return getattr(_openai, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
+    "IDEMPOTENCY_HEADER",
+    "AsyncChatStream",
+    "AsyncClusterClient",
     "AsyncWalletClient",
     "AuthError",
     "BudgetExceededError",
     "BudgetState",
     "ChainError",
+    "ChatResult",
+    "ChatStream",
     "ClientTls",
+    "ClusterAuthenticationError",
+    "ClusterBadRequestError",
+    "ClusterClient",
+    "ClusterConnectionError",
+    "ClusterError",
+    "ClusterNotFoundError",
+    "ClusterRateLimitError",
+    "ClusterServerError",
+    "ClusterUnavailableError",
     "DaemonUnavailableError",
+    "Demand",
     "FrozenError",
     "IdempotencyConflictError",
+    "ImagesResult",
     "InsufficientFundsError",
     "InvalidDemandError",
     "InvalidRequestError",
     "KeyStoreError",
+    "ModelInfo",
     "NotFoundError",
     "PayReceipt",
+    "PaymentAttempt",
+    "PaymentRejectedError",
+    "PaymentRequiredError",
     "PaymentView",
     "PermissionDeniedError",
     "PolicyDeniedError",
     "RefusedError",
+    "RetryPolicy",
     "SchemaOutOfDateError",
     "StorageError",
     "UnauthenticatedError",
     "WalletClient",
+    "WalletdAuth",
     "WalletdError",
+    "WalletdPaymentError",
     "WindowState",
     "WrongPassphraseError",
+    "api_root",
+    "async_http_client",
+    "async_openai_http_client",
+    "async_walletd_openai",
     "default_socket_path",
     "error_from_rpc",
+    "guard_payment_header",
+    "http_client",
     "map_rpc_errors",
+    "new_idempotency_key",
+    "openai_http_client",
+    "payment_attempt",
+    "walletd_openai",
 ]

@@ -1,0 +1,102 @@
+"""Fixtures for the thin client: one daemon per module, a funded wallet per test.
+
+Starting a wallet (init + client + budget + serve) costs seconds, so one daemon
+serves a whole module; each test gets a chain snapshot (``chain``), fresh USDC
+and looks only at the ledger rows it created.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.plugins.chain import Chain
+from tests.plugins.daemon import PASSPHRASE, Daemon, WalletHome, _short_tmp
+from tests.plugins.devnet import DevnetApi
+from walletd.client import PaymentView, WalletClient
+
+FUNDS = 1_000_000  # 1 USDC
+CHAT_PRICE = 3000
+IMAGE_PRICE = 20000
+CHAT_MODEL = "llama-3.3-70b"
+IMAGE_MODEL = "flux-dev"
+
+
+@dataclass
+class Wallet:
+    """The module's running daemon and one client token, as a test sees them."""
+
+    home: WalletHome
+    token_file: Path
+    api: DevnetApi
+    chain: Chain
+    seen: frozenset[str] = frozenset()
+
+    @property
+    def socket(self) -> Path:
+        return self.home.socket
+
+    @property
+    def address(self) -> str:
+        return self.home.address
+
+    def client(self) -> WalletClient:
+        return WalletClient(socket=self.socket, token_file=self.token_file, timeout=30)
+
+    def new_payments(self) -> list[PaymentView]:
+        """Ledger rows made since the test started, oldest first."""
+        with self.client() as wallet:
+            rows = wallet.list_payments(limit=1000)
+        return [r for r in reversed(rows) if r.payment_id not in self.seen]
+
+    def balances(self) -> tuple[int, int]:
+        """(our USDC, the payee's USDC)."""
+        return self.chain.usdc_balance(self.address), self.chain.usdc_balance(self.api.pay_to)
+
+    def env(self) -> dict[str, str]:
+        """Environment for a `walletd` subprocess that finds this daemon."""
+        env = dict(self.home.env)
+        env["WALLETD_SOCKET"] = str(self.socket)
+        env["WALLETD_TOKEN_FILE"] = str(self.token_file)
+        return env
+
+
+@pytest.fixture(scope="module")
+def module_daemon() -> Iterator[tuple[WalletHome, Path]]:
+    """An initialised wallet with client `svc` (daily budget 5 USD) and its daemon."""
+    root = _short_tmp()
+    passfile = root / "passphrase"
+    passfile.write_text(PASSPHRASE + "\n")
+    passfile.chmod(0o600)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WALLETD_")}
+    env.pop("CREDENTIALS_DIRECTORY", None)
+    home = WalletHome(root, root / "data", passfile, env=env)
+    out = home.run(
+        "init", "--data-dir", str(home.data_dir), "--passphrase-file", str(passfile),
+        "--kdf-log-n", "10",
+    )  # fmt: skip
+    home.address = out.stdout.splitlines()[-1]
+    token = home.add_client("svc")
+    home.admin("budget", "set", "svc", "--daily", "5")
+    daemon = Daemon(home)
+    try:
+        yield home, token
+    finally:
+        code = daemon.stop()
+        shutil.rmtree(root, ignore_errors=True)
+        assert code == 0
+
+
+@pytest.fixture
+def wallet(module_daemon: tuple[WalletHome, Path], chain: Chain, devnet_api: DevnetApi) -> Wallet:
+    """The module's daemon with 1 USDC minted for this test (rolled back after it)."""
+    home, token = module_daemon
+    chain.mint(home.address, FUNDS)
+    found = Wallet(home, token, devnet_api, chain)
+    found.seen = frozenset(p.payment_id for p in found.new_payments())
+    return found

@@ -1,0 +1,183 @@
+"""``walletd chat``, ``walletd image``, ``walletd models``: the paid API from a shell.
+
+They pay through the running daemon (``--socket``/``$WALLETD_SOCKET``,
+``--token-file``/``$WALLETD_TOKEN_FILE``) or, with ``--api-key-file``, use an API
+key and no payment. Only the thin client is imported: these work with
+``pip install walletd`` alone.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from walletd.cli._output import emit, json_option
+
+if TYPE_CHECKING:
+    from walletd.client import ClusterClient, PaymentAttempt
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def api_options(func: F) -> F:
+    """``--base-url``, ``--socket``, ``--token-file``, ``--api-key-file``, ``--prepay``."""
+    for option in reversed(
+        (
+            click.option("--base-url", required=True, envvar="WALLETD_API_BASE_URL",
+                         help="The API root, e.g. https://host/v1."),
+            click.option("--socket", envvar="WALLETD_SOCKET", default=None, help="Daemon socket."),
+            click.option("--token-file", envvar="WALLETD_TOKEN_FILE", default=None,
+                         type=click.Path(path_type=Path, exists=True, dir_okay=False),
+                         help="File holding the client token."),
+            click.option("--api-key-file", default=None,
+                         type=click.Path(path_type=Path, exists=True, dir_okay=False),
+                         help="Use this API key instead of paying."),
+        )
+    ):  # fmt: skip
+        func = option(func)
+    return func
+
+
+def _client(
+    base_url: str, socket: str | None, token_file: Path | None, api_key_file: Path | None
+) -> ClusterClient:
+    """A ClusterClient in API-key mode or payment mode."""
+    from walletd.client import ClusterClient
+
+    if api_key_file is not None:
+        key = api_key_file.read_text().strip()
+        if not key:
+            raise click.UsageError(f"{api_key_file} is empty")
+        return ClusterClient(base_url, api_key=key)
+    return ClusterClient(base_url, socket=socket, token_file=token_file)
+
+
+def _payment_data(payment: PaymentAttempt | None) -> dict[str, Any] | None:
+    """The payment facts for ``--json`` (amount as an atomic-unit string)."""
+    if payment is None:
+        return None
+    return {
+        "payment_id": payment.receipt.payment_id,
+        "amount": str(payment.receipt.amount),
+        "payee": payment.receipt.payee,
+        "network": payment.receipt.network,
+        "transaction": str(payment.settlement.get("transaction", "")),
+        "reused": payment.receipt.reused,
+    }
+
+
+@click.command()
+@api_options
+@click.option("--model", required=True)
+@click.option("--stream", is_flag=True, help="Print the answer as it arrives.")
+@click.option("--max-tokens", type=click.IntRange(min=1), default=None)
+@click.option("--temperature", type=float, default=None)
+@click.option("--provider", default="venice", show_default=True)
+@click.argument("prompt")
+@json_option
+def chat(
+    base_url: str,
+    socket: str | None,
+    token_file: Path | None,
+    api_key_file: Path | None,
+    model: str,
+    stream: bool,
+    max_tokens: int | None,
+    temperature: float | None,
+    provider: str,
+    prompt: str,
+    as_json: bool,
+) -> None:
+    """Ask MODEL one PROMPT and print the answer (walletd pays if asked to)."""
+    args: dict[str, Any] = {
+        "max_tokens": max_tokens,
+        "temperature": temperature,
+        "provider": provider,
+    }
+    with _client(base_url, socket, token_file, api_key_file) as api:
+        if stream and not as_json:
+            with api.chat_stream(model, prompt, **args) as deltas:
+                for delta in deltas:
+                    click.echo(delta, nl=False)
+                    sys.stdout.flush()  # as it arrives, even into a pipe
+            click.echo()
+            return
+        result = api.chat(model, prompt, **args)
+    data = {
+        "text": result.text,
+        "model": result.model,
+        "finish_reason": result.finish_reason,
+        "usage": dict(result.usage),
+        "payment": _payment_data(result.payment),
+    }
+    emit(as_json, data, [result.text])
+
+
+def _image_paths(out: Path, n: int) -> list[Path]:
+    """``out`` for one image; ``out-1.png``... for several."""
+    if n == 1:
+        return [out]
+    return [out.with_name(f"{out.stem}-{i}{out.suffix or '.png'}") for i in range(1, n + 1)]
+
+
+@click.command()
+@api_options
+@click.option("--model", required=True)
+@click.option("--n", "count", type=click.IntRange(1, 4), default=1, show_default=True)
+@click.option("--size", default="1024x1024", show_default=True, help="WxH")
+@click.option("--provider", default="venice", show_default=True)
+@click.option("--out", required=True, type=click.Path(path_type=Path, dir_okay=False),
+              help="Where to write the PNG (FILE-1.png... when --n > 1).")  # fmt: skip
+@click.argument("prompt")
+@json_option
+def image(
+    base_url: str,
+    socket: str | None,
+    token_file: Path | None,
+    api_key_file: Path | None,
+    model: str,
+    count: int,
+    size: str,
+    provider: str,
+    out: Path,
+    prompt: str,
+    as_json: bool,
+) -> None:
+    """Generate images for PROMPT and write them as PNG files."""
+    with _client(base_url, socket, token_file, api_key_file) as api:
+        result = api.images_result(model, prompt, n=count, size=size, provider=provider)
+    paths = _image_paths(out, len(result.images))
+    for path, data in zip(paths, result.images, strict=True):
+        path.write_bytes(data)
+    emit(
+        as_json,
+        {"files": [str(p) for p in paths], "payment": _payment_data(result.payment)},
+        [f"wrote {p} ({len(d)} bytes)" for p, d in zip(paths, result.images, strict=True)],
+    )
+
+
+@click.command()
+@api_options
+@json_option
+def models(
+    base_url: str,
+    socket: str | None,
+    token_file: Path | None,
+    api_key_file: Path | None,
+    as_json: bool,
+) -> None:
+    """List the API's models."""
+    with _client(base_url, socket, token_file, api_key_file) as api:
+        found = api.models()
+    emit(
+        as_json,
+        {"models": [{"id": m.id, "type": m.type, "owned_by": m.owned_by} for m in found]},
+        [f"{m.id}\t{m.type}" for m in found],
+    )
+
+
+COMMANDS = (chat, image, models)

@@ -1,0 +1,163 @@
+"""Errors of the paid API (Cluster Protocol and alike), as one small branch of walletd's tree.
+
+They subclass ``WalletdError`` so the CLI and callers handle them like every
+other walletd failure; the server's facts (HTTP status, error code and type)
+live in ``details`` as strings, which keeps the ``(message, details)``
+constructor every class of the tree shares::
+
+    WalletdError
+    └── ClusterError                    API_ERROR            any other status
+        ├── ClusterBadRequestError      API_BAD_REQUEST      400
+        ├── ClusterAuthenticationError  API_UNAUTHORIZED     401
+        ├── PaymentRequiredError        API_PAYMENT_REQUIRED 402, nothing was paid
+        │   └── PaymentRejectedError    API_PAYMENT_REJECTED 402 after a payment was sent
+        ├── ClusterNotFoundError        API_NOT_FOUND        404
+        ├── ClusterRateLimitError       API_RATE_LIMITED     429
+        ├── ClusterServerError          API_SERVER_ERROR     5xx
+        │   └── ClusterUnavailableError API_UNAVAILABLE      503
+        └── ClusterConnectionError      API_CONNECTION       no answer (transport failure)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from walletd.errors import WalletdError
+
+
+class ClusterError(WalletdError):
+    """The paid API answered with an error (or not at all).
+
+    ``details``: ``status``, ``code``, ``type`` from the server's
+    ``{"error": {"message", "type", "code"}}``.
+    """
+
+    reason = "API_ERROR"
+    grpc_code = "UNKNOWN"
+
+    @property
+    def status(self) -> int:
+        """The HTTP status (0 when there was no answer)."""
+        raw = self.details.get("status", "0")
+        return int(raw) if raw.isdigit() else 0
+
+    @property
+    def code(self) -> str:
+        """The server's machine-readable error code, e.g. ``model_not_found``."""
+        return self.details.get("code", "")
+
+    @property
+    def type(self) -> str:
+        """The server's error type, e.g. ``invalid_request_error``."""
+        return self.details.get("type", "")
+
+
+class ClusterBadRequestError(ClusterError):
+    """400: the request body was refused."""
+
+    reason = "API_BAD_REQUEST"
+    grpc_code = "INVALID_ARGUMENT"
+
+
+class ClusterAuthenticationError(ClusterError):
+    """401: the API key was refused."""
+
+    reason = "API_UNAUTHORIZED"
+    grpc_code = "UNAUTHENTICATED"
+
+
+class PaymentRequiredError(ClusterError):
+    """402 and nothing was paid (no wallet configured, or the origin is not ours)."""
+
+    reason = "API_PAYMENT_REQUIRED"
+    grpc_code = "FAILED_PRECONDITION"
+
+
+class PaymentRejectedError(PaymentRequiredError):
+    """402 although a payment was sent: the server refused it.
+
+    ``details``: ``payment_id``, ``payment_reason`` (the server's errorReason,
+    e.g. ``invalid_exact_evm_nonce_already_used`` when a retried payment had
+    already settled), ``reused`` ("true" when walletd handed back a payment
+    sent on an earlier attempt of the same request).
+    """
+
+    reason = "API_PAYMENT_REJECTED"
+    grpc_code = "FAILED_PRECONDITION"
+
+    @property
+    def payment_id(self) -> str:
+        """walletd's id of the refused payment."""
+        return self.details.get("payment_id", "")
+
+    @property
+    def payment_reason(self) -> str:
+        """Why the server refused it, in its own words."""
+        return self.details.get("payment_reason", "")
+
+
+class ClusterNotFoundError(ClusterError):
+    """404: unknown path or model."""
+
+    reason = "API_NOT_FOUND"
+    grpc_code = "NOT_FOUND"
+
+
+class ClusterRateLimitError(ClusterError):
+    """429, after the retries ran out."""
+
+    reason = "API_RATE_LIMITED"
+    grpc_code = "RESOURCE_EXHAUSTED"
+
+
+class ClusterServerError(ClusterError):
+    """5xx, after the retries ran out."""
+
+    reason = "API_SERVER_ERROR"
+    grpc_code = "INTERNAL"
+
+
+class ClusterUnavailableError(ClusterServerError):
+    """503, after the retries ran out."""
+
+    reason = "API_UNAVAILABLE"
+    grpc_code = "UNAVAILABLE"
+
+
+class ClusterConnectionError(ClusterError):
+    """No complete answer: connection refused or dropped, or a timeout."""
+
+    reason = "API_CONNECTION"
+    grpc_code = "UNAVAILABLE"
+
+
+_BY_STATUS: Mapping[int, type[ClusterError]] = {
+    400: ClusterBadRequestError,
+    401: ClusterAuthenticationError,
+    402: PaymentRequiredError,
+    404: ClusterNotFoundError,
+    429: ClusterRateLimitError,
+    503: ClusterUnavailableError,
+}
+
+
+def error_class_for_status(status: int) -> type[ClusterError]:
+    """The class that stands for an HTTP error status."""
+    found = _BY_STATUS.get(status)
+    if found is not None:
+        return found
+    return ClusterServerError if status >= 500 else ClusterError
+
+
+CLUSTER_ERRORS: tuple[type[ClusterError], ...] = (
+    ClusterError,
+    ClusterBadRequestError,
+    ClusterAuthenticationError,
+    PaymentRequiredError,
+    PaymentRejectedError,
+    ClusterNotFoundError,
+    ClusterRateLimitError,
+    ClusterServerError,
+    ClusterUnavailableError,
+    ClusterConnectionError,
+)

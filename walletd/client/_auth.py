@@ -1,0 +1,489 @@
+"""WalletdAuth: an httpx Auth flow that pays x402 demands through the walletd daemon.
+
+Why an Auth flow (and not a transport or event hooks): only an Auth flow can
+re-send a request after seeing its answer while keeping the client's proxies,
+hooks and per-request timeouts; and the openai SDK (2.x, built on httpx) leaves
+the http client's ``auth=`` in charge when it has no auth of its own.
+
+The rules it keeps, because each one is a way to lose money:
+
+* One idempotency key per logical request: the ``Idempotency-Key`` request
+  header if the caller set one, else a new ``req_<uuid4hex>`` that is set on the
+  request. walletd's Pay is idempotent per key, so any layer that re-sends with
+  the same key gets the same signed authorization (same nonce): at most one
+  settlement, however many retries.
+* At most one payment per flow, and only for the configured base origin.
+* A payment header is only ever sent to the exact URL it was made for: a
+  redirect (followed by the client, or replayed from ``response.next_request``)
+  loses it. Clients made by :func:`http_client` do not follow redirects at all.
+* The paid response body is never read here, so streaming works.
+* The outcome (status and ``PAYMENT-RESPONSE``) is reported to walletd best
+  effort: a report that fails is logged, never raised into the application.
+* Nothing raised here subclasses ``httpx.RequestError``: HTTP SDKs retry those,
+  and a retry is another trip through the payment step.
+
+The logic is written once, as a generator of *effects* (send, pay, report, read
+a body); :meth:`WalletdAuth.sync_auth_flow` and :meth:`WalletdAuth.async_auth_flow`
+only perform them with blocking or awaited I/O.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import threading
+import uuid
+from collections.abc import AsyncGenerator, Callable, Generator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from walletd.client._wallet import AsyncWalletClient, WalletClient
+from walletd.domain.payment import PayReceipt
+from walletd.errors import WalletdError
+
+log = logging.getLogger("walletd.client.auth")
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+PAYMENT_HEADERS = ("PAYMENT-SIGNATURE", "X-PAYMENT")
+RESPONSE_HEADERS = ("PAYMENT-RESPONSE", "X-PAYMENT-RESPONSE")
+PAYMENT_EXTENSION = "walletd.payment"
+"""Key of the :class:`PaymentAttempt` left in ``response.extensions`` after a payment."""
+
+PAID_URL_EXTENSION = "walletd.paid_url"
+"""Key, in ``request.extensions``, of the URL a payment header was made for."""
+
+FALLBACK_SUFFIX = ".fallback"
+"""Appended to the idempotency key when a refused pre-payment falls back to a 402 round trip."""
+
+_SDK_RETRIED_STATUSES = frozenset({408, 409, 429})
+
+
+def new_idempotency_key() -> str:
+    """A fresh key, ``req_<uuid4hex>``: also a valid x402 payment-identifier id."""
+    return "req_" + uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class Demand:
+    """The x402 material of one 402: the v2 header value, or else the v1 JSON body."""
+
+    payment_required: str = ""
+    body: bytes = b""
+
+
+@dataclass(frozen=True)
+class PaymentAttempt:
+    """What the flow paid for one response (``response.extensions[PAYMENT_EXTENSION]``).
+
+    ``payment_response`` is the server's PAYMENT-RESPONSE value ("" if none);
+    ``prepaid`` says the header was attached before any 402 was seen.
+    """
+
+    receipt: PayReceipt
+    idempotency_key: str
+    status: int
+    payment_response: str
+    prepaid: bool = False
+
+    @property
+    def settlement(self) -> dict[str, Any]:
+        """The decoded PAYMENT-RESPONSE (``{}`` if absent or malformed)."""
+        return decode_b64_json(self.payment_response)
+
+
+def payment_attempt(response: httpx.Response) -> PaymentAttempt | None:
+    """The payment the flow made for ``response``, if it made one."""
+    found = response.extensions.get(PAYMENT_EXTENSION)
+    return found if isinstance(found, PaymentAttempt) else None
+
+
+def decode_b64_json(value: str) -> dict[str, Any]:
+    """An x402 base64-JSON header as a dict; ``{}`` for anything else (the server is untrusted)."""
+    if not value:
+        return {}
+    try:
+        data = json.loads(base64.b64decode(value, validate=True))
+    except (binascii.Error, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def payment_response_of(response: httpx.Response) -> str:
+    """The settlement header of a response (v2 name first, then v1)."""
+    for name in RESPONSE_HEADERS:
+        value: str = response.headers.get(name, "")
+        if value:
+            return value
+    return ""
+
+
+def has_payment_header(request: httpx.Request) -> bool:
+    """True when the request already carries an x402 payment."""
+    return any(name in request.headers for name in PAYMENT_HEADERS)
+
+
+def strip_payment_headers(request: httpx.Request) -> None:
+    """Remove every x402 payment header from a request."""
+    for name in PAYMENT_HEADERS:
+        request.headers.pop(name, None)
+
+
+def guard_payment_header(request: httpx.Request) -> None:
+    """Drop a payment header that walletd made for another URL (a followed redirect).
+
+    httpx copies all headers but ``Authorization`` to a redirect target, and the
+    request's extensions with them; the URL the payment was made for travels in
+    the extensions, so a mismatch means this hop must not carry it.
+    """
+    paid_url = request.extensions.get(PAID_URL_EXTENSION)
+    if paid_url is not None and paid_url != str(request.url) and has_payment_header(request):
+        log.warning("dropped a payment header on a redirect to %s", request.url.host)
+        strip_payment_headers(request)
+
+
+async def async_guard_payment_header(request: httpx.Request) -> None:
+    """:func:`guard_payment_header` as an AsyncClient event hook (those must be async)."""
+    guard_payment_header(request)
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    """(scheme, host, port) with the default port filled in."""
+    default = {"http": 80, "https": 443}.get(url.scheme)
+    return url.scheme, url.host, url.port or default
+
+
+def _route(request: httpx.Request) -> tuple[tuple[str, str, int | None], str, str]:
+    """The pre-pay cache key: origin, method and path (the query is not part of a route)."""
+    return _origin(request.url), request.method.upper(), request.url.path
+
+
+# ---- effects ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Send:
+    request: httpx.Request
+
+
+@dataclass(frozen=True)
+class _Pay:
+    key: str
+    request: httpx.Request
+    demand: Demand
+
+
+@dataclass(frozen=True)
+class _Report:
+    receipt: PayReceipt
+    status: int
+    payment_response: str
+
+
+@dataclass(frozen=True)
+class _Read:
+    response: httpx.Response
+
+
+_Effect = _Send | _Pay | _Report | _Read
+_Plan = Generator[_Effect, Any, None]
+
+
+class WalletdAuth(httpx.Auth):
+    """Pays x402 402s through walletd; use with ``httpx.Client(auth=...)`` or the openai SDK.
+
+    ``base_url``: when given, only requests to its origin are ever paid.
+    ``prepay``: after a route's first 402, attach a payment to the next request
+    on that route straight away (saves a round trip; see the module docstring).
+    ``wallet``/``async_wallet`` are created on first use from ``socket``,
+    ``token``/``token_file`` (or ``$WALLETD_SOCKET``/``$WALLETD_TOKEN_FILE``), so a
+    request that never meets a 402 needs no daemon at all.
+    ``error_wrapper`` turns a walletd refusal into the exception the caller's
+    SDK propagates without retrying (see ``walletd.client._openai``).
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str | httpx.URL | None = None,
+        prepay: bool = False,
+        wallet: WalletClient | None = None,
+        async_wallet: AsyncWalletClient | None = None,
+        socket: str | Path | None = None,
+        token: str | None = None,
+        token_file: Path | None = None,
+        labels: Mapping[str, str] | None = None,
+        strip_authorization: bool = True,
+        error_wrapper: Callable[[WalletdError], Exception] | None = None,
+    ) -> None:
+        self._origin = _origin(httpx.URL(str(base_url))) if base_url is not None else None
+        self.prepay = prepay
+        self._wallet = wallet
+        self._async_wallet = async_wallet
+        self._owned: list[WalletClient | AsyncWalletClient] = []
+        self._connect = {"socket": socket, "token": token, "token_file": token_file}
+        self._labels = dict(labels or {})
+        self._strip_authorization = strip_authorization
+        self._error_wrapper = error_wrapper
+        self._demands: dict[tuple[Any, ...], Demand] = {}
+        self._lock = threading.Lock()
+
+    # ---- wallets, created lazily -----------------------------------------
+
+    def wallet(self) -> WalletClient:
+        """The blocking walletd client (opened on first use)."""
+        with self._lock:
+            if self._wallet is None:
+                self._wallet = WalletClient(**self._connect)  # type: ignore[arg-type]
+                self._owned.append(self._wallet)
+            return self._wallet
+
+    def async_wallet(self) -> AsyncWalletClient:
+        """The asyncio walletd client (opened on first use; its channel follows the loop)."""
+        with self._lock:
+            if self._async_wallet is None:
+                self._async_wallet = AsyncWalletClient(**self._connect)  # type: ignore[arg-type]
+                self._owned.append(self._async_wallet)
+            return self._async_wallet
+
+    def close(self) -> None:
+        """Close the blocking walletd client if this object opened it (a given one is yours)."""
+        if isinstance(self._wallet, WalletClient) and self._wallet in self._owned:
+            self._wallet.close()
+            self._owned.remove(self._wallet)
+            self._wallet = None
+
+    async def aclose(self) -> None:
+        """Close the asyncio walletd client if this object opened it."""
+        if self._async_wallet is not None and self._async_wallet in self._owned:
+            await self._async_wallet.close()
+            self._owned.remove(self._async_wallet)
+            self._async_wallet = None
+
+    # ---- pre-pay cache ---------------------------------------------------
+
+    def remember_demand(self, request: httpx.Request, demand: Demand) -> None:
+        """Keep ``demand`` as the last terms of the request's route (for pre-pay)."""
+        with self._lock:
+            self._demands[_route(request)] = demand
+
+    def known_demand(self, request: httpx.Request) -> Demand | None:
+        """The last terms seen on the request's route, if any."""
+        with self._lock:
+            return self._demands.get(_route(request))
+
+    def forget_demands(self) -> None:
+        """Drop every remembered route (pre-pay starts over with a 402 round trip)."""
+        with self._lock:
+            self._demands.clear()
+
+    # ---- the drivers -----------------------------------------------------
+
+    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response]:
+        """Perform the plan's effects with blocking I/O."""
+        plan = self._plan(request)
+        result: Any = None
+        while True:
+            try:
+                effect = plan.send(result)
+            except StopIteration:
+                return
+            if isinstance(effect, _Send):
+                result = yield effect.request
+            elif isinstance(effect, _Pay):
+                result = self._pay_sync(effect)
+            elif isinstance(effect, _Report):
+                self._report_sync(effect)
+                result = None
+            else:
+                result = effect.response.read()
+
+    async def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        """Perform the plan's effects with awaited I/O."""
+        plan = self._plan(request)
+        result: Any = None
+        while True:
+            try:
+                effect = plan.send(result)
+            except StopIteration:
+                return
+            if isinstance(effect, _Send):
+                result = yield effect.request
+            elif isinstance(effect, _Pay):
+                result = await self._pay_async(effect)
+            elif isinstance(effect, _Report):
+                await self._report_async(effect)
+                result = None
+            else:
+                result = await effect.response.aread()
+
+    def _pay_args(self, effect: _Pay) -> dict[str, Any]:
+        return {
+            "idempotency_key": effect.key,
+            "method": effect.request.method,
+            "url": str(effect.request.url),
+            "payment_required": effect.demand.payment_required,
+            "body": effect.demand.body,
+            "labels": self._labels,
+        }
+
+    def _pay_sync(self, effect: _Pay) -> PayReceipt:
+        try:
+            return self.wallet().pay(**self._pay_args(effect))
+        except WalletdError as err:
+            raise self._wrap(err) from err
+
+    async def _pay_async(self, effect: _Pay) -> PayReceipt:
+        try:
+            return await self.async_wallet().pay(**self._pay_args(effect))
+        except WalletdError as err:
+            raise self._wrap(err) from err
+
+    def _wrap(self, err: WalletdError) -> Exception:
+        return err if self._error_wrapper is None else self._error_wrapper(err)
+
+    def _report_sync(self, effect: _Report) -> None:
+        try:
+            self.wallet().report_outcome(
+                effect.receipt.payment_id, effect.status, effect.payment_response
+            )
+        except Exception:  # best effort: the request itself has already succeeded or failed
+            log.warning("could not report the outcome of %s", effect.receipt.payment_id)
+
+    async def _report_async(self, effect: _Report) -> None:
+        try:
+            await self.async_wallet().report_outcome(
+                effect.receipt.payment_id, effect.status, effect.payment_response
+            )
+        except Exception:  # best effort, as above
+            log.warning("could not report the outcome of %s", effect.receipt.payment_id)
+
+    # ---- the plan --------------------------------------------------------
+
+    def _plan(self, request: httpx.Request) -> _Plan:
+        """The whole flow for one request, as effects; see the module docstring."""
+        self._scrub(request)
+        key, caller_key = self._idempotency_key(request)
+        if self.prepay and self._payable(request) and not has_payment_header(request):
+            demand = self.known_demand(request)
+            if demand is not None:
+                yield from self._prepaid(request, key, caller_key, demand)
+                return
+        response = yield _Send(request)
+        if not self._should_pay(request, response):
+            return
+        demand = yield from self._read_demand(response)
+        if demand is None:
+            return
+        self.remember_demand(request, demand)
+        yield from self._pay_and_send(request, key, caller_key, demand, prepaid=False)
+
+    def _prepaid(self, request: httpx.Request, key: str, caller_key: bool, demand: Demand) -> _Plan:
+        """Pay on the remembered terms; on a 402, fall back once to the 402's own terms.
+
+        The fallback signs a second authorization, so it is taken only when the
+        refused one was fresh (first sent just now): a reused one may have
+        settled on an earlier attempt whose answer was lost.
+        """
+        response = yield from self._pay_and_send(request, key, caller_key, demand, prepaid=True)
+        attempt = payment_attempt(response)
+        if response.status_code != 402 or attempt is None or attempt.receipt.reused:
+            return
+        fresh = yield from self._read_demand(response)
+        if fresh is None:
+            return
+        self.remember_demand(request, fresh)
+        yield from self._pay_and_send(
+            request, key + FALLBACK_SUFFIX, caller_key, fresh, prepaid=False
+        )
+
+    def _pay_and_send(
+        self,
+        request: httpx.Request,
+        key: str,
+        caller_key: bool,
+        demand: Demand,
+        *,
+        prepaid: bool,
+    ) -> Generator[_Effect, Any, httpx.Response]:
+        """Pay, attach the header, send, report; returns the paid response."""
+        receipt: PayReceipt = yield _Pay(key, request, demand)
+        strip_payment_headers(request)
+        request.headers[receipt.header_name] = receipt.header_value
+        request.extensions = {**request.extensions, PAID_URL_EXTENSION: str(request.url)}
+        response: httpx.Response = yield _Send(request)
+        settlement = payment_response_of(response)
+        yield _Report(receipt, response.status_code, settlement)
+        response.extensions[PAYMENT_EXTENSION] = PaymentAttempt(
+            receipt, key, response.status_code, settlement, prepaid
+        )
+        self._after_paid(response, caller_key)
+        return response
+
+    def _after_paid(self, response: httpx.Response, caller_key: bool) -> None:
+        """Make the paid response safe to hand to outer layers.
+
+        A redirect's ready-made ``next_request`` loses the payment header. A
+        failure that SDKs retry (429, 5xx...) is marked ``x-should-retry: false``
+        when the key was generated here: the SDK's retry would build a new
+        request, get a new key, and pay a second time.
+        """
+        if response.next_request is not None:
+            strip_payment_headers(response.next_request)
+        status = response.status_code
+        if not caller_key and (status in _SDK_RETRIED_STATUSES or status >= 500):
+            response.headers["x-should-retry"] = "false"
+
+    def _read_demand(self, response: httpx.Response) -> Generator[_Effect, Any, Demand | None]:
+        """The x402 demand of a 402: the v2 header, else a v1 JSON body (read here)."""
+        header = response.headers.get("PAYMENT-REQUIRED")
+        if header:
+            return Demand(payment_required=header)
+        if "json" not in response.headers.get("content-type", ""):
+            return None
+        yield _Read(response)
+        body = response.content
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            return None
+        if isinstance(doc, dict) and doc.get("x402Version") == 1 and doc.get("accepts"):
+            return Demand(body=body)
+        return None
+
+    # ---- checks ----------------------------------------------------------
+
+    def _scrub(self, request: httpx.Request) -> None:
+        """Remove what must not leave: a placeholder Authorization, a foreign payment header."""
+        if self._strip_authorization:
+            request.headers.pop("Authorization", None)
+        guard_payment_header(request)
+
+    def _idempotency_key(self, request: httpx.Request) -> tuple[str, bool]:
+        """The request's key and whether the caller chose it; a new key is set on the request."""
+        existing = request.headers.get(IDEMPOTENCY_HEADER)
+        if existing:
+            return existing, True
+        key = new_idempotency_key()
+        request.headers[IDEMPOTENCY_HEADER] = key
+        return key, False
+
+    def _payable(self, request: httpx.Request) -> bool:
+        """True when this request's origin may be paid for."""
+        return self._origin is None or _origin(request.url) == self._origin
+
+    def _should_pay(self, request: httpx.Request, response: httpx.Response) -> bool:
+        """A 402 from the very URL we asked (no redirect), payable, and not yet paid."""
+        return (
+            response.status_code == 402
+            and self._payable(request)
+            and not has_payment_header(request)
+            and response.request.url == request.url
+            and not response.history
+        )
