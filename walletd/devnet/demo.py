@@ -124,11 +124,11 @@ def _print_balances(label: str, net: Devnet, wallet: str) -> tuple[int, int]:
 
 
 def _print_ledger(rows: list[PaymentView]) -> None:
-    print(f"  {'payment':<28} {'status':<19} {'amount':>10}  {'model':<14} url")
+    print(f"  {'payment':<28} {'status':<19} {'amount':>10}  {'labels':<10} url")
     for row in reversed(rows):
-        model = row.labels.get("model", "")
+        labels = ",".join(f"{k}={v}" for k, v in sorted(row.labels.items()))
         print(f"  {row.payment_id:<28} {row.status:<19} {format_usd(row.amount):>10}  "
-              f"{model:<14} {row.url}")  # fmt: skip
+              f"{labels:<10} {row.url}")  # fmt: skip
 
 
 def main() -> None:
