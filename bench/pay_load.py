@@ -1,0 +1,147 @@
+"""(b)/(c) walletd Pay over its Unix socket, from callers in separate processes.
+
+A real `walletd serve` runs on a temporary data dir (SQLite in WAL mode with
+``synchronous=FULL``: every Pay is fsynced before its reply), or on the
+PostgreSQL URL given. Each caller process opens its own WalletClient, warms up,
+waits at a barrier, then makes sequential Pay calls with fresh idempotency keys.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.stats import Result
+from tests.plugins.daemon import demand_header
+from walletd.domain.money import format_usd
+
+PRICE = 3000
+URL = "http://127.0.0.1:9/v1/chat/completions"
+
+
+@dataclass(frozen=True)
+class Target:
+    """A running daemon and a client token for it."""
+
+    socket: str
+    token_file: str
+    data_dir: Path
+    db_url: str
+
+
+def _cli(env: dict[str, str], *args: str) -> str:
+    out = subprocess.run([sys.executable, "-m", "walletd", *args], env=env, capture_output=True,
+                         text=True, check=True)  # fmt: skip
+    return out.stdout
+
+
+@contextmanager
+def daemon(db_url: str = "", *, total_budget: str = "1000000") -> Iterator[Target]:
+    """Init a data dir, add a client with a budget, serve; stop on exit."""
+    root = Path(tempfile.mkdtemp(prefix="wd-bench-", dir="/tmp"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WALLETD_")}
+    data, passfile = root / "data", root / "pass"
+    passfile.write_text("bench passphrase\n")
+    ledger = ["--db-url", db_url] if db_url else []
+    _cli(env, "init", "--data-dir", str(data), "--passphrase-file", str(passfile),
+         "--kdf-log-n", "10", *ledger)  # fmt: skip
+    token = _cli(env, "client", "add", "bench", "--data-dir", str(data), *ledger).split()[-1]
+    (root / "token").write_text(token)
+    _cli(env, "budget", "set", "bench", "--total", total_budget, "--data-dir", str(data), *ledger)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "walletd", "serve", "--data-dir", str(data),
+         "--passphrase-file", str(passfile), *ledger],
+        env=env, stdout=subprocess.DEVNULL, stderr=(root / "log").open("wb"),
+    )  # fmt: skip
+    target = Target(str(data / "walletd.sock"), str(root / "token"), data, db_url)
+    try:
+        _wait(target)
+        yield target
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _wait(target: Target) -> None:
+    from walletd.client import WalletClient
+
+    for _ in range(600):
+        if Path(target.socket).exists():
+            with WalletClient(socket=target.socket, token="probe", timeout=2) as probe:
+                if probe.health():
+                    return
+        time.sleep(0.05)
+    raise RuntimeError("walletd did not start")
+
+
+def _caller(target: Target, index: int, calls: int, barrier: object, out: object) -> None:
+    from walletd.client import BudgetExceededError, WalletClient
+
+    header = demand_header()
+    latencies: list[float] = []
+    refused = 0
+    with WalletClient(socket=target.socket, token_file=Path(target.token_file)) as wallet:
+        for i in range(10):
+            wallet.get_budget() if i % 2 else None
+        barrier.wait()  # type: ignore[attr-defined]
+        start = time.perf_counter()
+        for i in range(calls):
+            t0 = time.perf_counter_ns()
+            try:
+                wallet.pay(f"c{index}-{i}-{os.getpid()}", "POST", URL, payment_required=header)
+            except BudgetExceededError:
+                refused += 1
+            latencies.append((time.perf_counter_ns() - t0) / 1000)
+        end = time.perf_counter()
+    out.put((start, end, latencies, refused))  # type: ignore[attr-defined]
+
+
+def load(target: Target, callers: int, calls: int, name: str) -> tuple[Result, int]:
+    """``callers`` processes x ``calls`` sequential Pays; returns the result and refusals."""
+    ctx = mp.get_context("spawn")
+    barrier, out = ctx.Barrier(callers), ctx.Queue()
+    procs = [ctx.Process(target=_caller, args=(target, i, calls, barrier, out))
+             for i in range(callers)]  # fmt: skip
+    for p in procs:
+        p.start()
+    parts = [out.get(timeout=600) for _ in procs]
+    for p in procs:
+        p.join()
+    start, end = min(p[0] for p in parts), max(p[1] for p in parts)
+    latencies = [lat for p in parts for lat in p[2]]
+    return Result(name, callers * calls, end - start, latencies), sum(p[3] for p in parts)
+
+
+def ledger_total(target: Target) -> int:
+    """The sum of every payment the ledger holds."""
+    if not target.db_url:
+        with sqlite3.connect(target.data_dir / "walletd.db") as db:
+            return int(db.execute("select coalesce(sum(amount),0) from payments").fetchone()[0])
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(target.db_url)
+    with engine.connect() as conn:
+        total = int(conn.execute(text("select coalesce(sum(amount),0) from payments")).scalar_one())
+    engine.dispose()
+    return total
+
+
+def overspend(db_url: str, callers: int, calls: int) -> tuple[int, int, int]:
+    """Race past a small budget; returns (budget, ledger total, overspend in atomic units)."""
+    budget = PRICE * (callers * calls // 2)
+    with daemon(db_url, total_budget=format_usd(budget)) as target:
+        load(target, callers, calls, "overspend")
+        total = ledger_total(target)
+    return budget, total, max(0, total - budget)

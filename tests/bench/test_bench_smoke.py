@@ -1,0 +1,18 @@
+"""The benchmark command works (tiny sizes); its figures are never asserted."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.mark.slow
+def test_benchmark_smoke_run_prints_every_part() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke"], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for part in ("(a) anchor", "(b) SQLite Pay, 16 callers", "overspend 0", "with pre-pay"):
+        assert part in proc.stdout
