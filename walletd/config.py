@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from walletd.db.engine import sqlite_url
+from walletd.domain.money import parse_usd
 from walletd.domain.networks import DEFAULT_ENABLED, KNOWN_NETWORKS
 from walletd.domain.policy import Limits
 from walletd.errors import InvalidRequestError
@@ -47,6 +48,12 @@ class Settings:
     max_demand_timeout_seconds: int = 3600
     rpc_url: str = ""
     """Chain JSON-RPC URL used for on-chain checks; empty means none."""
+    reconcile_interval_seconds: float = 30.0
+    """How often the daemon's reconciler looks at open payments (only with ``rpc_url``)."""
+    expiry_margin_seconds: int = 30
+    """Chain-time seconds past validBefore before an unreported authorization is judged."""
+    low_balance_usd: str = ""
+    """USD amount (e.g. "5.00"): a USDC balance under it logs a warning and shows in status."""
     log_json: bool = False
 
     @property
@@ -63,6 +70,11 @@ class Settings:
     def keystore_path(self) -> Path:
         """The encrypted key file."""
         return self.data_dir / "key.json"
+
+    @property
+    def low_balance(self) -> int:
+        """The low-balance threshold in USDC atomic units (0: none)."""
+        return parse_usd(self.low_balance_usd) if self.low_balance_usd else 0
 
     def limits(self) -> Limits:
         """The daemon-wide policy limits."""
@@ -83,7 +95,12 @@ _SECTIONS = {
         "max_validity_seconds": "max_validity_seconds",
         "max_demand_timeout_seconds": "max_demand_timeout_seconds",
     },
-    "chain": {"rpc_url": "rpc_url"},
+    "chain": {
+        "rpc_url": "rpc_url",
+        "reconcile_interval_seconds": "reconcile_interval_seconds",
+        "expiry_margin_seconds": "expiry_margin_seconds",
+        "low_balance": "low_balance_usd",
+    },
     "log": {"json": "log_json"},
 }
 
@@ -112,6 +129,9 @@ def validate(settings: Settings) -> Settings:
         raise InvalidRequestError(f"networks must be a non-empty subset of {sorted(known)}")
     if not 10 <= settings.max_validity_seconds <= settings.max_demand_timeout_seconds:
         raise InvalidRequestError("need 10 <= max_validity_seconds <= max_demand_timeout_seconds")
+    if not settings.reconcile_interval_seconds > 0 or settings.expiry_margin_seconds < 0:
+        raise InvalidRequestError("need reconcile_interval_seconds > 0, expiry_margin_seconds >= 0")
+    _ = settings.low_balance  # a malformed amount is refused at load time
     return settings
 
 

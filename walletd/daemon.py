@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
@@ -20,6 +21,8 @@ from walletd.db.ledger import Store
 from walletd.keys import keystore
 from walletd.keys.signer import LocalSigner
 from walletd.rpc.server import TlsFiles, build_server
+from walletd.service.ports import ChainReader
+from walletd.service.reconcile import FundsCache, ReconcileLoop
 from walletd.service.wallet import WalletService
 
 log = logging.getLogger("walletd.daemon")
@@ -45,7 +48,9 @@ def run(settings: Settings, passphrase: bytes, *, auto_migrate: bool = False) ->
             migrate.upgrade(engines.write)
         migrate.require_current(engines.read)
         signer = LocalSigner(keystore.unlock(settings.keystore_path, passphrase))
-        service = WalletService(Store(engines), signer, settings.limits())
+        store = Store(engines)
+        funds = FundsCache(settings.low_balance) if settings.rpc_url else None
+        service = WalletService(store, signer, settings.limits(), funds=funds)
         server = build_server(
             service,
             socket_path=settings.socket_path,
@@ -54,15 +59,48 @@ def run(settings: Settings, passphrase: bytes, *, auto_migrate: bool = False) ->
         )
         server.start()
         log.info("walletd serving address=%s on %s", signer.address, server.address)
-        _wait_for_signal()
+        stop = threading.Event()
+        reconciler = _start_reconciler(settings, store, stop, (signer.address, funds))
+        _wait_for_signal(stop)
         log.info("walletd stopping")
         server.stop(SHUTDOWN_GRACE_S)
+        if reconciler is not None:
+            reconciler.join(SHUTDOWN_GRACE_S)
     finally:
         engines.dispose()
 
 
-def _wait_for_signal() -> None:
-    stop = threading.Event()
+def chain_opener(settings: Settings) -> Callable[[], ChainReader]:
+    """A factory of chain readers for ``settings.rpc_url`` (web3 is imported only when used)."""
+
+    def open_chain() -> ChainReader:
+        from walletd.chain.reader import Web3ChainReader
+
+        return Web3ChainReader.open(settings.rpc_url, settings.networks)
+
+    return open_chain
+
+
+def _start_reconciler(
+    settings: Settings,
+    store: Store,
+    stop: threading.Event,
+    funds: tuple[str, FundsCache | None],
+) -> ReconcileLoop | None:
+    """Follow open payments on chain in the background; without an RPC nothing is released."""
+    address, cache = funds
+    if not settings.rpc_url or cache is None:
+        log.info("no chain rpc_url: payments stay counted as spent until reconciled")
+        return None
+    loop = ReconcileLoop(
+        store, chain_opener(settings), settings.reconcile_interval_seconds,
+        settings.expiry_margin_seconds, stop, funds=(address, cache),
+    )  # fmt: skip
+    loop.start()
+    return loop
+
+
+def _wait_for_signal(stop: threading.Event) -> None:
 
     def _handle(signum: int, _frame: FrameType | None) -> None:
         stop.set()

@@ -9,7 +9,7 @@ Database failures surface as ``StorageError`` and never as SQLAlchemy errors.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -19,8 +19,9 @@ from sqlalchemy.orm import Session
 
 from walletd.db import tables
 from walletd.db.engine import Engines
+from walletd.domain import lifecycle
 from walletd.domain.budget import SPAN_WINDOWS, Budget, window_starts
-from walletd.domain.payment import PaymentView
+from walletd.domain.payment import PaymentStatus, PaymentView
 from walletd.errors import InvalidRequestError, NotFoundError, StorageError
 
 LIMIT_COLUMNS = ("per_request", "hourly", "daily", "monthly", "total")
@@ -76,6 +77,55 @@ class StoredPayment:
     valid_before: int
     header_name: str
     header_value: str
+
+
+@dataclass(frozen=True)
+class TrackedPayment:
+    """A payment as the reconciler follows it on chain."""
+
+    id: str
+    client_id: int
+    status: str
+    amount: int
+    payee: str
+    payer: str
+    network: str
+    nonce: str
+    valid_after: int
+    valid_before: int
+    created_at_ms: int
+    reported_tx: str | None
+    settled_tx: str | None
+    released: bool
+
+
+@dataclass(frozen=True)
+class PaymentEventRecord:
+    """One row of a payment's history."""
+
+    at_ms: int
+    status: str
+    cause: str
+    data: Mapping[str, object]
+
+
+def _tracked(row: tables.Payment) -> TrackedPayment:
+    return TrackedPayment(
+        id=row.id,
+        client_id=row.client_id,
+        status=row.status,
+        amount=row.amount,
+        payee=row.payee,
+        payer=row.payer,
+        network=row.network,
+        nonce=row.nonce,
+        valid_after=row.valid_after,
+        valid_before=row.valid_before,
+        created_at_ms=row.created_at_ms,
+        reported_tx=row.reported_tx,
+        settled_tx=row.settled_tx,
+        released=row.released_at_ms is not None,
+    )
 
 
 def _split(text: str) -> frozenset[str]:
@@ -268,6 +318,92 @@ class LedgerTx:
         self._session.execute(
             update(tables.Payment).where(tables.Payment.id == payment_id).values(**values)
         )
+
+    # --- settlement tracking ----------------------------------------------------
+
+    def tracked_payment(self, payment_id: str) -> TrackedPayment:
+        """One payment with its settlement facts; raises NotFoundError."""
+        row = self._session.get(tables.Payment, payment_id)
+        if row is None:
+            raise NotFoundError(f"no payment {payment_id!r}")
+        return _tracked(row)
+
+    def open_payments(self, statuses: Collection[str], limit: int) -> list[TrackedPayment]:
+        """Payments in ``statuses``, oldest validBefore first (they are due first)."""
+        query = (
+            select(tables.Payment)
+            .where(tables.Payment.status.in_(list(statuses)))
+            .order_by(tables.Payment.valid_before, tables.Payment.id)
+            .limit(limit)
+        )
+        return [_tracked(row) for row in self._session.execute(query).scalars()]
+
+    def record_reported_tx(self, payment_id: str, tx_hash: str) -> None:
+        """Remember the transaction a server claimed; the first claim is kept."""
+        self._session.execute(
+            update(tables.Payment)
+            .where(tables.Payment.id == payment_id, tables.Payment.reported_tx.is_(None))
+            .values(reported_tx=tx_hash)
+        )
+
+    def move(
+        self,
+        payment_id: str,
+        current: str,
+        target: str,
+        at_ms: int,
+        cause: str,
+        data: Mapping[str, object],
+        *,
+        settled_tx: str | None = None,
+    ) -> bool:
+        """Move a payment from ``current`` to ``target`` with its event; False if it moved already.
+
+        A compare-and-set on the status, so the daemon's reconciler and a CLI
+        ``reconcile`` running at once can never both apply a transition. The
+        lifecycle table is enforced here so no caller can skip it, and the
+        budget is released exactly when the target status releases it.
+
+        Raises:
+            lifecycle.TransitionError: the table forbids the move.
+        """
+        lifecycle.require_move(current, target)
+        values: dict[str, object] = {"status": target}
+        if lifecycle.releases(target):
+            values["released_at_ms"] = at_ms
+        if settled_tx is not None:
+            values["settled_tx"] = settled_tx
+        result = self._session.execute(
+            update(tables.Payment)
+            .where(tables.Payment.id == payment_id, tables.Payment.status == current)
+            .values(**values)
+        )
+        if getattr(result, "rowcount", 0) != 1:
+            return False
+        self.add_event(payment_id, at_ms, target, cause, data)
+        return True
+
+    def outstanding(self) -> tuple[int, int]:
+        """Count and sum of payments counted as spent but not settled (may still move money)."""
+        pay = tables.Payment
+        row = self._session.execute(
+            select(func.count(), func.coalesce(func.sum(pay.amount), 0)).where(
+                pay.released_at_ms.is_(None), pay.status != PaymentStatus.SETTLED
+            )
+        ).one()
+        return int(row[0]), int(row[1])
+
+    def events(self, payment_id: str) -> list[PaymentEventRecord]:
+        """A payment's history, oldest first."""
+        query = (
+            select(tables.PaymentEvent)
+            .where(tables.PaymentEvent.payment_id == payment_id)
+            .order_by(tables.PaymentEvent.id)
+        )
+        return [
+            PaymentEventRecord(e.at_ms, e.status, e.cause, json.loads(e.data))
+            for e in self._session.execute(query).scalars()
+        ]
 
     def list_payments(self, client_id: int | None, limit: int) -> list[PaymentView]:
         """Payments newest first, for one client or all."""

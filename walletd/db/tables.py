@@ -80,6 +80,7 @@ class Payment(Base):
         Index("uq_payments_client_key", "client_id", "idempotency_key", unique=True),
         Index("ix_payments_client_created", "client_id", "created_at_ms"),
         Index("ix_payments_created", "created_at_ms"),
+        Index("ix_payments_status", "status"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -106,6 +107,10 @@ class Payment(Base):
     created_at_ms: Mapped[int] = mapped_column(BigInteger)
     released_at_ms: Mapped[int | None] = mapped_column(BigInteger)
     """Set when the money provably cannot move any more; NULL means it counts as spent."""
+    reported_tx: Mapped[str | None] = mapped_column(String(66))
+    """The transaction hash the server named in PAYMENT-RESPONSE (a claim, checked on chain)."""
+    settled_tx: Mapped[str | None] = mapped_column(String(66))
+    """The transaction the chain shows moved the money (or cancelled the authorization)."""
 
 
 class PaymentEvent(Base):

@@ -61,6 +61,18 @@ def decode_outcome(http_status: int, payment_response: str) -> Outcome:
     )
 
 
+def claimed_tx(seen: Outcome) -> str:
+    """The transaction a server claims settled the payment, or "" if it claims none.
+
+    Only ``success: true`` with a transaction is a claim of settlement; a failed
+    settlement may name a reverted transaction, which is not a lie. The claim is
+    kept verbatim (bounded to a hash's length) so a garbage hash is disputed too.
+    """
+    if seen.success is not True or not seen.transaction:
+        return ""
+    return seen.transaction[:66].lower()
+
+
 def next_status(current: str, seen: Outcome) -> str:
     """The status after a report; only a still-``signed`` payment moves."""
     if current != PaymentStatus.SIGNED:

@@ -40,6 +40,7 @@ from walletd.errors import (
 from walletd.service import outcome
 from walletd.service.clock import now_ms
 from walletd.service.ports import Signer
+from walletd.service.reconcile import FundsCache, require_funds
 from walletd.service.tokens import hash_token
 
 log = logging.getLogger("walletd.pay")
@@ -89,8 +90,10 @@ class WalletService:
         signer: Signer,
         limits: policy.Limits,
         clock: Callable[[], int] = now_ms,
+        funds: FundsCache | None = None,
     ) -> None:
         self._store = store
+        self._funds = funds
         self._signer = signer
         self._limits = limits
         self._clock = clock
@@ -112,7 +115,7 @@ class WalletService:
 
         Raises:
             InvalidRequestError, InvalidDemandError, PolicyDeniedError,
-            BudgetExceededError, FrozenError, IdempotencyConflictError,
+            BudgetExceededError, InsufficientFundsError, FrozenError, IdempotencyConflictError,
             UnauthenticatedError, StorageError.
         """
         host = _request_host(cmd)
@@ -138,6 +141,8 @@ class WalletService:
                 limits=self._limits,
             )
             choice = policy.choose(demand, ctx)
+            if self._funds is not None:
+                require_funds(self._funds, tx.outstanding()[1], choice.requirement.amount)
             new = self._sign(client.id, cmd, host, fingerprint, choice, demand, now)
             tx.add_payment(new, PaymentStatus.SIGNED, "pay")
         log.info(
@@ -226,14 +231,21 @@ class WalletService:
             NotFoundError: no such payment for this caller.
         """
         seen = outcome.decode_outcome(http_status, payment_response)
+        now = self._clock()
         with self._store.write() as tx:
             row = tx.payment(payment_id)
             if row.client_id != caller.client_id:
                 raise NotFoundError(f"no payment {payment_id!r}")
+            claimed = outcome.claimed_tx(seen)
+            if claimed:
+                tx.record_reported_tx(payment_id, claimed)
             status = outcome.next_status(row.status, seen)
-            if status != row.status:
-                tx.set_status(payment_id, status, None)
-            tx.add_event(payment_id, self._clock(), status, "client_report", seen.as_data())
+            moved = status != row.status and tx.move(
+                payment_id, row.status, status, now, "client_report", seen.as_data()
+            )
+            if not moved:
+                status = row.status
+                tx.add_event(payment_id, now, status, "client_report", seen.as_data())
         return status
 
     def get_budget(self, caller: Caller) -> BudgetState:

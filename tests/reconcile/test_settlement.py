@@ -1,0 +1,188 @@
+"""Every transition on anvil, through the in-process service and the real chain adapter."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.reconcile.conftest import MARGIN_S, Wallet, fake_response, settled_tx
+from walletd.domain.payment import PaymentStatus as S
+from walletd.errors import ChainError, InvalidRequestError
+from walletd.service.reconcile import cancel_payment
+
+
+def _trail(wallet: Wallet, payment_id: str) -> list[tuple[str, str]]:
+    return [(e.status, e.cause) for e in wallet.events(payment_id)]
+
+
+def test_a_server_that_settles_is_confirmed_settled_with_its_event_trail(
+    wallet: Wallet, http: httpx.Client
+) -> None:
+    receipt = wallet.pay(http, "k1")
+    paid = wallet.send(http, receipt)
+    assert paid.status_code == 200, paid.text
+    tx_hash = settled_tx(paid)
+    assert wallet.report(receipt, 200, paid.headers["payment-response"]) == S.SETTLEMENT_PENDING
+    assert wallet.reconcile() == {S.SETTLED: 1}
+    row = wallet.row(receipt.payment_id)
+    assert (row.status, row.settled_tx, row.reported_tx) == (S.SETTLED, tx_hash, tx_hash)
+    assert not row.released
+    assert wallet.spent() == 3000
+    assert _trail(wallet, receipt.payment_id) == [
+        (S.SIGNED, "pay"),
+        (S.SETTLEMENT_PENDING, "client_report"),
+        (S.SETTLED, "confirmed_on_chain"),
+    ]
+    assert all(e.at_ms > 0 for e in wallet.events(receipt.payment_id))
+    assert wallet.reconcile() == {}
+
+
+def test_a_payment_never_sent_is_released_only_after_valid_before_and_margin(
+    wallet: Wallet, http: httpx.Client
+) -> None:
+    receipt = wallet.pay(http, "k1")
+    assert wallet.chain.timestamp() < receipt.valid_before
+    assert wallet.reconcile() == {}
+    assert wallet.spent() == 3000
+    wallet.travel_to(receipt.valid_before + 1)  # past validBefore, inside the margin
+    assert wallet.reconcile() == {}
+    assert (wallet.row(receipt.payment_id).status, wallet.spent()) == (S.SIGNED, 3000)
+    wallet.travel_to(receipt.valid_before + MARGIN_S)
+    assert wallet.reconcile() == {S.EXPIRED: 1}
+    row = wallet.row(receipt.payment_id)
+    assert (row.status, row.released, wallet.spent()) == (S.EXPIRED, True, 0)
+    assert _trail(wallet, receipt.payment_id)[-1] == (
+        S.EXPIRED,
+        "authorization_unused_after_expiry",
+    )
+
+
+def test_a_rejected_payment_that_never_settles_expires_and_is_released(
+    wallet: Wallet, http: httpx.Client
+) -> None:
+    receipt = wallet.pay(http, "k1")
+    assert wallet.report(receipt, 402) == S.REJECTED
+    wallet.travel_to(receipt.valid_before + MARGIN_S)
+    assert wallet.reconcile() == {S.EXPIRED: 1}
+    assert wallet.spent() == 0
+
+
+def test_a_settled_but_unreported_payment_is_found_settled_after_expiry(
+    wallet: Wallet, http: httpx.Client
+) -> None:
+    receipt = wallet.pay(http, "k1")
+    paid = wallet.send(http, receipt)
+    assert paid.status_code == 200, paid.text
+    assert wallet.reconcile() == {}  # nothing reported, not yet expired: wait
+    wallet.travel_to(receipt.valid_before + MARGIN_S)
+    assert wallet.reconcile() == {S.SETTLED: 1}
+    row = wallet.row(receipt.payment_id)
+    assert (row.status, row.settled_tx, row.released) == (S.SETTLED, settled_tx(paid), False)
+    assert wallet.spent() == 3000
+
+
+def test_a_fake_transaction_hash_is_disputed_once_expired_and_stays_counted(
+    wallet: Wallet, http: httpx.Client
+) -> None:
+    receipt = wallet.pay(http, "k1")
+    lie = fake_response("0x" + "ab" * 32, wallet.address)
+    assert wallet.report(receipt, 200, lie) == S.SETTLEMENT_PENDING
+    assert wallet.reconcile() == {}  # maybe not mined yet
+    wallet.travel_to(receipt.valid_before + MARGIN_S)
+    assert wallet.reconcile() == {S.DISPUTED: 1}
+    row = wallet.row(receipt.payment_id)
+    assert (row.status, row.released, wallet.spent()) == (S.DISPUTED, False, 3000)
+    last = wallet.events(receipt.payment_id)[-1]
+    assert (last.cause, last.data["authorization_used"]) == ("reported_tx_not_on_chain", False)
+    wallet.travel_to(receipt.valid_before + 10 * MARGIN_S)
+    assert wallet.reconcile() == {}
+
+
+def test_a_real_transaction_that_paid_for_something_else_is_disputed_at_once(
+    wallet: Wallet, http: httpx.Client
+) -> None:
+    first = wallet.pay(http, "k1")
+    paid = wallet.send(http, first)
+    assert paid.status_code == 200, paid.text
+    second = wallet.pay(http, "k2")  # same payee and amount, another nonce
+    wallet.report(second, 200, fake_response(settled_tx(paid), wallet.address))
+    assert wallet.reconcile() == {S.DISPUTED: 1}
+    row = wallet.row(second.payment_id)
+    assert (row.status, row.released) == (S.DISPUTED, False)
+    problems = wallet.events(second.payment_id)[-1].data["problems"]
+    assert problems == ["no AuthorizationUsed for this wallet and nonce"]
+    assert wallet.spent() == 6000
+
+
+def test_a_transfer_to_someone_else_is_disputed(wallet: Wallet, http: httpx.Client) -> None:
+    other = wallet.chain.dev_account(5)
+    wallet.chain.mint(other.address, 3000)
+    transfer = wallet.chain.usdc.functions.transfer(wallet.chain.dev_account(6).address, 3000)
+    mined = wallet.chain.transact(other, transfer)
+    receipt = wallet.pay(http, "k1")
+    wallet.report(receipt, 200, fake_response("0x" + bytes(mined["transactionHash"]).hex(), ""))
+    assert wallet.reconcile() == {S.DISPUTED: 1}
+    problems = wallet.events(receipt.payment_id)[-1].data["problems"]
+    assert len(problems) == 2
+
+
+def test_a_cancelled_authorization_gives_the_budget_back_before_expiry(
+    wallet: Wallet, http: httpx.Client
+) -> None:
+    receipt = wallet.pay(http, "k1")
+    assert wallet.report(receipt, 402) == S.REJECTED
+    wallet.chain.set_eth_balance(wallet.address, 10**18)
+    status = cancel_payment(wallet.store, wallet.reader, wallet.sender(), wallet.signer,
+                            receipt.payment_id)  # fmt: skip
+    assert status == S.CANCELLED
+    assert wallet.chain.timestamp() < receipt.valid_before
+    row = wallet.row(receipt.payment_id)
+    assert (row.status, row.released, wallet.spent()) == (S.CANCELLED, True, 0)
+    assert wallet.reader.authorization_state(wallet.address, row.nonce)
+    assert [c for _, c in _trail(wallet, receipt.payment_id)][-2:] == [
+        "cancel_sent", "authorization_canceled_on_chain",
+    ]  # fmt: skip
+    before = wallet.chain.usdc_balance(wallet.address)
+    assert wallet.send(http, receipt).status_code == 402  # the server can no longer settle it
+    assert wallet.chain.usdc_balance(wallet.address) == before
+
+
+def test_cancel_is_refused_for_a_fresh_signed_or_a_pending_payment(
+    wallet: Wallet, http: httpx.Client
+) -> None:
+    fresh = wallet.pay(http, "k1")
+    with pytest.raises(InvalidRequestError, match="less than 60 s"):
+        cancel_payment(wallet.store, wallet.reader, wallet.sender(), wallet.signer,
+                       fresh.payment_id)  # fmt: skip
+    pending = wallet.pay(http, "k2")
+    wallet.report(pending, 200, fake_response("0x" + "cd" * 32, wallet.address))
+    with pytest.raises(InvalidRequestError, match="settlement_pending"):
+        cancel_payment(wallet.store, wallet.reader, wallet.sender(), wallet.signer,
+                       pending.payment_id)  # fmt: skip
+
+
+def test_cancelling_an_authorization_the_server_already_used_records_it_settled(
+    wallet: Wallet, http: httpx.Client
+) -> None:
+    receipt = wallet.pay(http, "k1")
+    paid = wallet.send(http, receipt)
+    wallet.report(receipt, 402)  # the client saw a failure, but the server settled
+    status = cancel_payment(wallet.store, wallet.reader, wallet.sender(), wallet.signer,
+                            receipt.payment_id)  # fmt: skip
+    assert status == S.SETTLED
+    assert wallet.row(receipt.payment_id).settled_tx == settled_tx(paid)
+
+
+def test_without_a_node_nothing_moves_and_the_pass_fails_closed(
+    wallet: Wallet, http: httpx.Client
+) -> None:
+    from walletd.chain.reader import Web3ChainReader
+    from walletd.domain.networks import DEFAULT_ENABLED
+
+    receipt = wallet.pay(http, "k1")
+    wallet.travel_to(receipt.valid_before + MARGIN_S)
+    with pytest.raises(ChainError):
+        Web3ChainReader.open("http://127.0.0.1:9", DEFAULT_ENABLED)
+    with pytest.raises(ChainError):
+        Web3ChainReader.open("", DEFAULT_ENABLED)
+    assert (wallet.row(receipt.payment_id).status, wallet.spent()) == (S.SIGNED, 3000)

@@ -1,0 +1,154 @@
+"""``walletd reconcile``, ``walletd status`` and ``walletd payment cancel``: the chain side.
+
+They open the ledger directly (like the operator commands), so they work with
+the daemon stopped or running: every ledger move is a compare-and-set on the
+payment's status, so a CLI pass and the daemon's loop never both apply one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from walletd.cli._common import ledger_options, open_store, settings_from
+from walletd.cli._output import emit, json_option
+from walletd.domain.money import format_usd
+
+if TYPE_CHECKING:
+    from walletd.config import Settings
+
+
+def _rpc_option(func: click.decorators.FC) -> click.decorators.FC:
+    return click.option(
+        "--rpc-url", default="", help="Chain JSON-RPC URL (default: [chain] rpc_url)."
+    )(func)
+
+
+def _settings(data_dir: Path | None, config_path: Path | None, db_url: str, rpc_url: str) -> Any:
+    return settings_from(data_dir, config_path, db_url=db_url, rpc_url=rpc_url)
+
+
+def _reader(settings: Settings) -> Any:
+    from walletd.chain.reader import Web3ChainReader
+
+    return Web3ChainReader.open(settings.rpc_url, settings.networks)
+
+
+@click.command()
+@ledger_options
+@_rpc_option
+@json_option
+def reconcile(
+    data_dir: Path | None, config_path: Path | None, db_url: str, rpc_url: str, as_json: bool
+) -> None:
+    """Check every open payment on chain once: settle, expire (releasing budget) or dispute."""
+    from walletd.service.reconcile import Reconciler
+
+    settings = _settings(data_dir, config_path, db_url, rpc_url)
+    store = open_store(settings)
+    try:
+        report = Reconciler(store, _reader(settings), settings.expiry_margin_seconds).run_once()
+    finally:
+        store.engines.dispose()
+    moved = ", ".join(f"{n} {s}" for s, n in sorted(report.moved.items())) or "nothing moved"
+    emit(
+        as_json,
+        {"checked": report.checked, "moved": report.moved},
+        [f"checked {report.checked} open payments: {moved}"],
+    )
+
+
+@click.command()
+@ledger_options
+@_rpc_option
+@json_option
+def status(
+    data_dir: Path | None, config_path: Path | None, db_url: str, rpc_url: str, as_json: bool
+) -> None:
+    """The wallet's address, balances, outstanding authorizations and frozen state."""
+    from walletd.keys.keystore import read_address
+    from walletd.service.reconcile import funds_status
+
+    settings = _settings(data_dir, config_path, db_url, rpc_url)
+    address = read_address(settings.keystore_path)
+    store = open_store(settings)
+    try:
+        opener = (lambda: _reader(settings)) if settings.rpc_url else None
+        st = funds_status(store, address, opener, settings.low_balance)
+    finally:
+        store.engines.dispose()
+    doc = {
+        "address": st.address,
+        "frozen": st.frozen,
+        "network": st.network,
+        "usdc": None if st.usdc is None else str(st.usdc),
+        "eth_wei": None if st.eth is None else str(st.eth),
+        "outstanding": {"count": st.outstanding_count, "amount": str(st.outstanding_amount)},
+        "chain_error": st.chain_error or None,
+        "low_balance": st.low_balance,
+    }
+    emit(as_json, doc, _status_lines(st))
+
+
+def _status_lines(st: Any) -> list[str]:
+    lines = [f"address      {st.address}"]
+    if st.usdc is not None:
+        low = "  LOW (under the configured threshold)" if st.low_balance else ""
+        lines.append(f"USDC         {format_usd(st.usdc)} ({st.network}){low}")
+        lines.append(f"ETH          {st.eth / 10**18:.6f}")
+    else:
+        lines.append(f"balances     unknown ({st.chain_error or 'no --rpc-url / [chain] rpc_url'})")
+    lines.append(
+        f"outstanding  {st.outstanding_count} authorizations, {format_usd(st.outstanding_amount)}"
+    )
+    lines.append(f"payments     {'FROZEN' if st.frozen else 'active'}")
+    return lines
+
+
+@click.group()
+def payment() -> None:
+    """Single payments: cancel an authorization the server rejected."""
+
+
+@payment.command("cancel")
+@click.argument("payment_id")
+@ledger_options
+@_rpc_option
+@click.option(
+    "--passphrase-file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="File holding the key passphrase (else systemd credentials, else a TTY prompt).",
+)
+@json_option
+def payment_cancel(
+    payment_id: str, data_dir: Path | None, config_path: Path | None, db_url: str,
+    rpc_url: str, passphrase_file: Path | None, as_json: bool,
+) -> None:  # fmt: skip
+    """Send cancelAuthorization for a rejected payment; its budget comes back once mined.
+
+    The wallet pays the gas in ETH. Accepted for `rejected` payments, and for
+    `signed` ones older than 60 s; never for `settlement_pending`.
+    """
+    from walletd.chain.sender import Web3ChainSender
+    from walletd.keys import keystore
+    from walletd.keys.passphrase import read_passphrase
+    from walletd.keys.signer import LocalSigner
+    from walletd.service.reconcile import cancel_payment
+
+    settings = _settings(data_dir, config_path, db_url, rpc_url)
+    store = open_store(settings)
+    try:
+        reader = _reader(settings)
+        signer = LocalSigner(
+            keystore.unlock(settings.keystore_path, read_passphrase(passphrase_file))
+        )
+        result = cancel_payment(store, reader, Web3ChainSender(reader), signer, payment_id)
+    finally:
+        store.engines.dispose()
+    emit(as_json, {"payment_id": payment_id, "status": result}, [f"payment {payment_id} {result}"])
+
+
+COMMANDS = (reconcile, status, payment)

@@ -1,0 +1,411 @@
+"""Following every signed authorization to its end on chain: reconcile, cancel, status.
+
+A signed EIP-3009 authorization is money gone until the chain proves
+otherwise. One reconcile pass looks at every open payment (``signed``,
+``settlement_pending``, ``rejected``) and decides from on-chain facts only:
+
+* a transaction the server reported is *confirmed* only when its receipt has
+  status 1, a ``Transfer(wallet -> payTo, exactly amount)`` and an
+  ``AuthorizationUsed(wallet, nonce)``, both from the pinned USDC contract.
+  Any other receipt, or no receipt once the authorization has expired, makes
+  the payment ``disputed`` (still counted as spent);
+* without a report, nothing is decided before ``validBefore + margin`` by the
+  *chain's* clock; then ``authorizationState`` says unused (``expired``,
+  budget released) or used (``settled``; the transaction is found from the
+  ``AuthorizationUsed`` log, or ``cancelled`` if it was a cancellation).
+
+All state lives in the ledger, and every move is a compare-and-set on the
+status, so a pass is idempotent, safe to interrupt at any point, and safe to
+run from the CLI while the daemon's own loop runs. Chain reads happen outside
+write transactions, so Pay is never blocked behind the network.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from walletd.db.ledger import Store, TrackedPayment
+from walletd.domain import lifecycle
+from walletd.domain.payment import PaymentStatus
+from walletd.errors import ChainError, InsufficientFundsError, InvalidRequestError, WalletdError
+from walletd.service.clock import now_ms
+from walletd.service.ports import ChainReader, ChainReceipt, ChainSender, Signer
+
+log = logging.getLogger("walletd.reconcile")
+
+DEFAULT_MARGIN_S = 30
+"""Seconds past validBefore (chain time) before an unreported authorization is judged."""
+BATCH = 500
+"""Open payments looked at per pass (those due first); the next pass takes the rest."""
+CANCEL_GRACE_S = 60
+"""A still-``signed`` payment may be cancelled only this long after it was signed."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the chain says should happen to one payment."""
+
+    target: str
+    cause: str
+    data: dict[str, Any]
+    settled_tx: str | None = None
+
+
+@dataclass
+class PassReport:
+    """What one pass did: payments looked at, and moves by target status."""
+
+    checked: int = 0
+    moved: dict[str, int] = field(default_factory=dict)
+
+    def count(self, target: str) -> None:
+        """Count one move to ``target``."""
+        self.moved[target] = self.moved.get(target, 0) + 1
+
+
+def _same(a: str, b: str) -> bool:
+    return a.lower() == b.lower()
+
+
+def settlement_problems(receipt: ChainReceipt, row: TrackedPayment, usdc: str) -> list[str]:
+    """Why ``receipt`` does not prove ``row`` settled; empty when it does."""
+    problems: list[str] = []
+    if receipt.status != 1:
+        problems.append("transaction reverted")
+    if not any(
+        _same(t.token, usdc)
+        and _same(t.sender, row.payer)
+        and _same(t.recipient, row.payee)
+        and t.value == row.amount
+        for t in receipt.transfers
+    ):
+        problems.append("no USDC Transfer from the wallet to payTo of exactly the amount")
+    if not any(
+        _same(a.token, usdc) and _same(a.authorizer, row.payer) and _same(a.nonce, row.nonce)
+        for a in receipt.authorizations_used
+    ):
+        problems.append("no AuthorizationUsed for this wallet and nonce")
+    return problems
+
+
+def _not_before(row: TrackedPayment) -> int:
+    """How far back a log search must look: the authorization cannot be used earlier."""
+    return max(row.valid_after, 0)
+
+
+class Reconciler:
+    """One pass over open payments against one chain; see the module docstring."""
+
+    def __init__(
+        self,
+        store: Store,
+        chain: ChainReader,
+        margin_s: int = DEFAULT_MARGIN_S,
+        clock: Callable[[], int] = now_ms,
+    ) -> None:
+        self._store = store
+        self._chain = chain
+        self._margin_s = margin_s
+        self._clock = clock
+
+    def run_once(self) -> PassReport:
+        """Look at every open payment once; raises ChainError if the node fails (fail closed)."""
+        report = PassReport()
+        chain_now = self._chain.block_timestamp()
+        with self._store.read() as tx:
+            rows = tx.open_payments(lifecycle.OPEN_STATUSES, BATCH)
+        for row in rows:
+            if row.network != self._chain.network.caip2:
+                continue
+            report.checked += 1
+            decision = self.decide(row, chain_now)
+            if decision is not None and self._apply(row, decision):
+                report.count(decision.target)
+        return report
+
+    def decide(self, row: TrackedPayment, chain_now: int) -> Decision | None:
+        """The move the chain justifies for ``row`` now, or None to wait."""
+        expired = lifecycle.past_expiry(chain_now, row.valid_before, self._margin_s)
+        if row.reported_tx:
+            return self._check_reported(row, row.reported_tx, chain_now, expired)
+        if not expired:
+            return None
+        return self._after_expiry(row, chain_now)
+
+    def _check_reported(
+        self, row: TrackedPayment, tx_hash: str, chain_now: int, expired: bool
+    ) -> Decision | None:
+        receipt = self._chain.receipt(tx_hash)
+        if receipt is None:
+            if not expired:
+                return None  # maybe not mined yet; after validBefore it never can be
+            facts = {"reported_tx": tx_hash, "chain_time": chain_now}
+            facts["authorization_used"] = self._chain.authorization_state(row.payer, row.nonce)
+            return Decision(PaymentStatus.DISPUTED, "reported_tx_not_on_chain", facts)
+        problems = settlement_problems(receipt, row, self._chain.network.usdc)
+        if problems:
+            data = {"reported_tx": tx_hash, "problems": problems, "chain_time": chain_now}
+            return Decision(PaymentStatus.DISPUTED, "reported_tx_does_not_settle", data)
+        data = {"tx": receipt.tx_hash, "block": receipt.block_number, "chain_time": chain_now}
+        return Decision(PaymentStatus.SETTLED, "confirmed_on_chain", data, receipt.tx_hash)
+
+    def _after_expiry(self, row: TrackedPayment, chain_now: int) -> Decision:
+        data: dict[str, Any] = {"chain_time": chain_now, "valid_before": row.valid_before}
+        if not self._chain.authorization_state(row.payer, row.nonce):
+            return Decision(PaymentStatus.EXPIRED, "authorization_unused_after_expiry", data)
+        used = self._chain.find_authorization_used(row.payer, row.nonce, _not_before(row))
+        if used:
+            data["tx"] = used
+            return Decision(PaymentStatus.SETTLED, "authorization_used_on_chain", data, used)
+        canceled = self._chain.find_authorization_canceled(row.payer, row.nonce, _not_before(row))
+        if canceled:
+            data["tx"] = canceled
+            return Decision(
+                PaymentStatus.CANCELLED, "authorization_canceled_on_chain", data, canceled
+            )
+        # Used, but the log is out of the node's reach: money moved, so count it as settled.
+        data["tx"] = None
+        return Decision(PaymentStatus.SETTLED, "authorization_used_on_chain", data)
+
+    def _apply(self, row: TrackedPayment, decision: Decision) -> bool:
+        return apply_decision(self._store, row, decision, self._clock())
+
+
+def apply_decision(store: Store, row: TrackedPayment, decision: Decision, at_ms: int) -> bool:
+    """Record one decision; False when another writer moved the payment first."""
+    try:
+        with store.write() as tx:
+            moved = tx.move(
+                row.id, row.status, decision.target, at_ms, decision.cause, decision.data,
+                settled_tx=decision.settled_tx,
+            )  # fmt: skip
+    except lifecycle.TransitionError as exc:
+        log.warning("payment %s: %s (left as it is, still counted)", row.id, exc)
+        return False
+    if moved:
+        log.info("payment %s %s -> %s (%s)", row.id, row.status, decision.target, decision.cause)
+    return moved
+
+
+# ---------------------------------------------------------------------------- funds
+
+
+class FundsCache:
+    """The wallet's last USDC balance read from chain: written by the loop, read by Pay.
+
+    Pay never calls the node (it runs inside the ledger's write lock), so it
+    judges funds by this cached value less the authorizations still counted;
+    with no value yet (no RPC, or the node never answered) Pay does not check.
+    """
+
+    def __init__(self, low_balance: int = 0) -> None:
+        self.low_balance = low_balance
+        self._lock = threading.Lock()
+        self._balance: int | None = None
+
+    def balance(self) -> int | None:
+        """The last balance read, or None before the first read."""
+        with self._lock:
+            return self._balance
+
+    def update(self, balance: int) -> None:
+        """Store a fresh balance; warn when it is under the low-balance threshold."""
+        with self._lock:
+            self._balance = balance
+        if balance < self.low_balance:
+            log.warning(
+                "low USDC balance: %d < threshold %d (atomic units)", balance, self.low_balance
+            )
+
+
+def require_funds(cache: FundsCache | None, outstanding: int, amount: int) -> None:
+    """Refuse a payment the wallet's USDC, less what it already promised, cannot cover.
+
+    Raises:
+        InsufficientFundsError: with the balance, outstanding and requested amounts.
+    """
+    balance = cache.balance() if cache is not None else None
+    if balance is None or outstanding + amount <= balance:
+        return
+    raise InsufficientFundsError(
+        "USDC balance less outstanding authorizations cannot cover this payment",
+        {"balance": str(balance), "outstanding": str(outstanding), "requested": str(amount)},
+    )
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+class ReconcileLoop:
+    """Runs a pass at once and then every ``interval_s`` until ``stop`` is set.
+
+    The chain client is made per pass by ``open_chain``, so a node that is down
+    when the daemon starts (or goes away) only delays reconciliation. After each
+    pass it refreshes the wallet's USDC balance in ``funds`` (right after the
+    pass, so the balance and the settled/open split are read close together).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        open_chain: Callable[[], ChainReader],
+        interval_s: float,
+        margin_s: int,
+        stop: threading.Event,
+        funds: tuple[str, FundsCache] | None = None,
+    ) -> None:
+        self._store = store
+        self._funds = funds
+        self._open_chain = open_chain
+        self._interval_s = interval_s
+        self._margin_s = margin_s
+        self._stop = stop
+        self._thread = threading.Thread(target=self._run, name="walletd-reconcile", daemon=True)
+
+    def start(self) -> None:
+        """Start the background thread."""
+        self._thread.start()
+
+    def join(self, timeout: float) -> None:
+        """Wait for the thread to end after ``stop`` was set."""
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                chain = self._open_chain()
+                report = Reconciler(self._store, chain, self._margin_s).run_once()
+                if self._funds is not None:
+                    address, cache = self._funds
+                    cache.update(chain.usdc_balance(address))
+                if report.moved:
+                    log.info("reconcile checked=%d moved=%s", report.checked, report.moved)
+            except WalletdError as err:
+                log.warning("reconcile pass failed: %s: %s", err.reason, err.message)
+            except Exception:  # the loop must outlive any one bad pass
+                log.exception("reconcile pass crashed")
+            self._stop.wait(self._interval_s)
+
+
+# ------------------------------------------------------------------------- cancelling
+
+
+def _cancellable(row: TrackedPayment, now: int) -> None:
+    if row.status not in lifecycle.CANCELLABLE_STATUSES:
+        raise InvalidRequestError(
+            f"payment {row.id} is {row.status}; only rejected payments (or signed ones "
+            f"older than {CANCEL_GRACE_S} s) can be cancelled"
+        )
+    if row.status == PaymentStatus.SIGNED and now - row.created_at_ms < CANCEL_GRACE_S * 1000:
+        raise InvalidRequestError(
+            f"payment {row.id} was signed less than {CANCEL_GRACE_S} s ago; its client may "
+            "still be sending it"
+        )
+
+
+def _already_final_on_chain(chain: ChainReader, row: TrackedPayment) -> Decision:
+    """The decision for an authorization the contract already marks used or cancelled."""
+    canceled = chain.find_authorization_canceled(row.payer, row.nonce, _not_before(row))
+    if canceled:
+        return Decision(
+            PaymentStatus.CANCELLED, "authorization_canceled_on_chain", {"tx": canceled}, canceled
+        )
+    used = chain.find_authorization_used(row.payer, row.nonce, _not_before(row))
+    data: dict[str, Any] = {"tx": used}
+    return Decision(PaymentStatus.SETTLED, "authorization_used_on_chain", data, used)
+
+
+def cancel_payment(
+    store: Store,
+    chain: ChainReader,
+    sender: ChainSender,
+    signer: Signer,
+    payment_id: str,
+    clock: Callable[[], int] = now_ms,
+) -> str:
+    """Cancel a payment's authorization on chain; return the payment's status afterwards.
+
+    Re-running after a crash is safe: an authorization the chain already shows
+    as cancelled (or used) is recorded as such without sending anything.
+
+    Raises:
+        NotFoundError, InvalidRequestError: not this wallet's, or not cancellable.
+        ChainError: the node failed, or the cancel reverted (e.g. the server won the race).
+    """
+    with store.read() as tx:
+        row = tx.tracked_payment(payment_id)
+    if not _same(row.payer, signer.address) or row.network != chain.network.caip2:
+        raise InvalidRequestError(f"payment {row.id} is not this wallet's on {chain.network.caip2}")
+    _cancellable(row, clock())
+    if chain.authorization_state(row.payer, row.nonce):
+        decision = _already_final_on_chain(chain, row)
+        apply_decision(store, row, decision, clock())
+        return decision.target
+    if chain.block_timestamp() >= row.valid_before:
+        raise InvalidRequestError(f"payment {row.id} is past validBefore: `walletd reconcile`")
+    with store.write() as tx:
+        tx.add_event(row.id, clock(), row.status, "cancel_sent", {})
+    receipt = sender.cancel_authorization(signer, row.nonce)
+    if not any(
+        _same(a.authorizer, row.payer) and _same(a.nonce, row.nonce)
+        for a in receipt.authorizations_canceled
+    ):
+        raise ChainError(f"{receipt.tx_hash} did not emit AuthorizationCanceled for {row.nonce}")
+    data = {"tx": receipt.tx_hash, "block": receipt.block_number}
+    decision = Decision(
+        PaymentStatus.CANCELLED, "authorization_canceled_on_chain", data, receipt.tx_hash
+    )
+    if not apply_decision(store, row, decision, clock()):
+        with store.read() as tx:
+            return tx.tracked_payment(row.id).status
+    return PaymentStatus.CANCELLED
+
+
+# ----------------------------------------------------------------------------- status
+
+
+@dataclass(frozen=True)
+class FundsStatus:
+    """What `walletd status` shows; chain fields are None without a working RPC."""
+
+    address: str
+    frozen: bool
+    outstanding_count: int
+    outstanding_amount: int
+    network: str | None = None
+    usdc: int | None = None
+    eth: int | None = None
+    chain_error: str = ""
+    low_balance: bool | None = None
+    """Whether USDC is under the configured threshold; None when unknown."""
+
+
+def funds_status(
+    store: Store,
+    address: str,
+    open_chain: Callable[[], ChainReader] | None,
+    low_balance: int = 0,
+) -> FundsStatus:
+    """The wallet's balances and what it has promised but not yet seen settle.
+
+    A chain failure does not hide the ledger's facts: it is shown as ``chain_error``.
+    """
+    with store.read() as tx:
+        frozen, _ = tx.wallet_state()
+        count, amount = tx.outstanding()
+    status = FundsStatus(address, frozen, count, amount)
+    if open_chain is None:
+        return status
+    try:
+        chain = open_chain()
+        usdc = chain.usdc_balance(address)
+        return FundsStatus(
+            address, frozen, count, amount, chain.network.caip2,
+            usdc, chain.eth_balance(address), low_balance=usdc < low_balance,
+        )  # fmt: skip
+    except ChainError as err:
+        return FundsStatus(address, frozen, count, amount, chain_error=err.message)
