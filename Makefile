@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 EXTRAS := server,devnet,openai,dev
 
-.PHONY: setup demo test check stress bench protos contracts clean
+.PHONY: setup demo test check stress bench protos contracts clean fuzz
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ test: setup
 
 check: setup
 	scripts/check
+
+# The long fuzz campaign (CI runs the same properties bounded): make fuzz MINUTES=30
+MINUTES ?= 10
+fuzz: setup
+	$(PY) -m tests.adversarial.campaign --minutes $(MINUTES)
 
 protos: setup
 	scripts/gen_protos

@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.plugins.chain",
     "tests.plugins.devnet",
     "tests.plugins.daemon",
+    "tests.plugins.adversarial",
 ]

@@ -44,7 +44,7 @@ import httpx
 
 from walletd.client._wallet import AsyncWalletClient, WalletClient
 from walletd.domain.payment import PayReceipt
-from walletd.errors import WalletdError
+from walletd.errors import InvalidRequestError, WalletdError
 
 log = logging.getLogger("walletd.client.auth")
 
@@ -55,6 +55,9 @@ PAYMENT_EXTENSION = "walletd.payment"
 """Key of the :class:`PaymentAttempt` left in ``response.extensions`` after a payment."""
 
 PAID_URL_EXTENSION = "walletd.paid_url"
+GUARD_EXTENSION = "walletd.redirect_guard"
+"""Set by :func:`guard_payment_header` on every hop it sees: proof the client's
+redirect hops are checked, without which WalletdAuth will not pay."""
 """Key, in ``request.extensions``, of the URL a payment header was made for."""
 
 FALLBACK_SUFFIX = ".fallback"
@@ -140,6 +143,11 @@ def guard_payment_header(request: httpx.Request) -> None:
     request's extensions with them; the URL the payment was made for travels in
     the extensions, so a mismatch means this hop must not carry it.
     """
+    request.extensions[GUARD_EXTENSION] = True
+    _drop_foreign_payment_header(request)
+
+
+def _drop_foreign_payment_header(request: httpx.Request) -> None:
     paid_url = request.extensions.get(PAID_URL_EXTENSION)
     if paid_url is not None and paid_url != str(request.url) and has_payment_header(request):
         log.warning("dropped a payment header on a redirect to %s", request.url.host)
@@ -194,7 +202,14 @@ _Plan = Generator[_Effect, Any, None]
 
 
 class WalletdAuth(httpx.Auth):
-    """Pays x402 402s through walletd; use with ``httpx.Client(auth=...)`` or the openai SDK.
+    """Pays x402 402s through walletd; best used through ``walletd.client.http_client()``.
+
+    httpx follows redirects inside one auth step and copies every header but
+    Authorization, so this flow pays only through a client whose redirect hops
+    are guarded (the helpers in ``walletd.client`` install ``guard_payment_header``)
+    or that the caller declares does not follow redirects
+    (``client_follows_redirects=False``); otherwise it refuses with
+    InvalidRequestError and nothing is signed.
 
     ``base_url``: when given, only requests to its origin are ever paid.
     ``prepay``: after a route's first 402, attach a payment to the next request
@@ -219,6 +234,7 @@ class WalletdAuth(httpx.Auth):
         labels: Mapping[str, str] | None = None,
         strip_authorization: bool = True,
         error_wrapper: Callable[[WalletdError], Exception] | None = None,
+        client_follows_redirects: bool | None = None,
     ) -> None:
         self._origin = _origin(httpx.URL(str(base_url))) if base_url is not None else None
         self.prepay = prepay
@@ -229,6 +245,12 @@ class WalletdAuth(httpx.Auth):
         self._labels = dict(labels or {})
         self._strip_authorization = strip_authorization
         self._error_wrapper = error_wrapper
+        # httpx follows a redirect *inside* one auth-flow step and copies every
+        # header but Authorization, so the flow itself cannot stop a payment
+        # header going to another host. It pays only when that cannot happen:
+        # the guard hook ran (helpers in walletd.client._http install it), or the
+        # caller says its client does not follow redirects.
+        self._redirect_safe = client_follows_redirects is False
         self._demands: dict[tuple[Any, ...], Demand] = {}
         self._lock = threading.Lock()
 
@@ -323,7 +345,28 @@ class WalletdAuth(httpx.Auth):
             else:
                 result = await effect.response.aread()
 
+    def mark_redirects_guarded(self) -> None:
+        """Declare that every client using this auth runs ``guard_payment_header``.
+
+        The helper clients call this: their hook would prove it on the first hop,
+        but a pre-payment is attached before that first hop is sent.
+        """
+        self._redirect_safe = True
+
+    def _require_redirect_guard(self, request: httpx.Request) -> None:
+        if request.extensions.get(GUARD_EXTENSION):
+            self._redirect_safe = True  # this client runs the guard on every hop
+        if not self._redirect_safe:
+            raise InvalidRequestError(
+                "walletd will not pay through an httpx client that may forward the payment "
+                "header on a redirect: use walletd.client.http_client() or "
+                "openai_http_client(), add walletd.client.guard_payment_header as a request "
+                "event hook, or pass client_follows_redirects=False for a client built with "
+                "follow_redirects=False"
+            )
+
     def _pay_args(self, effect: _Pay) -> dict[str, Any]:
+        self._require_redirect_guard(effect.request)
         return {
             "idempotency_key": effect.key,
             "method": effect.request.method,
@@ -463,7 +506,7 @@ class WalletdAuth(httpx.Auth):
         """Remove what must not leave: a placeholder Authorization, a foreign payment header."""
         if self._strip_authorization:
             request.headers.pop("Authorization", None)
-        guard_payment_header(request)
+        _drop_foreign_payment_header(request)
 
     def _idempotency_key(self, request: httpx.Request) -> tuple[str, bool]:
         """The request's key and whether the caller chose it; a new key is set on the request."""

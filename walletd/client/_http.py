@@ -51,6 +51,7 @@ def http_client(
         token_file=token_file,
         labels=labels,
     )
+    auth.mark_redirects_guarded()
     return httpx.Client(
         base_url=base_url or "",
         auth=auth,
@@ -84,6 +85,7 @@ def async_http_client(
         token_file=token_file,
         labels=labels,
     )
+    auth.mark_redirects_guarded()
     return httpx.AsyncClient(
         base_url=base_url or "",
         auth=auth,

@@ -285,8 +285,28 @@ class LedgerTx:
         query = select(*sums).where(pay.released_at_ms.is_(None))
         if client_id is not None:
             query = query.where(pay.client_id == client_id)
-        row = self._session.execute(query).one()
+        try:
+            row = self._session.execute(query).one()
+        except OperationalError as exc:
+            # SQLite's SUM over INTEGER raises on int64 overflow (PostgreSQL widens
+            # to numeric). Sum exactly in Python instead: a window that large must
+            # refuse with BUDGET_EXCEEDED, not stop the ledger with a storage error.
+            if "overflow" not in str(exc.orig):
+                raise
+            return self._spent_exactly(client_id, starts)
         return {w: int(v) for w, v in zip(SPAN_WINDOWS, row, strict=True)}
+
+    def _spent_exactly(self, client_id: int | None, starts: dict[str, int]) -> dict[str, int]:
+        pay = tables.Payment
+        query = select(pay.amount, pay.created_at_ms).where(pay.released_at_ms.is_(None))
+        if client_id is not None:
+            query = query.where(pay.client_id == client_id)
+        totals = dict.fromkeys(SPAN_WINDOWS, 0)
+        for amount, created in self._session.execute(query):
+            for window in SPAN_WINDOWS:
+                if created >= starts[window]:
+                    totals[window] += amount
+        return totals
 
     def add_payment(self, new: NewPayment, status: str, cause: str) -> None:
         """Record a signed payment and its first event."""

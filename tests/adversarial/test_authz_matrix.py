@@ -1,0 +1,191 @@
+"""Authorization matrix: every RPC of walletd.v1.WalletService against every bad credential.
+
+Rows are the RPCs, columns the cases, cells what happened: the refusal's reason,
+or, where the call is allowed by design, what it was allowed to see (``OWN_ONLY``,
+``ISOLATED``). The observed matrix is printed (``pytest -s``) and must equal
+:data:`EXPECTED`. "No token" and "malformed metadata" go through a raw gRPC stub,
+since WalletClient always sends a well-formed bearer header when it has a token.
+
+Cases:
+  no_token       no ``authorization`` metadata at all
+  malformed      ``authorization: Basic ...`` (not a bearer token)
+  wrong_token    a well-formed token walletd never issued
+  revoked_token  the token of a client revoked with `walletd client revoke`
+  wrong_scope    a token without the scope the RPC needs (GetBudget takes either)
+  other_client   another client's payment id (ReportOutcome), idempotency key (Pay),
+                 payments (ListPayments) or budget (GetBudget)
+  unknown_id     a payment id that does not exist, to compare with other_client
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+
+from tests.adversarial.demands import URL, b64, entry, v2_doc
+from tests.plugins.adversarial import add_clients
+from tests.plugins.daemon import Daemon, WalletHome
+from walletd.client import WalletClient
+from walletd.client._errors import map_rpc_errors
+from walletd.domain.payment import PaymentStatus
+from walletd.errors import WalletdError
+from walletd.v1 import wallet_pb2 as pb, wallet_pb2_grpc as pb_grpc
+
+RPCS = ("Pay", "ReportOutcome", "GetBudget", "ListPayments")
+CASES = (
+    "no_token",
+    "malformed",
+    "wrong_token",
+    "revoked_token",
+    "wrong_scope",
+    "other_client",
+    "unknown_id",
+)
+U, P, NF, NA = "UNAUTHENTICATED", "PERMISSION_DENIED", "NOT_FOUND", "n/a"
+EXPECTED: dict[str, dict[str, str]] = {
+    "Pay": dict(zip(CASES, (U, U, U, U, P, "ISOLATED", NA), strict=True)),
+    "ReportOutcome": dict(zip(CASES, (U, U, U, U, P, NF, NF), strict=True)),
+    "GetBudget": dict(zip(CASES, (U, U, U, U, NA, "OWN_ONLY", NA), strict=True)),
+    "ListPayments": dict(zip(CASES, (U, U, U, U, P, "OWN_ONLY", NA), strict=True)),
+}
+UNKNOWN_ID = "pay_" + "0" * 24
+
+
+@dataclass
+class Cast:
+    """The clients of the matrix, all on one daemon."""
+
+    home: WalletHome
+    owner: WalletClient
+    other: WalletClient
+    reader: WalletClient
+    payer_only: WalletClient
+    revoked: WalletClient
+    stranger: WalletClient
+    owner_payment: str
+    owner_key: str
+
+
+@pytest.fixture(scope="module")
+def cast(module_wallet_home: WalletHome, module_daemon: Daemon) -> Iterator[Cast]:
+    home = module_wallet_home
+    tokens = add_clients(home, {"owner": "pay,read", "other": "pay,read", "reader": "read",
+                                "payer-only": "pay", "revoked": "pay,read"})  # fmt: skip
+
+    def client(token: Path | None = None, raw: str | None = None) -> WalletClient:
+        return WalletClient(socket=home.socket, token_file=token, token=raw, timeout=30)
+
+    owner = client(tokens["owner"])
+    revoked = client(tokens["revoked"])
+    revoked.get_budget()  # it worked before the revocation
+    home.admin("client", "revoke", "revoked")  # the real operator command, daemon running
+    key = "authz-owner-1"
+    receipt = owner.pay(key, "POST", URL, payment_required=b64(v2_doc()))
+    clients = [owner, client(tokens["other"]), client(tokens["reader"]),
+               client(tokens["payer-only"]), revoked, client(raw="wdt_" + "A" * 43)]  # fmt: skip
+    yield Cast(home, *clients, owner_payment=receipt.payment_id, owner_key=key)  # type: ignore[misc]
+    for c in clients:
+        c.close()
+
+
+def _raw_call(home: WalletHome, rpc: str, request: object, metadata: tuple) -> None:
+    with grpc.insecure_channel(f"unix://{home.socket}") as channel:
+        stub = pb_grpc.WalletServiceStub(channel)
+        with map_rpc_errors():
+            getattr(stub, rpc)(request, metadata=metadata, timeout=30)
+
+
+def _requests(cast: Cast) -> dict[str, object]:
+    return {
+        "Pay": pb.PayRequest(
+            idempotency_key="authz-raw", method="POST", url=URL, payment_required=b64(v2_doc())
+        ),
+        "ReportOutcome": pb.ReportOutcomeRequest(
+            payment_id=cast.owner_payment, http_status=402, payment_response=""
+        ),
+        "GetBudget": pb.GetBudgetRequest(),
+        "ListPayments": pb.ListPaymentsRequest(limit=10),
+    }
+
+
+def _as_client(wallet: WalletClient, rpc: str, cast: Cast) -> Callable[[], object]:
+    """The RPC made through the real client, on the owner's payment where one is taken."""
+    calls: dict[str, Callable[[], object]] = {
+        "Pay": lambda: wallet.pay("authz-x", "POST", URL, payment_required=b64(v2_doc())),
+        "ReportOutcome": lambda: wallet.report_outcome(cast.owner_payment, 402),
+        "GetBudget": wallet.get_budget,
+        "ListPayments": wallet.list_payments,
+    }
+    return calls[rpc]
+
+
+def _refusal(call: Callable[[], object]) -> str:
+    try:
+        call()
+    except WalletdError as err:
+        return err.reason
+    return "ALLOWED"
+
+
+def _other_client_cell(cast: Cast, rpc: str) -> str:
+    other = cast.other
+    if rpc == "Pay":  # the owner's idempotency key, another demand: a new payment of its own
+        receipt = other.pay(cast.owner_key, "POST", URL, payment_required=b64(v2_doc(entry("1"))))
+        mine = {p.payment_id for p in cast.owner.list_payments(limit=1000)}
+        return "ISOLATED" if not receipt.reused and receipt.payment_id not in mine else "LEAKED"
+    if rpc == "ReportOutcome":
+        return _refusal(lambda: other.report_outcome(cast.owner_payment, 402))
+    if rpc == "GetBudget":
+        return "OWN_ONLY" if other.get_budget().client == "other" else "LEAKED"
+    seen = {p.payment_id for p in other.list_payments(limit=1000)}
+    return "OWN_ONLY" if cast.owner_payment not in seen else "LEAKED"
+
+
+def _cell(cast: Cast, rpc: str, case: str) -> str:
+    requests = _requests(cast)
+    if case == "no_token":
+        return _refusal(lambda: _raw_call(cast.home, rpc, requests[rpc], ()))
+    if case == "malformed":
+        meta = (("authorization", "Basic b3duZXI6cGFzc3dvcmQ="),)
+        return _refusal(lambda: _raw_call(cast.home, rpc, requests[rpc], meta))
+    if case == "wrong_token":
+        return _refusal(_as_client(cast.stranger, rpc, cast))
+    if case == "revoked_token":
+        return _refusal(_as_client(cast.revoked, rpc, cast))
+    if case == "wrong_scope":
+        if rpc == "GetBudget":  # pay or read may read their own budget: no token lacks both
+            return NA
+        wallet = cast.payer_only if rpc == "ListPayments" else cast.reader
+        return _refusal(_as_client(wallet, rpc, cast))
+    if case == "other_client":
+        return _other_client_cell(cast, rpc)
+    if rpc != "ReportOutcome":
+        return NA
+    return _refusal(lambda: cast.owner.report_outcome(UNKNOWN_ID, 402))
+
+
+def render(matrix: dict[str, dict[str, str]]) -> str:
+    lines = ["| RPC | " + " | ".join(CASES) + " |", "|---" * (len(CASES) + 1) + "|"]
+    lines += [f"| {rpc} | " + " | ".join(matrix[rpc][c] for c in CASES) + " |" for rpc in RPCS]
+    return "\n".join(lines)
+
+
+def test_every_rpc_is_in_the_matrix() -> None:
+    methods = pb.DESCRIPTOR.services_by_name["WalletService"].methods_by_name
+    assert set(methods) == set(RPCS)
+
+
+def test_authorization_matrix(cast: Cast) -> None:
+    matrix = {rpc: {case: _cell(cast, rpc, case) for case in CASES} for rpc in RPCS}
+    print(f"\n\nAuthorization matrix:\n{render(matrix)}")
+    assert matrix == EXPECTED, render(matrix)
+    # Nothing a refused or foreign call did touched the owner's payment or budget.
+    (row,) = [p for p in cast.owner.list_payments(limit=1000)]
+    assert (row.payment_id, row.status) == (cast.owner_payment, PaymentStatus.SIGNED)
+    assert next(w.spent for w in cast.owner.get_budget().windows if w.window == "daily") == 3000
+    # The other client's only row is its own payment under the reused key.
+    assert [(p.client, p.amount) for p in cast.other.list_payments(limit=1000)] == [("other", 1)]
