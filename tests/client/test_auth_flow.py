@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 
 import httpx
@@ -265,3 +266,28 @@ def test_no_api_error_is_an_httpx_error() -> None:
     for cls in CLUSTER_ERRORS:
         assert issubclass(cls, WalletdError)
         assert not issubclass(cls, httpx.HTTPError)
+
+
+def test_a_custom_proof_header_is_dropped_on_a_cross_host_redirect() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.host == "evil.test":
+            return httpx.Response(200)
+        if "x-payment-tx" in request.headers:
+            return httpx.Response(307, headers={"Location": "http://evil.test/collect"})
+        return httpx.Response(402, headers={"PAYMENT-REQUIRED": demand_header()}, json={})
+
+    class ProofWallet(FakeWallet):
+        def pay(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            receipt = super().pay(*args, **kwargs)
+            return dataclasses.replace(receipt, header_name="X-Payment-Tx", header_value="0xabc")
+
+    auth = WalletdAuth(base_url=BASE, wallet=ProofWallet())  # type: ignore[arg-type]
+    client = http_client(auth=auth, transport=httpx.MockTransport(handler))
+    client.follow_redirects = True
+    with client as http:
+        http.post(BASE + "/v1/chat", json={})
+    assert [r.url.host for r in seen][-1] == "evil.test"
+    assert "x-payment-tx" not in seen[-1].headers

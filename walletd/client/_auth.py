@@ -55,6 +55,8 @@ PAYMENT_EXTENSION = "walletd.payment"
 """Key of the :class:`PaymentAttempt` left in ``response.extensions`` after a payment."""
 
 PAID_URL_EXTENSION = "walletd.paid_url"
+PAID_HEADER_EXTENSION = "walletd.paid_header"
+"""The header name walletd attached (Pay decides it: x402 names or a transfer proof)."""
 GUARD_EXTENSION = "walletd.redirect_guard"
 """Set by :func:`guard_payment_header` on every hop it sees: proof the client's
 redirect hops are checked, without which WalletdAuth will not pay."""
@@ -125,14 +127,20 @@ def payment_response_of(response: httpx.Response) -> str:
     return ""
 
 
+def _payment_header_names(request: httpx.Request) -> tuple[str, ...]:
+    """The x402 names, plus the one walletd set on this request (e.g. a transfer proof)."""
+    paid = request.extensions.get(PAID_HEADER_EXTENSION)
+    return (*PAYMENT_HEADERS, paid) if isinstance(paid, str) else PAYMENT_HEADERS
+
+
 def has_payment_header(request: httpx.Request) -> bool:
-    """True when the request already carries an x402 payment."""
-    return any(name in request.headers for name in PAYMENT_HEADERS)
+    """True when the request already carries a payment."""
+    return any(name in request.headers for name in _payment_header_names(request))
 
 
 def strip_payment_headers(request: httpx.Request) -> None:
-    """Remove every x402 payment header from a request."""
-    for name in PAYMENT_HEADERS:
+    """Remove every payment header from a request."""
+    for name in _payment_header_names(request):
         request.headers.pop(name, None)
 
 
@@ -459,7 +467,11 @@ class WalletdAuth(httpx.Auth):
         receipt: PayReceipt = yield _Pay(key, request, demand)
         strip_payment_headers(request)
         request.headers[receipt.header_name] = receipt.header_value
-        request.extensions = {**request.extensions, PAID_URL_EXTENSION: str(request.url)}
+        request.extensions = {
+            **request.extensions,
+            PAID_URL_EXTENSION: str(request.url),
+            PAID_HEADER_EXTENSION: receipt.header_name,
+        }
         response: httpx.Response = yield _Send(request)
         settlement = payment_response_of(response)
         yield _Report(receipt, response.status_code, settlement)
