@@ -4,9 +4,9 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-EXTRAS := server,devnet,openai,dev
+EXTRAS := server,postgres,devnet,openai,dev
 
-.PHONY: setup demo test check stress bench protos contracts clean fuzz
+.PHONY: setup demo test check stress bench protos contracts clean fuzz pg
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ test: setup
 
 check: setup
 	scripts/check
+
+# A throwaway PostgreSQL for running tests by hand (`make test` starts its own):
+#   export $$(make -s pg)  ...  scripts/pg stop "$$WALLETD_TEST_PG_DIR"
+pg:
+	@scripts/pg start
 
 # The long fuzz campaign (CI runs the same properties bounded): make fuzz MINUTES=30
 MINUTES ?= 10

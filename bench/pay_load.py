@@ -38,6 +38,7 @@ class Target:
     token_file: str
     data_dir: Path
     db_url: str
+    client: str
 
 
 def _cli(env: dict[str, str], *args: str) -> str:
@@ -56,15 +57,16 @@ def daemon(db_url: str = "", *, total_budget: str = "1000000") -> Iterator[Targe
     ledger = ["--db-url", db_url] if db_url else []
     _cli(env, "init", "--data-dir", str(data), "--passphrase-file", str(passfile),
          "--kdf-log-n", "10", *ledger)  # fmt: skip
-    token = _cli(env, "client", "add", "bench", "--data-dir", str(data), *ledger).split()[-1]
+    client = f"bench-{root.name[-8:]}"  # a shared PostgreSQL ledger outlives one daemon
+    token = _cli(env, "client", "add", client, "--data-dir", str(data), *ledger).split()[-1]
     (root / "token").write_text(token)
-    _cli(env, "budget", "set", "bench", "--total", total_budget, "--data-dir", str(data), *ledger)
+    _cli(env, "budget", "set", client, "--total", total_budget, "--data-dir", str(data), *ledger)
     proc = subprocess.Popen(
         [sys.executable, "-m", "walletd", "serve", "--data-dir", str(data),
          "--passphrase-file", str(passfile), *ledger],
         env=env, stdout=subprocess.DEVNULL, stderr=(root / "log").open("wb"),
     )  # fmt: skip
-    target = Target(str(data / "walletd.sock"), str(root / "token"), data, db_url)
+    target = Target(str(data / "walletd.sock"), str(root / "token"), data, db_url, client)
     try:
         _wait(target)
         yield target
@@ -124,16 +126,23 @@ def load(target: Target, callers: int, calls: int, name: str) -> tuple[Result, i
     return Result(name, callers * calls, end - start, latencies), sum(p[3] for p in parts)
 
 
+TOTAL_SQL = (
+    "select coalesce(sum(p.amount), 0) from payments p join clients c on c.id = p.client_id "
+    "where c.name = :client"
+)
+
+
 def ledger_total(target: Target) -> int:
-    """The sum of every payment the ledger holds."""
+    """What the ledger holds for this run's client (a PostgreSQL ledger is shared)."""
     if not target.db_url:
         with sqlite3.connect(target.data_dir / "walletd.db") as db:
-            return int(db.execute("select coalesce(sum(amount),0) from payments").fetchone()[0])
+            row = db.execute(TOTAL_SQL, {"client": target.client}).fetchone()
+            return int(row[0])
     from sqlalchemy import create_engine, text
 
     engine = create_engine(target.db_url)
     with engine.connect() as conn:
-        total = int(conn.execute(text("select coalesce(sum(amount),0) from payments")).scalar_one())
+        total = int(conn.execute(text(TOTAL_SQL), {"client": target.client}).scalar_one())
     engine.dispose()
     return total
 

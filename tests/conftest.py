@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.plugins.devnet",
     "tests.plugins.daemon",
     "tests.plugins.adversarial",
+    "tests.plugins.pg",
 ]

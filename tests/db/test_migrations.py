@@ -1,10 +1,8 @@
-"""The schema comes only from Alembic, and matches the models exactly."""
+"""The schema comes only from Alembic, and matches the models exactly (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
 import sqlite3
-import tempfile
-from pathlib import Path
 
 import pytest
 from alembic import command
@@ -13,15 +11,23 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from walletd.db import migrate
-from walletd.db.engine import make_engines, sqlite_url
+from walletd.db.engine import make_engines
 from walletd.db.tables import metadata
 from walletd.errors import SchemaOutOfDateError
 
 
 @pytest.fixture
-def engines():
-    root = Path(tempfile.mkdtemp(prefix="wd-db-", dir="/tmp"))
-    made = make_engines(sqlite_url(root))
+def engines(ledger_url: str):
+    """Engines on an empty database, once per backend (``ledger_url`` is parametrized)."""
+    made = make_engines(ledger_url)
+    yield made
+    made.dispose()
+
+
+@pytest.fixture
+def sqlite_engines(sqlite_ledger_url: str):
+    """Engines on an empty SQLite file, for the SQLite-only checks."""
+    made = make_engines(sqlite_ledger_url)
     yield made
     made.dispose()
 
@@ -50,7 +56,8 @@ def test_downgrade_to_base_and_up_again_keeps_working(engines) -> None:
     migrate.require_current(engines.read)
 
 
-def test_sqlite_ledger_uses_wal_foreign_keys_busy_timeout_and_full_sync(engines) -> None:
+def test_sqlite_ledger_uses_wal_foreign_keys_busy_timeout_and_full_sync(sqlite_engines) -> None:
+    engines = sqlite_engines
     migrate.upgrade(engines.write)
     with engines.write.connect() as conn:
         pragmas = {
@@ -66,7 +73,8 @@ def test_an_empty_database_is_refused_until_upgraded(engines) -> None:
         migrate.require_current(engines.read)
 
 
-def test_ledger_rejects_a_payment_for_an_unknown_client(engines) -> None:
+def test_ledger_rejects_a_payment_for_an_unknown_client(sqlite_engines) -> None:
+    engines = sqlite_engines
     migrate.upgrade(engines.write)
     url = engines.write.url.database
     with sqlite3.connect(url) as db:

@@ -1,17 +1,15 @@
-"""A WalletService over a real, migrated SQLite ledger and a counting signer."""
+"""A WalletService over a real, migrated ledger (SQLite and PostgreSQL) and a counting signer."""
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from eth_account import Account
 
 from walletd.db import migrate
-from walletd.db.engine import make_engines, sqlite_url
+from walletd.db.engine import make_engines
 from walletd.db.ledger import Store
 from walletd.domain.payment import Caller
 from walletd.domain.policy import Limits
@@ -45,9 +43,9 @@ class Ledger:
 
 
 @pytest.fixture
-def ledger() -> Iterator[Ledger]:
-    root = Path(tempfile.mkdtemp(prefix="wd-svc-", dir="/tmp"))
-    engines = make_engines(sqlite_url(root))
+def ledger(ledger_url: str) -> Iterator[Ledger]:
+    """Parametrized over both backends by ``ledger_url`` (tests/plugins/pg.py)."""
+    engines = make_engines(ledger_url)
     migrate.upgrade(engines.write)
     store = Store(engines)
     token = admin.add_client(store, "svc", frozenset({"pay", "read"}))

@@ -7,6 +7,18 @@ serialised transaction across threads *and* processes, so no budget can be
 exceeded by a race. The read engine uses ordinary deferred transactions and,
 under WAL, never blocks writers. ``synchronous=FULL`` makes every commit durable
 (fsync) before Pay returns a signature.
+
+PostgreSQL gets one engine pinned to READ COMMITTED, whatever the server's
+default: Pay's first statement locks the single ``wallet_state`` row (``SELECT
+... FOR UPDATE``), so every Pay on every replica queues on that row, and under
+READ COMMITTED each later statement takes a fresh snapshot, so the window sums
+read after the lock include every payment committed by the previous holder.
+Under REPEATABLE READ the snapshot would be taken before the lock wait and the
+sums would be stale (the budget check passes on a spent budget; tests/pg shows
+it), which is why the level is not left to the server. Lock and idle timeouts
+make a stuck peer fail the others closed (StorageError) instead of hanging them;
+a refused connection is a StorageError too, so a daemon whose database is down
+refuses with one line, not a traceback.
 """
 
 from __future__ import annotations
@@ -16,9 +28,22 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, ExceptionContext, make_url
+from sqlalchemy.exc import NoSuchModuleError
+
+from walletd.errors import InvalidRequestError, StorageError
 
 BUSY_TIMEOUT_MS = 30_000
+
+PG_ISOLATION = "READ COMMITTED"
+"""The level Pay's row-lock-then-sum proof needs (see the module docstring)."""
+PG_LOCK_TIMEOUT_MS = 30_000
+"""How long a Pay waits for the wallet_state row before it fails closed."""
+PG_IDLE_IN_TRANSACTION_MS = 60_000
+"""A session holding a transaction open this long is ended by the server, releasing its locks."""
+PG_CONNECT_TIMEOUT_S = 10
+PG_POOL_SIZE = 16
+"""One connection per gRPC worker thread (``build_server``'s max_workers)."""
 
 
 @dataclass(frozen=True)
@@ -69,9 +94,65 @@ def _sqlite_engine(url: str, begin: str) -> Engine:
     return engine
 
 
+def redacted(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (for logs and ``config check``)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # an unparsable URL is shown as a placeholder, never echoed
+        return "<unparsable database URL>"
+
+
+def _postgres_url(url: URL) -> URL:
+    """Plain ``postgresql://`` means psycopg 3 (the driver walletd ships), not psycopg2."""
+    if url.drivername in ("postgresql", "postgres"):
+        return url.set(drivername="postgresql+psycopg")
+    return url
+
+
+def _postgres_engine(url: URL) -> Engine:
+    timeouts = (
+        f"-c lock_timeout={PG_LOCK_TIMEOUT_MS} "
+        f"-c idle_in_transaction_session_timeout={PG_IDLE_IN_TRANSACTION_MS}"
+    )
+    try:
+        engine = create_engine(
+            url,
+            isolation_level=PG_ISOLATION,
+            pool_pre_ping=True,
+            pool_size=PG_POOL_SIZE,
+            max_overflow=4,
+            connect_args={
+                "connect_timeout": PG_CONNECT_TIMEOUT_S,
+                "application_name": "walletd",
+                "options": timeouts,
+            },
+        )
+    except (ImportError, NoSuchModuleError) as exc:
+        raise InvalidRequestError(
+            f"no driver for {url.drivername}: install walletd[postgres] (psycopg 3)"
+        ) from exc
+    event.listen(engine, "handle_error", _refused_connection)
+    return engine
+
+
+def _refused_connection(ctx: ExceptionContext) -> None:
+    """Turn a failure to *connect* into StorageError; errors inside transactions pass on.
+
+    Only the no-connection path is touched (the ledger maps the rest), and never
+    the pool's pre-ping, whose own handling replaces a dead pooled connection.
+    """
+    if ctx.connection is None and not ctx.is_pre_ping:
+        url = ctx.engine.url.render_as_string(hide_password=True) if ctx.engine else "?"
+        raise StorageError(f"ledger unavailable: cannot connect to {url}: {ctx.original_exception}")
+
+
 def make_engines(url: str) -> Engines:
     """Build the engines for a ledger URL (SQLite gets the write/read pair)."""
-    if make_url(url).get_backend_name() == "sqlite":
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
         return Engines(_sqlite_engine(url, "BEGIN IMMEDIATE"), _sqlite_engine(url, "BEGIN"))
+    if parsed.get_backend_name() == "postgresql":
+        engine = _postgres_engine(_postgres_url(parsed))
+        return Engines(engine, engine)
     engine = create_engine(url, pool_pre_ping=True, pool_size=20, max_overflow=10)
     return Engines(engine, engine)

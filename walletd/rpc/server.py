@@ -4,7 +4,9 @@ Two kinds of listener:
 
 * a Unix socket, the normal case: plaintext, protected by its mode (0600) and the
   bearer token. It is bound under umask 0o077, so there is no moment when another
-  user could connect, and chmod-ed again after start;
+  user could connect, and chmod-ed again after start. ``walletd serve
+  --socket-group G --socket-mode 0660`` opens it to one group of service users
+  (never to everyone: the mode cannot grant "other" bits);
 * TCP, only with TLS (optionally mutual): a token sent in the clear over a
   network would be a credential leak, so a TCP listener without TLS is refused.
 
@@ -14,6 +16,7 @@ synchronous; ``max_workers`` bounds concurrent RPCs.
 
 from __future__ import annotations
 
+import grp
 import logging
 import os
 import socket
@@ -39,6 +42,44 @@ MAX_UNIX_PATH_BYTES = 107
 """sockaddr_un.sun_path holds 108 bytes including the terminating NUL (Linux)."""
 
 SOCKET_MODE = 0o600
+
+
+@dataclass(frozen=True)
+class SocketAccess:
+    """Who may connect to the Unix socket: its mode and, optionally, its group."""
+
+    mode: int = SOCKET_MODE
+    group: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode & ~0o660 or (self.mode & 0o600) != 0o600:
+            raise InvalidRequestError(
+                f"socket mode must be 0600 or 0660 (owner rw, maybe group rw), got {self.mode:#o}"
+            )
+
+    def gid(self) -> int:
+        """The group id to give the socket, or -1 (keep the daemon's group)."""
+        if self.group is None:
+            return -1
+        try:
+            return grp.getgrnam(self.group).gr_gid
+        except KeyError:
+            raise InvalidRequestError(f"no group named {self.group!r}") from None
+
+
+_socket_access = SocketAccess()
+
+
+def set_socket_access(access: SocketAccess) -> None:
+    """Set how the next started server opens its socket (``walletd serve`` calls this once).
+
+    Process-wide because the daemon builds its server in one place and the
+    socket's audience is a property of the process, like its umask.
+    """
+    global _socket_access
+    access.gid()  # an unknown group is refused before anything is bound
+    _socket_access = access
+
 
 _SERVER_OPTIONS = [
     # Without this, Linux lets a second daemon bind the same TCP port and steal
@@ -99,7 +140,11 @@ class RpcServer:
         """Start serving, then tighten the socket mode and report SERVING."""
         self._server.start()
         if self._socket_path is not None:
-            os.chmod(self._socket_path, SOCKET_MODE)
+            try:
+                _open_socket(self._socket_path, _socket_access)
+            except InvalidRequestError:
+                self._server.stop(0).wait()
+                raise
         for service in ("", SERVICE_NAME):
             self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
         log.info("walletd gRPC serving on %s", ", ".join(self.addresses))
@@ -153,6 +198,21 @@ def build_server(
     if listen is not None and tls is not None:
         addresses.append(bind_tcp(server, listen, tls))
     return RpcServer(server, health_servicer, addresses, socket_path)
+
+
+def _open_socket(path: Path, access: SocketAccess) -> None:
+    """Give the bound socket its group, then its mode (group first: no moment of a wrong group)."""
+    try:
+        gid = access.gid()
+        if gid != -1:
+            os.chown(path, -1, gid)
+        os.chmod(path, access.mode)
+    except OSError as exc:
+        raise InvalidRequestError(
+            f"cannot set group/mode of {path}: {exc.strerror} "
+            "(the daemon's user must be a member of the socket group)",
+            {"socket": str(path)},
+        ) from exc
 
 
 def _check_listeners(socket_path: Path | None, listen: str | None, tls: TlsFiles | None) -> None:
