@@ -68,6 +68,7 @@ from walletd.client._wallet import (
 )
 from walletd.domain.budget import BudgetState, WindowState
 from walletd.domain.payment import PaymentView, PayReceipt
+from walletd.domain.report import RefusalCount, ReportRow, SpendReport, Tally
 from walletd.errors import (
     AuthError,
     BudgetExceededError,
@@ -141,10 +142,14 @@ __all__ = [
     "PaymentView",
     "PermissionDeniedError",
     "PolicyDeniedError",
+    "RefusalCount",
     "RefusedError",
+    "ReportRow",
     "RetryPolicy",
     "SchemaOutOfDateError",
+    "SpendReport",
     "StorageError",
+    "Tally",
     "UnauthenticatedError",
     "WalletClient",
     "WalletdAuth",

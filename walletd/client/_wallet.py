@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -26,6 +26,15 @@ import grpc.aio
 from walletd.client._errors import map_rpc_errors
 from walletd.domain.budget import BudgetState, WindowState
 from walletd.domain.payment import PaymentView, PayReceipt
+from walletd.domain.report import (
+    BUCKETS,
+    RefusalCount,
+    ReportQuery,
+    ReportRow,
+    SpendReport,
+    Tally,
+    total_of,
+)
 from walletd.errors import InvalidRequestError, WalletdError
 from walletd.v1 import wallet_pb2 as pb, wallet_pb2_grpc as pb_grpc
 
@@ -44,6 +53,7 @@ _SERVICE_CONFIG = json.dumps(
                 "name": [
                     {"service": SERVICE_NAME, "method": "GetBudget"},
                     {"service": SERVICE_NAME, "method": "ListPayments"},
+                    {"service": SERVICE_NAME, "method": "GetSpendReport"},
                     {"service": "grpc.health.v1.Health"},
                 ],
                 "retryPolicy": {
@@ -230,6 +240,46 @@ def _payment_view(p: pb.Payment) -> PaymentView:
     )
 
 
+def _spend_report_request(
+    since_ms: int | None, until_ms: int | None, group_by: Sequence[str]
+) -> pb.GetSpendReportRequest:
+    """The request of ``get_spend_report`` (None is "no bound", 0 on the wire)."""
+    return pb.GetSpendReportRequest(
+        since_ms=since_ms or 0, until_ms=until_ms or 0, group_by=list(group_by)
+    )
+
+
+def _tally(t: pb.Tally) -> Tally:
+    return Tally(t.count, _amount(t.amount))
+
+
+def _spend_row(row: pb.SpendRow) -> ReportRow:
+    return ReportRow(
+        key=tuple(row.key),
+        statuses={b: _tally(row.statuses[b]) if b in row.statuses else Tally() for b in BUCKETS},
+        confirmed=_tally(row.confirmed),
+        unconfirmed=_tally(row.unconfirmed),
+    )
+
+
+def _spend_report(resp: pb.GetSpendReportResponse) -> SpendReport:
+    """The domain SpendReport of a GetSpendReportResponse (totals checked against the rows)."""
+    rows = tuple(_spend_row(r) for r in resp.rows)
+    totals = _spend_row(resp.totals)
+    if total_of(rows).statuses != totals.statuses:
+        raise WalletdError("walletd sent a spend report whose rows do not add up to its totals")
+    query = ReportQuery(
+        since_ms=resp.since_ms or None,
+        until_ms=resp.until_ms or None,
+        client=resp.client,
+        group_by=tuple(resp.group_by),
+    )
+    refusals = tuple(
+        RefusalCount(r.reason, r.rule, r.count, _amount(r.amount)) for r in resp.refusals
+    )
+    return SpendReport(query, resp.generated_at_ms, rows, totals, refusals)
+
+
 def _health_request(service: str) -> bytes:
     """A serialized grpc.health.v1.HealthCheckRequest.
 
@@ -336,6 +386,22 @@ class WalletClient(_ClientBase):
                 pb.ListPaymentsRequest(limit=limit), timeout=self._timeout, metadata=self._metadata
             )
         return [_payment_view(p) for p in resp.payments]
+
+    def get_spend_report(
+        self,
+        *,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        group_by: Sequence[str] = (),
+    ) -> SpendReport:
+        """This client's spend report (scope read): counts and amounts by status.
+
+        ``group_by`` takes payee, host, model, day and status; times are Unix ms.
+        """
+        req = _spend_report_request(since_ms, until_ms, group_by)
+        with map_rpc_errors():
+            resp = self._stub.GetSpendReport(req, timeout=self._timeout, metadata=self._metadata)
+        return _spend_report(resp)
 
     def health(self) -> bool:
         """True when the daemon answers and its wallet service is SERVING."""
@@ -448,6 +514,21 @@ class AsyncWalletClient(_ClientBase):
                 pb.ListPaymentsRequest(limit=limit), timeout=self._timeout, metadata=self._metadata
             )
         return [_payment_view(p) for p in resp.payments]
+
+    async def get_spend_report(
+        self,
+        *,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        group_by: Sequence[str] = (),
+    ) -> SpendReport:
+        """This client's spend report; see WalletClient.get_spend_report."""
+        req = _spend_report_request(since_ms, until_ms, group_by)
+        with map_rpc_errors():
+            resp = await self._stub().GetSpendReport(
+                req, timeout=self._timeout, metadata=self._metadata
+            )
+        return _spend_report(resp)
 
     async def health(self) -> bool:
         """True when the daemon answers and its wallet service is SERVING."""

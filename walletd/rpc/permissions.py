@@ -19,12 +19,14 @@ PAY = f"/{SERVICE_NAME}/Pay"
 REPORT_OUTCOME = f"/{SERVICE_NAME}/ReportOutcome"
 GET_BUDGET = f"/{SERVICE_NAME}/GetBudget"
 LIST_PAYMENTS = f"/{SERVICE_NAME}/ListPayments"
+GET_SPEND_REPORT = f"/{SERVICE_NAME}/GetSpendReport"
 
 METHOD_SCOPES: Mapping[str, frozenset[str]] = {
     PAY: frozenset({SCOPE_PAY}),
     REPORT_OUTCOME: frozenset({SCOPE_PAY}),
     GET_BUDGET: frozenset({SCOPE_PAY, SCOPE_READ}),
     LIST_PAYMENTS: frozenset({SCOPE_READ}),
+    GET_SPEND_REPORT: frozenset({SCOPE_READ}),
 }
 """Full method name -> the scopes of which the caller needs at least one."""
 

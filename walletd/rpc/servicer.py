@@ -16,6 +16,7 @@ import grpc
 
 from walletd.domain.budget import BudgetState, WindowState
 from walletd.domain.payment import Caller, PayCommand, PaymentView, PayReceipt
+from walletd.domain.report import BUCKETS, ReportQuery, ReportRow, SpendReport, Tally
 from walletd.errors import InvalidRequestError, PermissionDeniedError, UnauthenticatedError
 from walletd.rpc import permissions
 from walletd.rpc.status import status_for_exception
@@ -124,6 +125,49 @@ def list_limit(request: pb.ListPaymentsRequest) -> int:
     return request.limit or DEFAULT_LIST_LIMIT
 
 
+def report_query(request: pb.GetSpendReportRequest) -> ReportQuery:
+    """The domain query of a GetSpendReportRequest (0 means no bound; client is the caller's)."""
+    if request.since_ms < 0 or request.until_ms < 0:
+        raise InvalidRequestError("since_ms and until_ms must not be negative")
+    return ReportQuery(
+        since_ms=request.since_ms or None,
+        until_ms=request.until_ms or None,
+        group_by=tuple(request.group_by),
+    )
+
+
+def tally_message(tally: Tally) -> pb.Tally:
+    """The wire form of a count and an amount."""
+    return pb.Tally(count=tally.count, amount=_amount(tally.amount))
+
+
+def spend_row(row: ReportRow) -> pb.SpendRow:
+    """The wire form of one report row."""
+    return pb.SpendRow(
+        key=list(row.key),
+        statuses={b: tally_message(row.tally(b)) for b in BUCKETS},
+        confirmed=tally_message(row.confirmed),
+        unconfirmed=tally_message(row.unconfirmed),
+    )
+
+
+def spend_report_response(caller: Caller, report: SpendReport) -> pb.GetSpendReportResponse:
+    """The wire form of a SpendReport."""
+    return pb.GetSpendReportResponse(
+        client=caller.name,
+        group_by=list(report.query.group_by),
+        rows=[spend_row(r) for r in report.rows],
+        totals=spend_row(report.totals),
+        refusals=[
+            pb.RefusalCount(reason=r.reason, rule=r.rule, count=r.count, amount=_amount(r.amount))
+            for r in report.refusals
+        ],
+        since_ms=report.query.since_ms or 0,
+        until_ms=report.query.until_ms or 0,
+        generated_at_ms=report.generated_at_ms,
+    )
+
+
 class WalletServicer(pb_grpc.WalletServiceServicer):
     """Serves walletd.v1.WalletService by calling a WalletApi."""
 
@@ -187,3 +231,14 @@ class WalletServicer(pb_grpc.WalletServiceServicer):
             return pb.ListPaymentsResponse(payments=[payment_message(v) for v in views])
 
         return self._call(context, permissions.LIST_PAYMENTS, handler)
+
+    def GetSpendReport(
+        self, request: pb.GetSpendReportRequest, context: grpc.ServicerContext
+    ) -> pb.GetSpendReportResponse:
+        """The caller's own spend report."""
+
+        def handler(caller: Caller) -> pb.GetSpendReportResponse:
+            report = self._api.spend_report(caller, report_query(request))
+            return spend_report_response(caller, report)
+
+        return self._call(context, permissions.GET_SPEND_REPORT, handler)

@@ -54,6 +54,11 @@ class WalletServiceStub:
                 request_serializer=walletd_dot_v1_dot_wallet__pb2.ListPaymentsRequest.SerializeToString,
                 response_deserializer=walletd_dot_v1_dot_wallet__pb2.ListPaymentsResponse.FromString,
                 _registered_method=True)
+        self.GetSpendReport = channel.unary_unary(
+                '/walletd.v1.WalletService/GetSpendReport',
+                request_serializer=walletd_dot_v1_dot_wallet__pb2.GetSpendReportRequest.SerializeToString,
+                response_deserializer=walletd_dot_v1_dot_wallet__pb2.GetSpendReportResponse.FromString,
+                _registered_method=True)
 
 
 class WalletServiceServicer:
@@ -92,6 +97,15 @@ class WalletServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetSpendReport(self, request, context):
+        """GetSpendReport sums the caller's own payments and refusals by status and
+        on-chain check, optionally grouped. Scope: read. CLI (operator, all
+        clients): `walletd spend-report`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WalletServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -114,6 +128,11 @@ def add_WalletServiceServicer_to_server(servicer, server):
                     servicer.ListPayments,
                     request_deserializer=walletd_dot_v1_dot_wallet__pb2.ListPaymentsRequest.FromString,
                     response_serializer=walletd_dot_v1_dot_wallet__pb2.ListPaymentsResponse.SerializeToString,
+            ),
+            'GetSpendReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSpendReport,
+                    request_deserializer=walletd_dot_v1_dot_wallet__pb2.GetSpendReportRequest.FromString,
+                    response_serializer=walletd_dot_v1_dot_wallet__pb2.GetSpendReportResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -224,6 +243,33 @@ class WalletService:
             '/walletd.v1.WalletService/ListPayments',
             walletd_dot_v1_dot_wallet__pb2.ListPaymentsRequest.SerializeToString,
             walletd_dot_v1_dot_wallet__pb2.ListPaymentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSpendReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/walletd.v1.WalletService/GetSpendReport',
+            walletd_dot_v1_dot_wallet__pb2.GetSpendReportRequest.SerializeToString,
+            walletd_dot_v1_dot_wallet__pb2.GetSpendReportResponse.FromString,
             options,
             channel_credentials,
             insecure,

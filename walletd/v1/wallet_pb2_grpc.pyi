@@ -51,6 +51,11 @@ class WalletServiceStub:
     """
     ListPayments: _grpc.UnaryUnaryMultiCallable[_wallet_pb2.ListPaymentsRequest, _wallet_pb2.ListPaymentsResponse]
     """ListPayments lists the caller's own payments, newest first. Scope: read."""
+    GetSpendReport: _grpc.UnaryUnaryMultiCallable[_wallet_pb2.GetSpendReportRequest, _wallet_pb2.GetSpendReportResponse]
+    """GetSpendReport sums the caller's own payments and refusals by status and
+    on-chain check, optionally grouped. Scope: read. CLI (operator, all
+    clients): `walletd spend-report`.
+    """
 
 @_typing.type_check_only
 class WalletServiceAsyncStub(WalletServiceStub):
@@ -71,6 +76,11 @@ class WalletServiceAsyncStub(WalletServiceStub):
     """
     ListPayments: _aio.UnaryUnaryMultiCallable[_wallet_pb2.ListPaymentsRequest, _wallet_pb2.ListPaymentsResponse]  # type: ignore[assignment]
     """ListPayments lists the caller's own payments, newest first. Scope: read."""
+    GetSpendReport: _aio.UnaryUnaryMultiCallable[_wallet_pb2.GetSpendReportRequest, _wallet_pb2.GetSpendReportResponse]  # type: ignore[assignment]
+    """GetSpendReport sums the caller's own payments and refusals by status and
+    on-chain check, optionally grouped. Scope: read. CLI (operator, all
+    clients): `walletd spend-report`.
+    """
 
 class WalletServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -112,5 +122,16 @@ class WalletServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_wallet_pb2.ListPaymentsResponse, _abc.Awaitable[_wallet_pb2.ListPaymentsResponse]]:
         """ListPayments lists the caller's own payments, newest first. Scope: read."""
+
+    @_abc_1.abstractmethod
+    def GetSpendReport(
+        self,
+        request: _wallet_pb2.GetSpendReportRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_wallet_pb2.GetSpendReportResponse, _abc.Awaitable[_wallet_pb2.GetSpendReportResponse]]:
+        """GetSpendReport sums the caller's own payments and refusals by status and
+        on-chain check, optionally grouped. Scope: read. CLI (operator, all
+        clients): `walletd spend-report`.
+        """
 
 def add_WalletServiceServicer_to_server(servicer: WalletServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,199 @@
+"""``walletd spend-report`` and ``walletd audit``: read the ledger, never write it.
+
+Both open the database read-only (``walletd.db.queries.read_only``), so they
+work with the daemon running or stopped and never take the write lock. Every
+spend report first recomputes the hash chain: figures from an edited ledger are
+still shown, under a warning on stderr and inside the output itself, and the
+command exits with ``EXIT_AUDIT_FAILED``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from walletd.cli._common import ledger_options, settings_from
+from walletd.cli._output import EXIT_ERROR, emit, json_option
+from walletd.domain.report import DIMENSIONS, ReportQuery, check_group_by, parse_time
+
+if TYPE_CHECKING:
+    from walletd.domain.audit import AuditResult
+
+EXIT_AUDIT_FAILED = 4
+"""spend-report wrote its output, but the ledger's hash chain does not verify."""
+
+FORMATS = ("table", "csv", "json", "html")
+
+
+def _url(data_dir: Path | None, config_path: Path | None, db_url: str) -> str:
+    return settings_from(data_dir, config_path, db_url=db_url).ledger_url
+
+
+def _query(
+    since: str | None, until: str | None, client: str | None, group_by: tuple[str, ...], now: int
+) -> ReportQuery:
+    return ReportQuery(
+        since_ms=None if since is None else parse_time(since, now),
+        until_ms=None if until is None else parse_time(until, now),
+        client=client,
+        group_by=check_group_by(group_by),
+    )
+
+
+def _write(text: str, out: Path | None) -> None:
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    out.write_text(text, encoding="utf-8")
+
+
+def _warn(result: AuditResult) -> None:
+    from walletd.report import audit_warning
+
+    warning = audit_warning(result)
+    if warning:
+        bar = "!" * 78
+        click.secho(f"{bar}\n{warning}\n{bar}", fg="red", bold=True, err=True)
+
+
+@click.command("spend-report")
+@ledger_options
+@click.option("--since", default=None, help="Start: 24h, 7d, 30m, 2w ago, or an ISO date/time.")
+@click.option("--until", default=None, help="End (exclusive), same forms as --since.")
+@click.option("--client", default=None, help="Only this client.")
+@click.option(
+    "--group-by",
+    multiple=True,
+    type=click.Choice(DIMENSIONS),
+    help="Group rows by this (repeat for several).",
+)
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Write here instead of stdout.",
+)
+def spend_report(
+    data_dir: Path | None,
+    config_path: Path | None,
+    db_url: str,
+    since: str | None,
+    until: str | None,
+    client: str | None,
+    group_by: tuple[str, ...],
+    fmt: str,
+    out: Path | None,
+) -> None:
+    """Who spent what, where, and how it ended: from the ledger, read-only."""
+    from walletd.db import queries
+    from walletd.report import render
+    from walletd.report.table import render_table
+    from walletd.service.clock import now_ms
+
+    now = now_ms()
+    query = _query(since, until, client, group_by, now)
+    with queries.read_only(_url(data_dir, config_path, db_url)) as conn:
+        result = queries.verify_chain(conn)
+        report = queries.spend_report(conn, query, now)
+        overview = queries.overview(conn, query) if fmt == "html" else None
+    if fmt == "table" and out is None:
+        text = render_table(report, result, color=sys.stdout.isatty())
+    else:
+        text = render(report, result, fmt, overview)
+    _write(text, out)
+    if not result.ok:
+        _warn(result)
+        sys.exit(EXIT_AUDIT_FAILED)
+
+
+@click.group()
+def audit() -> None:
+    """The tamper-evident ledger: verify the hash chains, print the head to anchor."""
+
+
+def _anchor(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> list[Any]:
+    anchors = []
+    for value in values:
+        ident, sep, digest = value.partition(":")
+        if not sep or not ident.isdigit() or len(digest) != 64:
+            raise click.BadParameter(f"{value!r} is not EVENT_ID:HASH (from `walletd audit head`)")
+        anchors.append((int(ident), digest.lower()))
+    return anchors
+
+
+@audit.command("verify")
+@ledger_options
+@click.option(
+    "--anchor",
+    multiple=True,
+    callback=_anchor,
+    help="EVENT_ID:HASH printed earlier by `audit head`; it must still be in the chain.",
+)
+@json_option
+def audit_verify(
+    data_dir: Path | None,
+    config_path: Path | None,
+    db_url: str,
+    anchor: list[tuple[int, str]],
+    as_json: bool,
+) -> None:
+    """Recompute both hash chains; name the first broken link (exit 1 if any)."""
+    from walletd.db import queries
+    from walletd.domain.audit import EVENTS
+    from walletd.report.json_format import audit_doc
+
+    with queries.read_only(_url(data_dir, config_path, db_url)) as conn:
+        result = queries.verify_chain(conn)
+        moved = [(i, h) for i, h in anchor if queries.row_hash(conn, EVENTS, i) != h]
+    doc = audit_doc(result)
+    doc["breaks"] = [
+        {"table": b.table, "id": b.row_id, "payment_id": b.payment_id, "problem": b.problem}
+        for b in result.breaks
+    ]
+    doc["anchors"] = [{"id": i, "hash": h, "ok": (i, h) not in moved} for i, h in anchor]
+    ok = result.ok and not moved
+    doc["ok"] = ok
+    emit(as_json, doc, _verify_lines(result, moved))
+    if not ok:
+        sys.exit(EXIT_ERROR)
+
+
+def _verify_lines(result: AuditResult, moved: list[tuple[int, str]]) -> list[str]:
+    lines = []
+    if result.ok:
+        lines.append(
+            f"ok: {result.events} events, {result.decisions} decisions, "
+            f"{result.payments} payments verified"
+        )
+    else:
+        first = result.first_break
+        lines.append(
+            f"FAILED: {result.break_count} problem(s); first broken link: "
+            f"{first.describe() if first else '?'}"
+        )
+        lines += [f"  {b.describe()}" for b in result.breaks[1:10]]
+    lines += [f"FAILED: anchor event {i} no longer has hash {h}" for i, h in moved]
+    lines.append(f"head payment_events {result.events_head}")
+    lines.append(f"head decisions {result.decisions_head}")
+    return lines
+
+
+@audit.command("head")
+@ledger_options
+@json_option
+def audit_head(data_dir: Path | None, config_path: Path | None, db_url: str, as_json: bool) -> None:
+    """Print the newest id and hash of each chain, to keep somewhere walletd cannot write."""
+    from walletd.db import queries
+
+    with queries.read_only(_url(data_dir, config_path, db_url)) as conn:
+        heads = queries.chain_heads(conn)
+    doc = {table: {"id": ident, "hash": digest} for table, (ident, digest) in heads.items()}
+    lines = [f"{table} {ident}:{digest}" for table, (ident, digest) in heads.items()]
+    emit(as_json, doc, lines)
+
+
+COMMANDS = (spend_report, audit)

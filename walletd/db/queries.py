@@ -1,0 +1,341 @@
+"""The read side for audits and reports: SQL GROUP BY in, domain report types out.
+
+Everything here only reads. ``read_only(url)`` opens the ledger so that it
+*cannot* write or take the write lock: SQLite through a ``mode=ro`` URI with
+``query_only`` on (WAL readers never block the daemon's writers, and are never
+blocked by them); PostgreSQL in a READ ONLY, REPEATABLE READ transaction, so
+every query of one report sees the same snapshot. It works whether or not the
+daemon runs. The daemon itself calls the same functions on its read engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any, cast
+
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    Connection,
+    Engine,
+    and_,
+    case,
+    cast as sql_cast,
+    create_engine,
+    event,
+    func,
+    literal,
+    select,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from walletd.db import tables
+from walletd.db.migrate import require_current
+from walletd.domain import audit, report
+from walletd.domain.report import (
+    PAYMENT_BUCKETS,
+    REFUSED,
+    STATUS_BUCKET,
+    Overview,
+    RefusalCount,
+    ReportQuery,
+    ReportRow,
+    SpendReport,
+    Tally,
+)
+from walletd.errors import NotFoundError, StorageError
+
+P, D, C = tables.Payment, tables.Decision, tables.Client
+STREAM_BATCH = 1000
+"""Rows fetched at a time while an audit walks a chain."""
+
+
+# ------------------------------------------------------------------ read-only access
+
+
+def readonly_engine(url: str) -> Engine:
+    """An engine on the ledger at ``url`` that cannot write (see the module docstring)."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        path = parsed.database or ""
+        if not path or path == ":memory:":
+            raise StorageError("a read-only report needs a SQLite file, not an in-memory ledger")
+        engine = create_engine(f"sqlite:///file:{path}?mode=ro&uri=true")
+
+        @event.listens_for(engine, "connect")
+        def _query_only(dbapi_conn: Any, _record: Any) -> None:
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA query_only=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        return engine
+    if backend == "postgresql":
+        if parsed.drivername in ("postgresql", "postgres"):
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        return create_engine(
+            parsed,
+            isolation_level="REPEATABLE READ",
+            execution_options={"postgresql_readonly": True},
+        )
+    return create_engine(parsed)
+
+
+@contextmanager
+def read_only(url: str) -> Iterator[Connection]:
+    """One read-only transaction on the ledger at ``url``, schema checked first.
+
+    Raises:
+        SchemaOutOfDateError: the ledger needs ``walletd db upgrade``.
+        StorageError: the ledger cannot be opened or read.
+    """
+    engine = readonly_engine(url)
+    try:
+        require_current(engine)
+        with engine.connect() as conn, conn.begin():
+            yield conn
+    except SQLAlchemyError as exc:
+        raise StorageError(f"ledger unavailable: {getattr(exc, 'orig', exc)}") from exc
+    finally:
+        engine.dispose()
+
+
+# ----------------------------------------------------------------------- spend report
+
+
+def _model(labels: Any, dialect: str) -> ColumnElement[Any]:
+    """The ``model`` label of a JSON-text labels column ("" when absent)."""
+    if dialect == "postgresql":
+        value: ColumnElement[Any] = func.json_extract_path_text(sql_cast(labels, JSON), "model")
+    else:
+        value = func.json_extract(labels, "$.model")
+    return func.coalesce(value, "")
+
+
+def _payment_bucket() -> ColumnElement[str]:
+    whens = [(P.status == status, literal(bucket)) for status, bucket in STATUS_BUCKET.items()]
+    return case(*whens, else_=P.status)
+
+
+def _payment_dims(dialect: str) -> dict[str, Any]:
+    return {
+        "client": C.name,
+        "payee": func.lower(P.payee),
+        "host": P.host,
+        "model": _model(P.labels, dialect),
+        "day": P.created_at_ms // report.DAY_MS,
+        report.HOUR: P.created_at_ms // report.HOUR_MS,
+        "status": _payment_bucket(),
+    }
+
+
+def _decision_dims(dialect: str) -> dict[str, Any]:
+    return {
+        "client": C.name,
+        "payee": func.lower(D.payee),
+        "host": D.host,
+        "model": _model(D.labels, dialect),
+        "day": D.at_ms // report.DAY_MS,
+        report.HOUR: D.at_ms // report.HOUR_MS,
+        "status": literal(REFUSED),
+    }
+
+
+def _sum(condition: ColumnElement[bool], value: Any) -> ColumnElement[Any]:
+    return func.coalesce(func.sum(case((condition, value), else_=0)), 0)
+
+
+def _within(stmt: Any, at: Any, query: ReportQuery, client_id: int | None) -> Any:
+    if query.since_ms is not None:
+        stmt = stmt.where(at >= query.since_ms)
+    if query.until_ms is not None:
+        stmt = stmt.where(at < query.until_ms)
+    if client_id is not None:
+        stmt = stmt.where(C.id == client_id)
+    return stmt
+
+
+def _key(values: Any, dims: tuple[str, ...]) -> tuple[str, ...]:
+    out = []
+    for dim, value in zip(dims, values, strict=True):
+        if dim == "day":
+            out.append(report.day_label(int(value)))
+        elif dim == report.HOUR:
+            out.append(report.hour_label(int(value)))
+        else:
+            out.append("" if value is None else str(value))
+    return tuple(out)
+
+
+def _payment_rows(
+    conn: Connection, query: ReportQuery, client_id: int | None
+) -> dict[tuple[str, ...], ReportRow]:
+    dims = query.group_by
+    exprs = _payment_dims(conn.dialect.name)
+    group = [exprs[d] for d in dims]
+    bucket = _payment_bucket()
+    sums: list[ColumnElement[Any]] = []
+    for name in PAYMENT_BUCKETS:
+        sums += [_sum(bucket == name, 1), _sum(bucket == name, P.amount)]
+    confirmed = and_(P.status == "settled", P.settled_tx.is_not(None))
+    sums += [_sum(confirmed, 1), _sum(confirmed, P.amount)]
+    stmt: Any = select(*group, *sums).select_from(P).join(C, C.id == P.client_id)
+    stmt = _within(stmt, P.created_at_ms, query, client_id)
+    if group:
+        stmt = stmt.group_by(*group)
+    rows: dict[tuple[str, ...], ReportRow] = {}
+    for values in conn.execute(stmt):
+        key = _key(values[: len(dims)], dims)
+        nums = [int(v) for v in values[len(dims) :]]
+        statuses = {b: Tally(nums[2 * i], nums[2 * i + 1]) for i, b in enumerate(PAYMENT_BUCKETS)}
+        statuses[REFUSED] = report.ZERO
+        conf = Tally(nums[-2], nums[-1])
+        total = sum((t for t in statuses.values()), report.ZERO)
+        unconf = Tally(total.count - conf.count, total.amount - conf.amount)
+        row = ReportRow(key, statuses, conf, unconf)
+        rows[key] = rows[key].merged(row) if key in rows else row
+    return rows
+
+
+def _refusal_rows(
+    conn: Connection, query: ReportQuery, client_id: int | None
+) -> dict[tuple[str, ...], ReportRow]:
+    dims = query.group_by
+    exprs = _decision_dims(conn.dialect.name)
+    group = [exprs[d] for d in dims]
+    stmt: Any = (
+        select(*group, func.count(), func.coalesce(func.sum(D.amount), 0))
+        .select_from(D)
+        .join(C, C.id == D.client_id)
+        .where(D.outcome == REFUSED)
+    )
+    stmt = _within(stmt, D.at_ms, query, client_id)
+    if group:
+        stmt = stmt.group_by(*group)
+    rows: dict[tuple[str, ...], ReportRow] = {}
+    for values in conn.execute(stmt):
+        count, amount = int(values[len(dims)]), int(values[len(dims) + 1])
+        if count == 0:
+            continue  # an ungrouped aggregate over no rows
+        key = _key(values[: len(dims)], dims)
+        statuses = dict.fromkeys(report.BUCKETS, report.ZERO)
+        statuses[REFUSED] = Tally(count, amount)
+        row = ReportRow(key, statuses)
+        rows[key] = rows[key].merged(row) if key in rows else row
+    return rows
+
+
+def refusal_reasons(
+    conn: Connection, query: ReportQuery, client_id: int | None = None
+) -> tuple[RefusalCount, ...]:
+    """Refusals by reason and rule, most frequent first."""
+    stmt: Any = (
+        select(D.reason, D.rule, func.count(), func.coalesce(func.sum(D.amount), 0))
+        .select_from(D)
+        .join(C, C.id == D.client_id)
+        .where(D.outcome == REFUSED)
+        .group_by(D.reason, D.rule)
+    )
+    stmt = _within(stmt, D.at_ms, query, client_id)
+    found = [RefusalCount(str(r[0]), str(r[1]), int(r[2]), int(r[3])) for r in conn.execute(stmt)]
+    return tuple(sorted(found, key=lambda x: (-x.count, x.reason, x.rule)))
+
+
+def client_id(conn: Connection, name: str) -> int:
+    """The id of the named client; raises NotFoundError."""
+    found = conn.execute(select(C.id).where(C.name == name)).scalar_one_or_none()
+    if found is None:
+        raise NotFoundError(f"no client named {name!r}")
+    return int(found)
+
+
+def spend_report(conn: Connection, query: ReportQuery, now_ms: int) -> SpendReport:
+    """The report for ``query``: payments by bucket and chain check, refusals from the log.
+
+    Raises:
+        NotFoundError: ``query.client`` names no client.
+    """
+    cid = client_id(conn, query.client) if query.client is not None else None
+    rows = _payment_rows(conn, query, cid)
+    for key, row in _refusal_rows(conn, query, cid).items():
+        rows[key] = rows[key].merged(row) if key in rows else row
+    ordered = tuple(rows[k] for k in sorted(rows))
+    return SpendReport(
+        query=query,
+        generated_at_ms=now_ms,
+        rows=ordered,
+        totals=report.total_of(ordered),
+        refusals=refusal_reasons(conn, query, cid),
+    )
+
+
+def overview(conn: Connection, query: ReportQuery) -> Overview:
+    """Spend per client per hour, and payees and models by amount, for ``query``'s filter."""
+    cid = client_id(conn, query.client) if query.client is not None else None
+
+    def grouped(*dims: str) -> list[ReportRow]:
+        sub = replace(query, group_by=dims)
+        rows = _payment_rows(conn, sub, cid)
+        for key, row in _refusal_rows(conn, sub, cid).items():
+            rows[key] = rows[key].merged(row) if key in rows else row
+        return [rows[k] for k in sorted(rows)]
+
+    return Overview(
+        series=tuple(grouped("client", report.HOUR)),
+        payees=report.by_committed(grouped("payee")),
+        models=report.by_committed(grouped("model")),
+    )
+
+
+# ----------------------------------------------------------------------------- audit
+
+
+def _stream(conn: Connection, stmt: Any) -> Iterator[Mapping[str, Any]]:
+    result = conn.execution_options(yield_per=STREAM_BATCH).execute(stmt)
+    yield from cast(Iterator[Mapping[str, Any]], result.mappings())
+
+
+def verify_chain(conn: Connection) -> audit.AuditResult:
+    """Recompute both chains and check every payment row against its newest event."""
+    events, decisions, payments = audit.events_walk(), audit.decisions_walk(), audit.PaymentCheck()
+    event_cols = [getattr(tables.PaymentEvent, f) for f in (*audit.EVENT_FIELDS, "hash")]
+    for row in _stream(conn, select(*event_cols).order_by(tables.PaymentEvent.id)):
+        events.feed(row)
+        payments.saw_event(row)
+    for row in _stream(conn, select(*P.__table__.columns).order_by(P.id)):
+        payments.feed(row)
+    decision_cols = [getattr(D, f) for f in (*audit.DECISION_FIELDS, "hash")]
+    for row in _stream(conn, select(*decision_cols).order_by(D.id)):
+        decisions.feed(row)
+    return audit.result(events, payments, decisions)
+
+
+def chain_heads(conn: Connection) -> dict[str, tuple[int, str]]:
+    """The newest id and hash of each chain (0 and GENESIS when empty), for anchoring."""
+    heads: dict[str, tuple[int, str]] = {}
+    for name, model in ((audit.EVENTS, tables.PaymentEvent), (audit.DECISIONS, tables.Decision)):
+        last = conn.execute(select(model.id, model.hash).order_by(model.id.desc()).limit(1)).first()
+        heads[name] = (0, audit.GENESIS) if last is None else (int(last[0]), str(last[1]))
+    return heads
+
+
+def row_hash(conn: Connection, table: str, row_id: int) -> str | None:
+    """The stored hash of one event or decision (None when there is no such row)."""
+    model = tables.PaymentEvent if table == audit.EVENTS else tables.Decision
+    found = conn.execute(select(model.hash).where(model.id == row_id)).scalar_one_or_none()
+    return None if found is None else str(found)
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def oldest_overdue(conn: Connection, statuses: tuple[str, ...], now_s: int) -> int | None:
+    """The earliest validBefore (Unix s) of an open payment already past it, if any."""
+    found = conn.execute(
+        select(func.min(P.valid_before)).where(P.status.in_(statuses), P.valid_before < now_s)
+    ).scalar_one()
+    return None if found is None else int(found)

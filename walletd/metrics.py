@@ -1,0 +1,308 @@
+"""Prometheus metrics: counters fed at the service edge, gauges computed at scrape time.
+
+Two halves, both kept out of the domain and the service:
+
+* ``MeteredWalletApi`` wraps the daemon's ``WalletApi`` (the edge the gRPC
+  servicer calls) and counts every Pay by client and outcome, the amounts
+  signed, refusals by reason and rule, and Pay's latency. Counters live for
+  the process, as Prometheus expects (``rate()`` handles restarts); the
+  decision log is the durable record.
+* ``LedgerCollector`` answers each scrape from the ledger, read-only: what
+  each client's (and the global) budget window still allows, what is
+  outstanding, the wallet's USDC balance from the reconciler's cache, and the
+  reconciler's lag: how long the oldest open payment is past its validBefore,
+  and how long ago the last pass ended.
+
+Labels never carry secrets: client names, outcomes, reason codes, rule and
+window names only. ``serve(listen, ...)`` exposes ``/metrics`` over plain
+HTTP; bind it to loopback (``127.0.0.1:9464``) or a private interface.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from walletd.db import queries
+from walletd.db.ledger import Store
+from walletd.domain import lifecycle
+from walletd.domain.budget import BudgetState, window_states
+from walletd.domain.payment import Caller, PayCommand, PaymentView, PayReceipt
+from walletd.domain.report import ReportQuery, SpendReport
+from walletd.errors import AuthError, InvalidRequestError, RefusedError, WalletdError
+from walletd.service.clock import now_ms
+from walletd.service.ports import WalletApi
+from walletd.service.reconcile import FundsCache
+
+log = logging.getLogger("walletd.metrics")
+
+GLOBAL = "_global"
+"""The ``client`` label of the global budget's windows."""
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class PayCounters:
+    """The counters and the histogram of Pay, registered on one registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.calls = Counter(
+            "walletd_pay_requests",
+            "Pay calls by client and outcome (paid, replayed, refused, error).",
+            ["client", "outcome"],
+            registry=registry,
+        )
+        self.amount = Counter(
+            "walletd_pay_amount_atomic",
+            "USDC atomic units of Pay replies by client and outcome (paid: newly signed; "
+            "replayed: the same authorization returned again).",
+            ["client", "outcome"],
+            registry=registry,
+        )
+        self.refusals = Counter(
+            "walletd_refusals",
+            "Refused Pay calls by reason and by the rule or budget window that refused.",
+            ["reason", "rule"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "walletd_pay_latency_seconds",
+            "Time Pay took inside the daemon, by outcome.",
+            ["outcome"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+
+
+def _outcome(err: Exception) -> str:
+    """How a failed Pay is counted: as the decision log counts it."""
+    if isinstance(err, RefusedError | InvalidRequestError):
+        return "refused"
+    if isinstance(err, AuthError):
+        return "unauthenticated"
+    return "error"
+
+
+class MeteredWalletApi:
+    """A ``WalletApi`` that counts and times Pay, then defers everything to ``inner``."""
+
+    def __init__(self, inner: WalletApi, counters: PayCounters) -> None:
+        self._inner = inner
+        self._counters = counters
+
+    def authenticate(self, token: str) -> Caller:
+        """As ``inner``."""
+        return self._inner.authenticate(token)
+
+    def pay(self, caller: Caller, cmd: PayCommand) -> PayReceipt:
+        """Pay through ``inner``, counting the outcome and timing it."""
+        started = time.perf_counter()
+        try:
+            receipt = self._inner.pay(caller, cmd)
+        except Exception as err:
+            self._count(caller.name, _outcome(err), started, 0)
+            if isinstance(err, WalletdError) and _outcome(err) == "refused":
+                rule = err.details.get("rule") or err.details.get("window") or ""
+                self._counters.refusals.labels(err.reason, rule).inc()
+            raise
+        outcome = "replayed" if receipt.reused else "paid"
+        self._count(caller.name, outcome, started, receipt.amount)
+        return receipt
+
+    def _count(self, client: str, outcome: str, started: float, amount: int) -> None:
+        self._counters.latency.labels(outcome).observe(time.perf_counter() - started)
+        self._counters.calls.labels(client, outcome).inc()
+        if amount:
+            self._counters.amount.labels(client, outcome).inc(amount)
+
+    def report_outcome(
+        self, caller: Caller, payment_id: str, http_status: int, payment_response: str
+    ) -> str:
+        """As ``inner``."""
+        return self._inner.report_outcome(caller, payment_id, http_status, payment_response)
+
+    def get_budget(self, caller: Caller) -> BudgetState:
+        """As ``inner``."""
+        return self._inner.get_budget(caller)
+
+    def list_payments(self, caller: Caller, limit: int) -> list[PaymentView]:
+        """As ``inner``."""
+        return self._inner.list_payments(caller, limit)
+
+    def spend_report(self, caller: Caller, query: ReportQuery) -> SpendReport:
+        """As ``inner``."""
+        return self._inner.spend_report(caller, query)
+
+
+class TimedFundsCache(FundsCache):
+    """The reconciler's balance cache, remembering when a pass last refreshed it."""
+
+    def __init__(self, low_balance: int = 0) -> None:
+        super().__init__(low_balance)
+        self._updated_at: float | None = None
+
+    def update(self, balance: int) -> None:
+        """Store the balance read at the end of a pass, and the time."""
+        super().update(balance)
+        self._updated_at = time.monotonic()
+
+    def seconds_since_update(self) -> float | None:
+        """Seconds since the last completed pass, or None before the first."""
+        updated = self._updated_at
+        return None if updated is None else time.monotonic() - updated
+
+
+def _gauge(name: str, doc: str, labels: list[str] | None = None) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, doc, labels=labels)
+
+
+class LedgerCollector(Collector):
+    """Budgets, outstanding amounts, balances and reconciler lag, read at each scrape."""
+
+    def __init__(
+        self,
+        store: Store,
+        funds: FundsCache | None,
+        clock: Callable[[], int] = now_ms,
+    ) -> None:
+        self._store = store
+        self._funds = funds
+        self._clock = clock
+
+    def collect(self) -> Iterator[Metric]:
+        """One consistent read of the ledger; a failing ledger shows as ledger_up 0."""
+        up = _gauge("walletd_metrics_ledger_up", "1 when the ledger could be read for this scrape.")
+        try:
+            families = self._ledger_families()
+        except WalletdError as err:
+            log.warning("metrics: ledger read failed: %s", err.message)
+            up.add_metric([], 0)
+            yield up
+            yield from self._funds_families()
+            return
+        up.add_metric([], 1)
+        yield up
+        yield from families
+        yield from self._funds_families()
+
+    def _ledger_families(self) -> list[Metric]:
+        now = self._clock()
+        limit = _gauge("walletd_budget_limit_atomic", "Budget limit.", ["client", "window"])
+        spent = _gauge("walletd_budget_spent_atomic", "Spent in the window.", ["client", "window"])
+        remaining = _gauge(
+            "walletd_budget_remaining_atomic",
+            "What the window still allows (USDC atomic units).",
+            ["client", "window"],
+        )
+        with self._store.read() as tx:
+            frozen, global_budget = tx.wallet_state()
+            scopes = [(GLOBAL, global_budget, tx.spent(None, now))]
+            for client in tx.list_clients():
+                if not client.revoked:
+                    scopes.append((client.name, client.budget, tx.spent(client.id, now)))
+            count, amount = tx.outstanding()
+        for name, budget, used in scopes:
+            for state in window_states(budget, used):
+                labels = [name, state.window]
+                limit.add_metric(labels, state.limit or 0)
+                spent.add_metric(labels, state.spent)
+                remaining.add_metric(labels, state.remaining or 0)
+        with self._store.connection() as conn:
+            overdue = queries.oldest_overdue(conn, tuple(lifecycle.OPEN_STATUSES), now // 1000)
+        lag = _gauge(
+            "walletd_reconcile_overdue_seconds",
+            "How long the oldest still-open payment is past its validBefore (0: none).",
+        )
+        lag.add_metric([], 0 if overdue is None else now // 1000 - overdue)
+        frozen_g = _gauge("walletd_frozen", "1 when the operator froze all payments.")
+        frozen_g.add_metric([], int(frozen))
+        out_n = _gauge("walletd_outstanding_payments", "Payments counted as spent, not settled.")
+        out_n.add_metric([], count)
+        out_a = _gauge("walletd_outstanding_atomic", "Their amount (USDC atomic units).")
+        out_a.add_metric([], amount)
+        return [limit, spent, remaining, lag, frozen_g, out_n, out_a]
+
+    def _funds_families(self) -> Iterator[Metric]:
+        if self._funds is None:
+            return
+        balance = self._funds.balance()
+        if balance is not None:
+            g = _gauge("walletd_wallet_usdc_atomic", "Wallet USDC balance at the last pass.")
+            g.add_metric([], balance)
+            yield g
+        if isinstance(self._funds, TimedFundsCache):
+            age = self._funds.seconds_since_update()
+            if age is not None:
+                g = _gauge(
+                    "walletd_reconcile_last_pass_age_seconds",
+                    "Seconds since the reconciler last completed a pass.",
+                )
+                g.add_metric([], age)
+                yield g
+
+
+@dataclass
+class MetricsServer:
+    """The running ``/metrics`` HTTP server."""
+
+    httpd: WSGIServer
+    thread: threading.Thread
+
+    @property
+    def address(self) -> str:
+        """``host:port`` actually bound (the port is real even when 0 was asked)."""
+        host, port = self.httpd.server_address[:2]
+        name = host.decode() if isinstance(host, bytes) else host
+        return f"{name}:{port}"
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(5)
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6) as a host and a port.
+
+    Raises:
+        InvalidRequestError: not HOST:PORT.
+    """
+    host, sep, port = listen.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise InvalidRequestError(f"--metrics must be HOST:PORT, got {listen!r}")
+    return host, int(port)
+
+
+def instrument(
+    api: WalletApi, store: Store, funds: FundsCache | None
+) -> tuple[MeteredWalletApi, CollectorRegistry]:
+    """Wrap ``api`` with counters and register the ledger collector, on a fresh registry."""
+    registry = CollectorRegistry()
+    registry.register(LedgerCollector(store, funds))
+    return MeteredWalletApi(api, PayCounters(registry)), registry
+
+
+def serve(listen: str, registry: CollectorRegistry) -> MetricsServer:
+    """Serve ``registry`` at ``http://listen/metrics`` in a daemon thread.
+
+    Raises:
+        InvalidRequestError: a bad address, or the port cannot be bound.
+    """
+    host, port = parse_listen(listen)
+    try:
+        httpd, thread = start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:
+        raise InvalidRequestError(f"cannot serve metrics on {listen}: {exc.strerror}") from exc
+    server = MetricsServer(httpd, thread)
+    log.info("walletd metrics on http://%s/metrics", server.address)
+    return server

@@ -1,0 +1,96 @@
+"""The spend report as aligned text tables (rich), for a terminal or a plain file.
+
+Each cell shows the USDC amount and, in parentheses, the count. Colour is used
+only on a terminal; piped output is plain text wide enough not to wrap.
+"""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+
+from walletd.domain.audit import AuditResult
+from walletd.domain.money import format_usd
+from walletd.domain.report import BUCKETS, CONFIRMED, UNCONFIRMED, ReportRow, SpendReport, iso_ms
+from walletd.report import audit_warning
+
+WIDTH = 220
+"""Columns of plain (non-terminal) output: wide enough for every column unwrapped."""
+
+_COLUMNS: tuple[str, ...] = (*BUCKETS, CONFIRMED, UNCONFIRMED)
+
+
+def _cell(row: ReportRow, name: str) -> str:
+    t = row.tally(name)
+    return f"{format_usd(t.amount)} ({t.count})" if t.count else "-"
+
+
+def _label(value: str) -> str:
+    return value if value else "(none)"
+
+
+def _period(report: SpendReport) -> str:
+    q = report.query
+    since = iso_ms(q.since_ms) if q.since_ms is not None else "the beginning"
+    until = iso_ms(q.until_ms) if q.until_ms is not None else iso_ms(report.generated_at_ms)
+    who = f" for client {q.client}" if q.client else ""
+    return f"from {since} until {until}{who}"
+
+
+def _main_table(report: SpendReport) -> Table:
+    dims = report.query.group_by
+    table = Table(title=f"walletd spend report {_period(report)}", title_justify="left")
+    for dim in dims:
+        table.add_column(dim)
+    for name in _COLUMNS:
+        table.add_column(f"{name} USDC (n)", justify="right", no_wrap=True)
+    for i, row in enumerate(report.rows):
+        last = i == len(report.rows) - 1
+        table.add_row(
+            *(_label(v) for v in row.key), *(_cell(row, n) for n in _COLUMNS), end_section=last
+        )
+    first = ["TOTAL", *([""] * (len(dims) - 1))] if dims else []
+    table.add_row(*first, *(_cell(report.totals, n) for n in _COLUMNS), style="bold")
+    return table
+
+
+def _refusals(report: SpendReport) -> Table | None:
+    if not report.refusals:
+        return None
+    table = Table(title="refusals by reason", title_justify="left")
+    for name, justify in (
+        ("reason", "left"),
+        ("rule / window", "left"),
+        ("count", "right"),
+        ("USDC asked", "right"),
+    ):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for r in report.refusals:
+        table.add_row(r.reason, r.rule or "-", str(r.count), format_usd(r.amount))
+    return table
+
+
+def render_table(report: SpendReport, result: AuditResult | None, *, color: bool = False) -> str:
+    """The report as text: the audit status, the main table, then refusal reasons."""
+    out = io.StringIO()
+    console = Console(
+        file=out, width=WIDTH, force_terminal=color, no_color=not color, highlight=False
+    )
+    warning = audit_warning(result)
+    if warning:
+        console.print(Panel(warning, title="LEDGER AUDIT FAILED", style="bold red"))
+    console.print(_main_table(report))
+    refusals = _refusals(report)
+    if refusals is not None:
+        console.print(refusals)
+    if result is None:
+        console.print("audit: not checked")
+    elif result.ok:
+        console.print(
+            f"audit: ok ({result.events} events, {result.decisions} decisions; "
+            f"head {result.events_head[:16]}…)"
+        )
+    return "".join(line.rstrip() + "\n" for line in out.getvalue().splitlines())
