@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from walletd.db.engine import sqlite_url
+from walletd.domain.direct import DEFAULT_PROOF_HEADER, ProofHeaders, check_header_name
 from walletd.domain.money import parse_usd
 from walletd.domain.networks import DEFAULT_ENABLED, KNOWN_NETWORKS
 from walletd.domain.policy import Limits
@@ -54,6 +55,12 @@ class Settings:
     """Chain-time seconds past validBefore before an unreported authorization is judged."""
     low_balance_usd: str = ""
     """USD amount (e.g. "5.00"): a USDC balance under it logs a warning and shows in status."""
+    direct_proof_header: str = DEFAULT_PROOF_HEADER
+    """Header carrying a direct transfer's hash (``[direct] proof_header``)."""
+    direct_host_headers: tuple[tuple[str, str], ...] = ()
+    """Per-host proof header names (``[direct.hosts]``, ``"host" = "Header-Name"``)."""
+    direct_receipt_timeout_seconds: float = 60.0
+    """How long Pay waits for a direct transfer to be mined before it returns the hash anyway."""
     log_json: bool = False
 
     @property
@@ -75,6 +82,10 @@ class Settings:
     def low_balance(self) -> int:
         """The low-balance threshold in USDC atomic units (0: none)."""
         return parse_usd(self.low_balance_usd) if self.low_balance_usd else 0
+
+    def proof_headers(self) -> ProofHeaders:
+        """The direct-transfer proof header names, default and per host."""
+        return ProofHeaders(self.direct_proof_header, dict(self.direct_host_headers))
 
     def limits(self) -> Limits:
         """The daemon-wide policy limits."""
@@ -102,6 +113,11 @@ _SECTIONS = {
         "low_balance": "low_balance_usd",
     },
     "log": {"json": "log_json"},
+    "direct": {
+        "proof_header": "direct_proof_header",
+        "hosts": "direct_host_headers",
+        "receipt_timeout_seconds": "direct_receipt_timeout_seconds",
+    },
 }
 
 
@@ -132,7 +148,22 @@ def validate(settings: Settings) -> Settings:
     if not settings.reconcile_interval_seconds > 0 or settings.expiry_margin_seconds < 0:
         raise InvalidRequestError("need reconcile_interval_seconds > 0, expiry_margin_seconds >= 0")
     _ = settings.low_balance  # a malformed amount is refused at load time
-    return settings
+    if not settings.direct_receipt_timeout_seconds > 0:
+        raise InvalidRequestError("need direct.receipt_timeout_seconds > 0")
+    return replace(settings, direct_host_headers=_host_headers(settings))
+
+
+def _host_headers(settings: Settings) -> tuple[tuple[str, str], ...]:
+    """``[direct.hosts]`` as sorted (lower-cased host, checked header) pairs."""
+    check_header_name(settings.direct_proof_header)
+    given: Any = settings.direct_host_headers
+    pairs = given.items() if isinstance(given, dict) else given
+    checked = []
+    for host, name in pairs:
+        if not isinstance(host, str) or not host or not isinstance(name, str):
+            raise InvalidRequestError("[direct.hosts] maps host names to header names")
+        checked.append((host.lower(), check_header_name(name)))
+    return tuple(sorted(checked))
 
 
 def load_settings(

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from walletd.config import Settings
 from walletd.db import migrate
@@ -21,9 +22,13 @@ from walletd.db.ledger import Store
 from walletd.keys import keystore
 from walletd.keys.signer import LocalSigner
 from walletd.rpc.server import TlsFiles, build_server
-from walletd.service.ports import ChainReader
+from walletd.service.direct import DirectPayments
+from walletd.service.ports import ChainReader, TransferChain, WalletApi
 from walletd.service.reconcile import FundsCache, ReconcileLoop
 from walletd.service.wallet import WalletService
+
+if TYPE_CHECKING:
+    from walletd.metrics import MetricsServer
 
 log = logging.getLogger("walletd.daemon")
 
@@ -40,19 +45,32 @@ def _tls(settings: Settings) -> TlsFiles | None:
     )
 
 
-def run(settings: Settings, passphrase: bytes, *, auto_migrate: bool = False) -> None:
-    """Serve until SIGTERM/SIGINT; raises a WalletdError if it cannot start."""
+def run(
+    settings: Settings, passphrase: bytes, *, auto_migrate: bool = False, metrics: str = ""
+) -> None:
+    """Serve until SIGTERM/SIGINT; raises a WalletdError if it cannot start.
+
+    ``metrics`` (HOST:PORT) also serves Prometheus metrics there (``walletd.metrics``).
+    """
     engines = make_engines(settings.ledger_url)
+    metrics_server: MetricsServer | None = None
     try:
         if auto_migrate:
             migrate.upgrade(engines.write)
         migrate.require_current(engines.read)
         signer = LocalSigner(keystore.unlock(settings.keystore_path, passphrase))
         store = Store(engines)
-        funds = FundsCache(settings.low_balance) if settings.rpc_url else None
-        service = WalletService(store, signer, settings.limits(), funds=funds)
+        funds = _funds_cache(settings, metrics)
+        direct = DirectPayments(
+            store, signer, settings.limits(), settings.proof_headers(), transfer_opener(settings),
+            funds=funds, receipt_timeout_s=settings.direct_receipt_timeout_seconds,
+        )  # fmt: skip
+        service = WalletService(store, signer, settings.limits(), funds=funds, direct=direct)
+        api: WalletApi = service
+        if metrics:
+            api, metrics_server = _serve_metrics(metrics, service, store, funds)
         server = build_server(
-            service,
+            api,
             socket_path=settings.socket_path,
             listen=settings.listen or None,
             tls=_tls(settings),
@@ -67,7 +85,30 @@ def run(settings: Settings, passphrase: bytes, *, auto_migrate: bool = False) ->
         if reconciler is not None:
             reconciler.join(SHUTDOWN_GRACE_S)
     finally:
+        if metrics_server is not None:
+            metrics_server.stop()
         engines.dispose()
+
+
+def _funds_cache(settings: Settings, metrics: str) -> FundsCache | None:
+    """The reconciler's balance cache (timed, for the lag metric, when metrics are on)."""
+    if not settings.rpc_url:
+        return None
+    if metrics:
+        from walletd.metrics import TimedFundsCache
+
+        return TimedFundsCache(settings.low_balance)
+    return FundsCache(settings.low_balance)
+
+
+def _serve_metrics(
+    listen: str, service: WalletApi, store: Store, funds: FundsCache | None
+) -> tuple[WalletApi, MetricsServer]:
+    """Wrap ``service`` with Pay counters and serve them with the ledger gauges on ``listen``."""
+    from walletd import metrics
+
+    api, registry = metrics.instrument(service, store, funds)
+    return api, metrics.serve(listen, registry)
 
 
 def chain_opener(settings: Settings) -> Callable[[], ChainReader]:
@@ -79,6 +120,20 @@ def chain_opener(settings: Settings) -> Callable[[], ChainReader]:
         return Web3ChainReader.open(settings.rpc_url, settings.networks)
 
     return open_chain
+
+
+def transfer_opener(settings: Settings) -> Callable[[], TransferChain] | None:
+    """A factory of direct-transfer senders, or None without ``rpc_url`` (then they are refused)."""
+    if not settings.rpc_url:
+        return None
+
+    def open_transfer_chain() -> TransferChain:
+        from walletd.chain.reader import Web3ChainReader
+        from walletd.chain.sender import Web3TransferSender
+
+        return Web3TransferSender(Web3ChainReader.open(settings.rpc_url, settings.networks))
+
+    return open_transfer_chain
 
 
 def _start_reconciler(

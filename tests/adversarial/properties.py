@@ -14,6 +14,7 @@ Profiles (``WALLETD_FUZZ_PROFILE`` picks the one pytest uses; default ``ci``):
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import os
 import re
@@ -184,7 +185,7 @@ def _mutate(draw: st.DrawFn, doc: Any, op: str) -> None:
         value = draw(st.sampled_from(POOLS[key]))
         for e in accepts if isinstance(accepts, list) else []:
             if isinstance(e, dict) and (key in e or draw(st.booleans())):
-                e[key] = value
+                e[key] = copy.deepcopy(value)  # later ops mutate; the pool must stay as it was
         return
     paths = _paths(doc)
     if not paths:
@@ -200,19 +201,19 @@ def _mutate(draw: st.DrawFn, doc: Any, op: str) -> None:
         if isinstance(value, int):
             swaps.append(st.just(str(value)))
         swaps.append(st.just([value]))
-        where[key] = draw(st.one_of(*swaps))
+        where[key] = copy.deepcopy(draw(st.one_of(*swaps)))
     elif op == "hostile_value":
         pool = POOLS.get(str(key))
-        where[key] = draw(st.sampled_from(pool)) if pool else draw(json_scalars)
+        where[key] = copy.deepcopy(draw(st.sampled_from(pool))) if pool else draw(json_scalars)
     elif op == "swap_values":
         other, other_key = draw(st.sampled_from(paths))
         where[key], other[other_key] = other[other_key], where[key]
     elif op in ("dup_entry", "many_accepts") and isinstance(doc.get("accepts"), list):
         accepts = doc["accepts"]
         if op == "dup_entry" and accepts:
-            copy = json.loads(json.dumps(draw(st.sampled_from(accepts))))
-            accepts.append(copy)
-            _mutate(draw, {"accepts": [copy]}, "hostile_value")
+            clone = json.loads(json.dumps(draw(st.sampled_from(accepts))))
+            accepts.append(clone)
+            _mutate(draw, {"accepts": [clone]}, "hostile_value")
         else:
             doc["accepts"] = accepts[:1] * draw(st.integers(0, 70))
 
@@ -298,7 +299,7 @@ def policy_tricks(draw: st.DrawFn) -> DemandCase:
     for e in entries:
         for key in keys:
             field_name = "maxAmountRequired" if key == "amount" and version == 1 else key
-            e[field_name] = draw(TRICKS[key])
+            e[field_name] = copy.deepcopy(draw(TRICKS[key]))
     doc: dict[str, Any] = (
         v2_doc(*entries) if version == 2 else {"x402Version": 1, "error": "", "accepts": entries}
     )

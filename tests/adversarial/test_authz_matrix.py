@@ -35,7 +35,7 @@ from walletd.domain.payment import PaymentStatus
 from walletd.errors import WalletdError
 from walletd.v1 import wallet_pb2 as pb, wallet_pb2_grpc as pb_grpc
 
-RPCS = ("Pay", "ReportOutcome", "GetBudget", "ListPayments")
+RPCS = ("Pay", "ReportOutcome", "GetBudget", "ListPayments", "GetSpendReport")
 CASES = (
     "no_token",
     "malformed",
@@ -51,6 +51,7 @@ EXPECTED: dict[str, dict[str, str]] = {
     "ReportOutcome": dict(zip(CASES, (U, U, U, U, P, NF, NF), strict=True)),
     "GetBudget": dict(zip(CASES, (U, U, U, U, NA, "OWN_ONLY", NA), strict=True)),
     "ListPayments": dict(zip(CASES, (U, U, U, U, P, "OWN_ONLY", NA), strict=True)),
+    "GetSpendReport": dict(zip(CASES, (U, U, U, U, P, "OWN_ONLY", NA), strict=True)),
 }
 UNKNOWN_ID = "pay_" + "0" * 24
 
@@ -109,6 +110,7 @@ def _requests(cast: Cast) -> dict[str, object]:
         ),
         "GetBudget": pb.GetBudgetRequest(),
         "ListPayments": pb.ListPaymentsRequest(limit=10),
+        "GetSpendReport": pb.GetSpendReportRequest(),
     }
 
 
@@ -119,6 +121,7 @@ def _as_client(wallet: WalletClient, rpc: str, cast: Cast) -> Callable[[], objec
         "ReportOutcome": lambda: wallet.report_outcome(cast.owner_payment, 402),
         "GetBudget": wallet.get_budget,
         "ListPayments": wallet.list_payments,
+        "GetSpendReport": wallet.get_spend_report,
     }
     return calls[rpc]
 
@@ -141,6 +144,9 @@ def _other_client_cell(cast: Cast, rpc: str) -> str:
         return _refusal(lambda: other.report_outcome(cast.owner_payment, 402))
     if rpc == "GetBudget":
         return "OWN_ONLY" if other.get_budget().client == "other" else "LEAKED"
+    if rpc == "GetSpendReport":
+        report = other.get_spend_report(group_by=["client"])
+        return "OWN_ONLY" if "owner" not in repr(report) else "LEAKED"
     seen = {p.payment_id for p in other.list_payments(limit=1000)}
     return "OWN_ONLY" if cast.owner_payment not in seen else "LEAKED"
 
@@ -159,7 +165,7 @@ def _cell(cast: Cast, rpc: str, case: str) -> str:
     if case == "wrong_scope":
         if rpc == "GetBudget":  # pay or read may read their own budget: no token lacks both
             return NA
-        wallet = cast.payer_only if rpc == "ListPayments" else cast.reader
+        wallet = cast.payer_only if rpc in ("ListPayments", "GetSpendReport") else cast.reader
         return _refusal(_as_client(wallet, rpc, cast))
     if case == "other_client":
         return _other_client_cell(cast, rpc)

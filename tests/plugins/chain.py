@@ -10,6 +10,7 @@ because a silently skipped chain suite looks exactly like a passing one.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -106,3 +107,16 @@ def chain(anvil: devchain.Anvil, w3: Web3, usdc: Contract) -> Iterator[Chain]:
         yield Chain(w3=w3, usdc=usdc, rpc_url=anvil.rpc_url)
     finally:
         devchain.revert(w3, snap_id)
+        _resync_clock(w3)
+
+
+def _resync_clock(w3: Web3) -> None:
+    """Put the chain clock back on the wall clock after a revert.
+
+    anvil's ``evm_revert`` rewinds its clock to the snapshot's time, so without
+    this the chain falls behind the wall clock by the length of every chain
+    test so far, and after ~10 minutes of them authorizations signed with the
+    wall clock (validAfter = now - 600 s) are "not yet valid" on chain.
+    """
+    latest = int(w3.eth.get_block("latest")["timestamp"])
+    w3.provider.make_request("evm_setTime", [max(int(time.time()), latest)])  # type: ignore[arg-type]

@@ -16,12 +16,12 @@ PAY_TO = "0x2222222222222222222222222222222222222222"
 NONCE = "0x" + "07" * 32
 
 
-def test_only_expired_and_cancelled_release_budget() -> None:
-    assert {s for s in S if lifecycle.releases(s)} == {S.EXPIRED, S.CANCELLED}
+def test_only_expired_cancelled_and_failed_release_budget() -> None:
+    assert {s for s in S if lifecycle.releases(s)} == {S.EXPIRED, S.CANCELLED, S.FAILED}
 
 
 def test_disputed_and_settled_are_final_and_nothing_returns_to_signed() -> None:
-    for final in (S.SETTLED, S.DISPUTED, S.EXPIRED, S.CANCELLED):
+    for final in (S.SETTLED, S.DISPUTED, S.EXPIRED, S.CANCELLED, S.FAILED):
         assert not any(lifecycle.may_move(final, s) for s in S)
     assert not any(lifecycle.may_move(s, S.SIGNED) for s in S)
 
@@ -30,9 +30,9 @@ def test_disputed_and_settled_are_final_and_nothing_returns_to_signed() -> None:
     ("current", "allowed"),
     [
         (S.SIGNED, {S.SETTLED, S.SETTLEMENT_PENDING, S.REJECTED, S.EXPIRED, S.DISPUTED,
-                    S.CANCELLED}),
-        (S.SETTLEMENT_PENDING, {S.SETTLED, S.DISPUTED, S.EXPIRED}),
-        (S.REJECTED, {S.SETTLED, S.EXPIRED, S.CANCELLED, S.DISPUTED}),
+                    S.CANCELLED, S.FAILED}),
+        (S.SETTLEMENT_PENDING, {S.SETTLED, S.DISPUTED, S.EXPIRED, S.FAILED}),
+        (S.REJECTED, {S.SETTLED, S.EXPIRED, S.CANCELLED, S.DISPUTED, S.FAILED}),
     ],
 )  # fmt: skip
 def test_open_statuses_move_only_where_the_table_says(current: S, allowed: set[S]) -> None:

@@ -195,3 +195,8 @@ class Web3ChainReader:
         """The latest block's timestamp."""
         with chain_errors("eth_getBlockByNumber"):
             return int(self._w3.eth.get_block("latest")["timestamp"])
+
+    def transaction_count(self, address: str) -> int:
+        """Transactions of ``address`` in the latest block: its next unused account nonce."""
+        with chain_errors("eth_getTransactionCount"):
+            return int(self._w3.eth.get_transaction_count(Web3.to_checksum_address(address)))

@@ -32,9 +32,17 @@ def main() -> None:
 
 
 def _register() -> None:
-    from walletd.cli import admin, api_cmds, chain_cmds, daemon_cmds, pay
+    from walletd.cli import (
+        admin,
+        api_cmds,
+        chain_cmds,
+        config_cmds,
+        daemon_cmds,
+        pay,
+        report_cmds,
+    )
 
-    groups = (daemon_cmds, admin, pay, api_cmds, chain_cmds)
+    groups = (daemon_cmds, admin, pay, api_cmds, chain_cmds, config_cmds, report_cmds)
     for command in (cmd for group in groups for cmd in group.COMMANDS):
         main.add_command(command)
 

@@ -1,4 +1,4 @@
-"""``walletd init``, ``walletd serve`` and ``walletd db``: the daemon's own life."""
+"""``walletd init``, ``serve``, ``health``, ``db`` and ``key``: the daemon's own life."""
 
 from __future__ import annotations
 
@@ -92,6 +92,18 @@ def init(
 @ledger_options
 @_passphrase_option
 @click.option("--socket", default="", help="Unix socket path (default DIR/walletd.sock).")
+@click.option(
+    "--socket-group",
+    default=None,
+    help="Give the socket to this group (the daemon's user must be a member).",
+)
+@click.option(
+    "--socket-mode",
+    type=click.Choice(["0600", "0660"]),
+    default="0600",
+    show_default=True,
+    help="0660 lets --socket-group connect; others never can.",
+)
 @click.option("--listen", default="", help="TCP HOST:PORT; requires --tls-cert/--tls-key.")
 @click.option("--tls-cert", default="")
 @click.option("--tls-key", default="")
@@ -101,6 +113,12 @@ def init(
     "--auto-migrate", is_flag=True, help="Upgrade an out-of-date ledger instead of refusing."
 )
 @click.option("--log-json", is_flag=True, help="Log as JSON lines.")
+@click.option(
+    "--metrics",
+    default="",
+    metavar="HOST:PORT",
+    help="Serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9464).",
+)
 @json_option
 def serve(
     data_dir: Path | None,
@@ -108,6 +126,8 @@ def serve(
     db_url: str,
     passphrase_file: Path | None,
     socket: str,
+    socket_group: str | None,
+    socket_mode: str,
     listen: str,
     tls_cert: str,
     tls_key: str,
@@ -115,12 +135,14 @@ def serve(
     rpc_url: str,
     auto_migrate: bool,
     log_json: bool,
+    metrics: str,
     as_json: bool,
 ) -> None:
     """Run the daemon until SIGTERM."""
     from walletd import daemon
     from walletd.keys.passphrase import read_passphrase
     from walletd.logs import setup_logging
+    from walletd.rpc.server import SocketAccess, set_socket_access
 
     settings = settings_from(
         data_dir, config_path, db_url=db_url, socket=socket, listen=listen,
@@ -128,8 +150,9 @@ def serve(
         rpc_url=rpc_url, log_json=log_json,
     )  # fmt: skip
     setup_logging(json_lines=settings.log_json or as_json)
+    set_socket_access(SocketAccess(int(socket_mode, 8), socket_group))
     passphrase = read_passphrase(passphrase_file)
-    daemon.run(settings, passphrase, auto_migrate=auto_migrate)
+    daemon.run(settings, passphrase, auto_migrate=auto_migrate, metrics=metrics)
 
 
 @click.group()
@@ -168,5 +191,113 @@ def db_current(data_dir: Path | None, config_path: Path | None, db_url: str, as_
     )
 
 
-COMMANDS = (init, serve, db)
+@click.command()
+@click.option(
+    "--socket",
+    # readable=False: a socket we may not connect to is "not serving" (exit 1), not a usage error
+    type=click.Path(path_type=Path, dir_okay=False, readable=False),
+    default=None,
+    help="Daemon socket (default $WALLETD_SOCKET, else ~/.local/share/walletd/walletd.sock).",
+)
+@click.option("--timeout", type=click.FloatRange(0.1, 300), default=5.0, show_default=True)
+@json_option
+def health(socket: Path | None, timeout: float, as_json: bool) -> None:
+    """Exit 0 when the daemon's wallet service is SERVING (gRPC health), else 1.
+
+    Needs no token: it is meant for container and load-balancer health checks.
+    """
+    from walletd.client import WalletClient
+    from walletd.errors import DaemonUnavailableError
+
+    with WalletClient(socket=socket, timeout=timeout) as client:
+        serving = client.health()
+        target = client.target
+    if not serving:
+        raise DaemonUnavailableError(f"walletd is not serving on {target}", {"target": target})
+    emit(as_json, {"serving": True, "target": target}, [f"SERVING on {target}"])
+
+
+@db.command("backup")
+@click.argument("dest", type=click.Path(path_type=Path, dir_okay=False))
+@ledger_options
+@json_option
+def db_backup(
+    dest: Path, data_dir: Path | None, config_path: Path | None, db_url: str, as_json: bool
+) -> None:
+    """Snapshot the SQLite ledger into the new file DEST (0600), while the daemon runs.
+
+    Restore: stop the daemon, copy DEST to DIR/walletd.db (mode 0600, owned by
+    the daemon's user, with no walletd.db-wal/-shm left beside it), start it.
+    PostgreSQL ledgers are backed up with pg_dump instead.
+    """
+    from walletd.db.backup import backup_sqlite, sqlite_path
+
+    settings = settings_from(data_dir, config_path, db_url=db_url)
+    result = backup_sqlite(sqlite_path(settings.ledger_url), dest)
+    emit(
+        as_json,
+        {"backup": str(result.path), "bytes": result.size, "payments": result.payments},
+        [f"backup: {result.path} ({result.size} bytes, {result.payments} payments)"],
+    )
+
+
+@click.group()
+def key() -> None:
+    """The wallet key file."""
+
+
+@key.command("change-passphrase")
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    envvar="WALLETD_DATA_DIR",
+    help="Data directory (default: ~/.local/share/walletd).",
+)
+@_passphrase_option
+@click.option(
+    "--new-passphrase-file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="File holding the new passphrase (else a TTY prompt, asked twice).",
+)
+@click.option("--kdf-log-n", type=click.IntRange(10, 22), default=None, hidden=True)
+@json_option
+def key_change_passphrase(
+    data_dir: Path | None,
+    passphrase_file: Path | None,
+    new_passphrase_file: Path | None,
+    kdf_log_n: int | None,
+    as_json: bool,
+) -> None:
+    """Re-encrypt the key under a new passphrase (atomic: the old file or the new, never neither).
+
+    A running daemon keeps its unlocked key; update the passphrase it is
+    started with (e.g. the systemd credential) before its next start.
+    """
+    from dataclasses import replace
+
+    from walletd.errors import InvalidRequestError
+    from walletd.keys import keystore
+    from walletd.keys.passphrase import read_passphrase
+
+    settings = settings_from(data_dir, None)
+    old = read_passphrase(passphrase_file, prompt_text="current passphrase: ")
+    new = read_passphrase(
+        new_passphrase_file, environ={}, confirm=True, prompt_text="new passphrase: "
+    )
+    if new == old:
+        raise InvalidRequestError("the new passphrase is the same as the current one")
+    kdf = keystore.KdfParams.DEFAULT
+    if kdf_log_n is not None:
+        kdf = replace(kdf, log2_n=kdf_log_n)
+    address = keystore.change_passphrase(settings.keystore_path, old, new, kdf)
+    emit(
+        as_json,
+        {"address": address, "keystore": str(settings.keystore_path)},
+        [f"passphrase changed for {address} ({settings.keystore_path})"],
+    )
+
+
+COMMANDS = (init, serve, health, db, key)
 logging.getLogger("alembic").setLevel(logging.WARNING)

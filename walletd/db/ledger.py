@@ -4,6 +4,18 @@
 IMMEDIATE``; on PostgreSQL the first statement locks the wallet_state row), so
 everything a Pay reads and writes inside it is one atomic, durable step.
 Database failures surface as ``StorageError`` and never as SQLAlchemy errors.
+
+The ledger is hash-chained (``walletd.domain.audit``): appending an event or a
+decision reads the chain's tail and writes the next link, which is only correct
+if no other writer appends in between. So every write transaction locks the
+wallet_state row *before its first write* to payments, events or decisions
+(``_serialise``) — Pay, client reports, the reconciler, cancels and refusal
+records alike, on every backend — and no payment row is ever locked by a
+writer that does not already hold it (no lock-order deadlock). Transactions
+that only change clients, budgets or the freeze flag write no chained rows and
+do not take it. Chained rows get explicit ids (tail + 1) under that lock, so id
+order is chain order, and a writer that read a stale tail collides on the id
+(StorageError) instead of forking the chain.
 """
 
 from __future__ import annotations
@@ -13,13 +25,13 @@ from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Connection, func, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from walletd.db import tables
 from walletd.db.engine import Engines
-from walletd.domain import lifecycle
+from walletd.domain import audit, lifecycle
 from walletd.domain.budget import SPAN_WINDOWS, Budget, window_starts
 from walletd.domain.payment import PaymentStatus, PaymentView
 from walletd.errors import InvalidRequestError, NotFoundError, StorageError
@@ -61,6 +73,27 @@ class NewPayment:
     header_value: str
     labels: Mapping[str, str]
     created_at_ms: int
+    kind: str = "exact"
+    """``exact`` or ``transfer`` (``walletd.domain.direct``)."""
+
+
+@dataclass(frozen=True)
+class NewDecision:
+    """One Pay decision for the decision log (``outcome`` is ``paid`` or ``refused``)."""
+
+    at_ms: int
+    client_id: int
+    client: str
+    outcome: str
+    reason: str
+    rule: str
+    message: str
+    idempotency_key: str
+    host: str
+    payee: str
+    amount: int
+    labels: Mapping[str, str]
+    payment_id: str | None
 
 
 @dataclass(frozen=True)
@@ -97,6 +130,7 @@ class TrackedPayment:
     reported_tx: str | None
     settled_tx: str | None
     released: bool
+    kind: str = "exact"
 
 
 @dataclass(frozen=True)
@@ -125,6 +159,7 @@ def _tracked(row: tables.Payment) -> TrackedPayment:
         reported_tx=row.reported_tx,
         settled_tx=row.settled_tx,
         released=row.released_at_ms is not None,
+        kind=row.kind,
     )
 
 
@@ -161,11 +196,34 @@ def _stored(row: tables.Payment) -> StoredPayment:
     )
 
 
+def _new_payment_facts(new: NewPayment, status: str, labels: str) -> dict[str, object]:
+    """The row ``add_payment`` inserts, as ``audit.payment_digest`` reads it."""
+    facts: dict[str, object] = {k: v for k, v in new.__dict__.items() if k != "labels"}
+    facts.update(status=status, labels=labels, released_at_ms=None)
+    facts.update(reported_tx=None, settled_tx=None)
+    return facts
+
+
+_PAYMENT_COLUMNS = list(tables.Payment.__table__.columns)
+"""Every payment column: ``audit.payment_digest`` picks what it covers."""
+
+
 class LedgerTx:
     """One transaction on the ledger; the methods are the only queries walletd makes."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, *, writer: bool = False) -> None:
         self._session = session
+        self._writer = writer
+        self._locked = False
+
+    def _serialise(self) -> None:
+        """In a write transaction, lock the wallet row before touching chained tables.
+
+        See the module docstring: on PostgreSQL this is what keeps two appends
+        from reading the same chain tail (SQLite's BEGIN IMMEDIATE already has).
+        """
+        if self._writer and not self._locked:
+            self.lock_state()
 
     # --- wallet state -------------------------------------------------------------
 
@@ -174,6 +232,7 @@ class LedgerTx:
         row = self._session.execute(
             select(tables.WalletState).where(tables.WalletState.id == 1).with_for_update()
         ).scalar_one()
+        self._locked = True
         return row.frozen, _budget(row)
 
     def wallet_state(self) -> tuple[bool, Budget]:
@@ -310,34 +369,71 @@ class LedgerTx:
 
     def add_payment(self, new: NewPayment, status: str, cause: str) -> None:
         """Record a signed payment and its first event."""
+        self._serialise()
         values = {k: v for k, v in new.__dict__.items() if k != "labels"}
-        self._session.add(
-            tables.Payment(**values, status=status, labels=json.dumps(dict(new.labels)))
-        )
-        self.add_event(new.id, new.created_at_ms, status, cause, {})
+        labels = json.dumps(dict(new.labels))
+        self._session.add(tables.Payment(**values, status=status, labels=labels))
+        snapshot = audit.payment_digest(_new_payment_facts(new, status, labels))
+        self._append_event(new.id, new.created_at_ms, status, cause, {}, snapshot)
 
     def add_event(
         self, payment_id: str, at_ms: int, status: str, cause: str, data: Mapping[str, object]
     ) -> None:
-        """Append one transition of a payment."""
-        self._session.add(
-            tables.PaymentEvent(
-                payment_id=payment_id,
-                at_ms=at_ms,
-                status=status,
-                cause=cause,
-                data=json.dumps(data, sort_keys=True),
-            )
-        )
+        """Append one transition of a payment, chained to the event before it.
 
-    def set_status(self, payment_id: str, status: str, released_at_ms: int | None) -> None:
-        """Move a payment to a new status (and release it when given a time)."""
-        values: dict[str, object] = {"status": status}
-        if released_at_ms is not None:
-            values["released_at_ms"] = released_at_ms
-        self._session.execute(
-            update(tables.Payment).where(tables.Payment.id == payment_id).values(**values)
+        Call it after every change to the payment row in the same transaction:
+        the event records the row as it is now (see ``walletd.domain.audit``).
+
+        Raises:
+            StorageError: no such payment (nothing is recorded).
+        """
+        self._serialise()
+        row = (
+            self._session.execute(select(*_PAYMENT_COLUMNS).where(tables.Payment.id == payment_id))
+            .mappings()
+            .one_or_none()
         )
+        if row is None:
+            raise StorageError(f"ledger constraint violated: no payment {payment_id!r}")
+        snapshot = audit.payment_digest({str(name): row[name] for name in row})
+        self._append_event(payment_id, at_ms, status, cause, data, snapshot)
+
+    def _tail(self, model: type[tables.PaymentEvent] | type[tables.Decision]) -> tuple[int, str]:
+        """The id and hash of a chain's newest row (0 and GENESIS when it is empty)."""
+        last = self._session.execute(
+            select(model.id, model.hash).order_by(model.id.desc()).limit(1)
+        ).first()
+        return (0, audit.GENESIS) if last is None else (int(last[0]), str(last[1]))
+
+    def _append_event(
+        self,
+        payment_id: str,
+        at_ms: int,
+        status: str,
+        cause: str,
+        data: Mapping[str, object],
+        payment_hash: str,
+    ) -> None:
+        last_id, prev = self._tail(tables.PaymentEvent)
+        doc: dict[str, object] = {
+            "id": last_id + 1,
+            "payment_id": payment_id,
+            "at_ms": at_ms,
+            "status": status,
+            "cause": cause,
+            "data": json.dumps(data, sort_keys=True),
+            "payment_hash": payment_hash,
+            "prev_hash": prev,
+        }
+        self._session.add(tables.PaymentEvent(**doc, hash=audit.event_hash(doc)))
+
+    def add_decision(self, new: NewDecision) -> None:
+        """Append one Pay decision to the decision log, chained to the one before it."""
+        self._serialise()
+        last_id, prev = self._tail(tables.Decision)
+        doc: dict[str, object] = {k: v for k, v in new.__dict__.items() if k != "labels"}
+        doc.update(id=last_id + 1, labels=json.dumps(dict(new.labels)), prev_hash=prev)
+        self._session.add(tables.Decision(**doc, hash=audit.decision_hash(doc)))
 
     # --- settlement tracking ----------------------------------------------------
 
@@ -359,7 +455,11 @@ class LedgerTx:
         return [_tracked(row) for row in self._session.execute(query).scalars()]
 
     def record_reported_tx(self, payment_id: str, tx_hash: str) -> None:
-        """Remember the transaction a server claimed; the first claim is kept."""
+        """Remember the transaction a server claimed; the first claim is kept.
+
+        The caller records an event in the same transaction (which snapshots it).
+        """
+        self._serialise()
         self._session.execute(
             update(tables.Payment)
             .where(tables.Payment.id == payment_id, tables.Payment.reported_tx.is_(None))
@@ -388,6 +488,7 @@ class LedgerTx:
             lifecycle.TransitionError: the table forbids the move.
         """
         lifecycle.require_move(current, target)
+        self._serialise()
         values: dict[str, object] = {"status": target}
         if lifecycle.releases(target):
             values["released_at_ms"] = at_ms
@@ -475,13 +576,19 @@ class Store:
             Session(self.engines.write, expire_on_commit=False) as s,
             s.begin(),
         ):
-            yield LedgerTx(s)
+            yield LedgerTx(s, writer=True)
 
     @contextmanager
     def read(self) -> Iterator[LedgerTx]:
         """A read-only transaction that never blocks writers."""
         with _storage_errors(), Session(self.engines.read) as s, s.begin():
             yield LedgerTx(s)
+
+    @contextmanager
+    def connection(self) -> Iterator[Connection]:
+        """A plain read transaction for ``walletd.db.queries`` (reports, metrics)."""
+        with _storage_errors(), self.engines.read.connect() as conn, conn.begin():
+            yield conn
 
 
 @contextmanager

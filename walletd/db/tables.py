@@ -111,6 +111,8 @@ class Payment(Base):
     """The transaction hash the server named in PAYMENT-RESPONSE (a claim, checked on chain)."""
     settled_tx: Mapped[str | None] = mapped_column(String(66))
     """The transaction the chain shows moved the money (or cancelled the authorization)."""
+    kind: Mapped[str] = mapped_column(String(16), server_default="exact")
+    """``exact`` (EIP-3009 authorization) or ``transfer`` (direct transfer; ``nonce`` = tx hash)."""
 
 
 class PaymentEvent(Base):
@@ -125,3 +127,45 @@ class PaymentEvent(Base):
     status: Mapped[str] = mapped_column(String(24))
     cause: Mapped[str] = mapped_column(Text)
     data: Mapped[str] = mapped_column(Text, default="{}")
+    payment_hash: Mapped[str] = mapped_column(String(64))
+    """Digest of the whole payment row right after this event (``walletd.domain.audit``)."""
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    """``hash`` of the event before this one in id order (all payments form one chain)."""
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class Decision(Base):
+    """Every Pay decision: paid (with its payment) or refused (with reason and rule).
+
+    Refusals are written in their own transaction after the Pay transaction
+    rolled back, so the log shows what was *asked*, not only what was signed.
+    Hash-chained like the events.
+    """
+
+    __tablename__ = "decisions"
+    __table_args__ = (
+        Index("ix_decisions_at", "at_ms"),
+        Index("ix_decisions_client_at", "client_id", "at_ms"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at_ms: Mapped[int] = mapped_column(BigInteger)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id"))
+    client: Mapped[str] = mapped_column(String(64))
+    """The client's name when it asked (names are covered by the hash, ids by the key)."""
+    outcome: Mapped[str] = mapped_column(String(16))
+    """``paid`` or ``refused``."""
+    reason: Mapped[str] = mapped_column(String(32))
+    """The refusal's error reason (e.g. BUDGET_EXCEEDED); empty when paid."""
+    rule: Mapped[str] = mapped_column(String(64))
+    """The policy rule or budget window that refused; empty when none applies."""
+    message: Mapped[str] = mapped_column(Text)
+    idempotency_key: Mapped[str] = mapped_column(String(200))
+    host: Mapped[str] = mapped_column(String(255))
+    payee: Mapped[str] = mapped_column(String(42))
+    """The payee paid, or for a refusal the one walletd would have paid (empty if none)."""
+    amount: Mapped[int] = mapped_column(BigInteger)
+    labels: Mapped[str] = mapped_column(Text, default="{}")
+    payment_id: Mapped[str | None] = mapped_column(String(40))
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))

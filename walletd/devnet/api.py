@@ -104,6 +104,9 @@ class ApiSettings:
     image_price: str = "$0.02"
     api_keys: frozenset[str] = frozenset()
     max_timeout_seconds: int = 300
+    direct_rpc_url: str = ""
+    """When set, ``/direct/...`` serves the same routes paid by direct transfer (see below)."""
+    direct_proof_header: str = "X-Payment-Tx"
 
     def __post_init__(self) -> None:
         """Refuse settings that could make the SDK talk to a public facilitator."""
@@ -111,6 +114,10 @@ class ApiSettings:
             raise ValueError(f"facilitator_url must be a loopback URL: {self.facilitator_url!r}")
         if self.max_timeout_seconds <= 0:
             raise ValueError("max_timeout_seconds must be positive")
+        if self.direct_rpc_url and not self.direct_rpc_url.startswith(
+            ("http://127.0.0.1", "http://localhost")
+        ):
+            raise ValueError(f"direct_rpc_url must be a loopback URL: {self.direct_rpc_url!r}")
 
 
 # ---------------------------------------------------------------------------
@@ -797,10 +804,12 @@ class _Gateway:
         api_keys: frozenset[str],
         stats: ApiStats,
         faults: Faults,
+        direct: ASGIApp | None = None,
     ) -> None:
         self.app = app
         self._free = free
         self._paid = paid
+        self._direct = direct
         self._api_keys = api_keys
         self._stats = stats
         self._faults = faults
@@ -830,6 +839,8 @@ class _Gateway:
             status, retry_after = injected
             extra = {"Retry-After": str(retry_after)} if retry_after is not None else None
             await _send_raw_error(send, status, "devnet fault injected before payment", extra)
+        elif self._direct is not None and scope["path"].startswith(DIRECT_PREFIX):
+            await self._direct(scope, receive, send)
         elif authorization is None:
             await self._paid(scope, receive, send)
         elif self._key_is_valid(authorization):
@@ -844,6 +855,114 @@ class _Gateway:
         if scheme.lower() != "bearer" or not token:
             return False
         return any(hmac.compare_digest(token.encode(), key.encode()) for key in self._api_keys)
+
+
+# ---------------------------------------------------------------------------
+# Direct-transfer mode
+# ---------------------------------------------------------------------------
+
+DIRECT_PREFIX = "/direct/"
+_DIRECT_PRICED = {"/v1/chat/completions": "chat_price", "/v1/images/generations": "image_price"}
+_TRANSFER_TOPIC = bytes.fromhex("ddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef")
+
+
+class _DirectPaid:
+    """``/direct/<route>``: the same handlers, paid by a USDC transfer the client sent itself.
+
+    Without the proof header it answers 402 with the direct shape
+    (``{"recipient", "amount", "chainId", "token"}``, base64 JSON in
+    ``PAYMENT-REQUIRED``). With it, the hash must name a mined transaction
+    (status 1) holding a ``Transfer`` from the transaction's sender to
+    ``pay_to`` of exactly the price, emitted by the pinned USDC, and never
+    seen before; then the request reaches the handler with the prefix removed.
+    """
+
+    def __init__(self, core: ASGIApp, settings: ApiSettings, stats: ApiStats) -> None:
+        from web3 import Web3
+
+        from walletd.domain.money import parse_usd
+        from walletd.domain.networks import by_caip2
+
+        self._core = core
+        self._settings = settings
+        self._stats = stats
+        self._network = by_caip2(settings.network)
+        self._w3 = Web3(Web3.HTTPProvider(settings.direct_rpc_url))
+        self._header = settings.direct_proof_header.lower()
+        self._prices = {
+            path: getattr(settings, attr).removeprefix("$") for path, attr in _DIRECT_PRICED.items()
+        }
+        self._atomic = {path: parse_usd(price) for path, price in self._prices.items()}
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def demand(self, path: str) -> str:
+        """The direct ``PAYMENT-REQUIRED`` value for a priced path."""
+        doc = {
+            "recipient": self._settings.pay_to,
+            "amount": self._prices[path],
+            "chainId": self._network.chain_id,
+            "token": self._network.usdc,
+            "description": f"devnet direct payment for {path}",
+        }
+        return base64.b64encode(_json_bytes(doc)).decode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Ask for a transfer, or check the proof and serve."""
+        import asyncio
+
+        path = "/" + scope["path"].removeprefix(DIRECT_PREFIX)
+        route = f"{scope['method']} {scope['path']}"
+        if path not in self._prices:
+            await _send_raw_error(send, 404, "Not found")
+            return
+        proof = Headers(scope=scope).get(self._header)
+        if not proof:
+            await self._ask(send, path, "Payment required")
+            return
+        problem = await asyncio.to_thread(self._check, proof, self._atomic[path])
+        if problem:
+            await self._ask(send, path, problem)
+            return
+        self._stats.record_settlement(route, proof.lower())
+        await self._core({**scope, "path": path, "raw_path": path.encode()}, receive, send)
+
+    async def _ask(self, send: Send, path: str, message: str) -> None:
+        await _send_raw_error(send, 402, message, {"PAYMENT-REQUIRED": self.demand(path)})
+
+    def _check(self, proof: str, amount: int) -> str:
+        """Why ``proof`` does not pay ``amount`` (empty when it does); claims it when it does."""
+        tx_hash = proof.strip().lower()
+        if len(tx_hash) != 66 or not tx_hash.startswith("0x"):
+            return "proof is not a transaction hash"
+        try:
+            receipt: Any = self._w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
+        except Exception:  # not mined, unknown, or the node failed: not a proof
+            return "transaction not found on chain"
+        if int(receipt["status"]) != 1:
+            return "transaction reverted"
+        if not self._pays(receipt, amount):
+            return "transaction does not transfer the price to the recipient"
+        with self._lock:
+            if tx_hash in self._seen:
+                return "transaction already used"
+            self._seen.add(tx_hash)
+        return ""
+
+    def _pays(self, receipt: Any, amount: int) -> bool:
+        sender = str(receipt["from"]).lower()
+        for entry in receipt["logs"]:
+            topics = [bytes(t) for t in entry["topics"]]
+            if (
+                str(entry["address"]).lower() == self._network.usdc.lower()
+                and len(topics) == 3
+                and topics[0] == _TRANSFER_TOPIC
+                and "0x" + topics[1][-20:].hex() == sender
+                and "0x" + topics[2][-20:].hex() == self._settings.pay_to.lower()
+                and int.from_bytes(bytes(entry["data"]), "big") == amount
+            ):
+                return True
+        return False
 
 
 # ---------------------------------------------------------------------------
@@ -920,9 +1039,11 @@ def create_api_app(settings: ApiSettings) -> FastAPI:
     async def devnet_stats() -> Response:
         return JSONResponse(stats.snapshot())
 
+    direct = _DirectPaid(core, settings, stats) if settings.direct_rpc_url else None
     app.add_middleware(
-        _Gateway, free=core, paid=paid, api_keys=settings.api_keys, stats=stats, faults=faults
-    )
+        _Gateway, free=core, paid=paid, api_keys=settings.api_keys, stats=stats, faults=faults,
+        direct=direct,
+    )  # fmt: skip
     return app
 
 

@@ -2,9 +2,13 @@
 
 A signed EIP-3009 authorization is money that is gone until proven otherwise,
 so the table is deliberately one-way: nothing ever returns to ``signed``, and
-only the two statuses that the chain proves final *and* unspent (``expired``,
-``cancelled``) release the budget. ``disputed`` (a server claimed a settlement
-the chain does not show) and ``settled`` stay counted as spent for ever.
+only the statuses that the chain proves final *and* unspent (``expired``,
+``cancelled``, and ``failed`` for a direct transfer that reverted or whose
+account nonce another transaction took) release the budget. ``failed`` is also
+reachable from ``settlement_pending``/``rejected``, because a client's report
+about a direct transfer does not change what the chain says of it. ``disputed``
+(a server claimed a settlement the chain does not show) and ``settled`` stay
+counted as spent for ever.
 """
 
 from __future__ import annotations
@@ -15,14 +19,15 @@ S = PaymentStatus
 
 TRANSITIONS: dict[str, frozenset[str]] = {
     S.SIGNED: frozenset(
-        {S.SETTLED, S.SETTLEMENT_PENDING, S.REJECTED, S.EXPIRED, S.DISPUTED, S.CANCELLED}
+        {S.SETTLED, S.SETTLEMENT_PENDING, S.REJECTED, S.EXPIRED, S.DISPUTED, S.CANCELLED, S.FAILED}
     ),
-    S.SETTLEMENT_PENDING: frozenset({S.SETTLED, S.DISPUTED, S.EXPIRED}),
-    S.REJECTED: frozenset({S.SETTLED, S.EXPIRED, S.CANCELLED, S.DISPUTED}),
+    S.SETTLEMENT_PENDING: frozenset({S.SETTLED, S.DISPUTED, S.EXPIRED, S.FAILED}),
+    S.REJECTED: frozenset({S.SETTLED, S.EXPIRED, S.CANCELLED, S.DISPUTED, S.FAILED}),
     S.SETTLED: frozenset(),
     S.EXPIRED: frozenset(),
     S.CANCELLED: frozenset(),
     S.DISPUTED: frozenset(),
+    S.FAILED: frozenset(),
 }
 """status -> the statuses it may move to; final statuses map to nothing."""
 

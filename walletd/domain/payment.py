@@ -8,7 +8,7 @@ from enum import StrEnum
 
 
 class PaymentStatus(StrEnum):
-    """Where a signed payment is in its life; only ``expired`` gives budget back."""
+    """Where a signed payment is in its life; only RELEASED_STATUSES give budget back."""
 
     SIGNED = "signed"  # header handed to the client; money may move until valid_before
     SETTLED = "settled"  # confirmed on chain
@@ -17,9 +17,12 @@ class PaymentStatus(StrEnum):
     EXPIRED = "expired"  # valid_before passed and the nonce is unused: budget released
     DISPUTED = "disputed"  # server claimed a settlement the chain does not show
     CANCELLED = "cancelled"  # cancelAuthorization mined: budget released
+    FAILED = "failed"  # direct transfer the chain proves cannot move money: budget released
 
 
-RELEASED_STATUSES = frozenset({PaymentStatus.EXPIRED, PaymentStatus.CANCELLED})
+RELEASED_STATUSES = frozenset(
+    {PaymentStatus.EXPIRED, PaymentStatus.CANCELLED, PaymentStatus.FAILED}
+)
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,14 @@ raises only ``walletd.errors`` classes.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
 from walletd.domain.budget import BudgetState
 from walletd.domain.networks import Network
 from walletd.domain.payment import Caller, PayCommand, PaymentView, PayReceipt
+from walletd.domain.report import ReportQuery, SpendReport
 
 
 class WalletApi(Protocol):
@@ -39,6 +41,10 @@ class WalletApi(Protocol):
 
     def list_payments(self, caller: Caller, limit: int) -> list[PaymentView]:
         """The caller's own payments, newest first."""
+        ...
+
+    def spend_report(self, caller: Caller, query: ReportQuery) -> SpendReport:
+        """The caller's own spend report (``query.client`` is ignored)."""
         ...
 
 
@@ -130,6 +136,10 @@ class ChainReader(Protocol):
         """The latest block's timestamp: the clock validBefore is judged by."""
         ...
 
+    def transaction_count(self, address: str) -> int:
+        """Transactions of ``address`` mined so far (its next unused account nonce)."""
+        ...
+
 
 class ChainSender(Protocol):
     """Sends the wallet's own transactions (gas paid from the wallet's ETH)."""
@@ -140,4 +150,97 @@ class ChainSender(Protocol):
         Raises:
             ChainError: the node failed, the transaction reverted or was not mined in time.
         """
+        ...
+
+
+# ------------------------------------------------------------- direct transfers
+
+BROADCAST_SENT = "sent"
+"""The node took the transaction (or already had it)."""
+BROADCAST_REJECTED = "rejected"
+"""The node answered with an error: this transaction is not in its pool."""
+BROADCAST_UNKNOWN = "unknown"
+"""No answer (timeout, connection lost): the node may or may not have it."""
+
+
+@dataclass(frozen=True)
+class Fees:
+    """EIP-1559 fee fields, in wei per gas."""
+
+    max_fee_per_gas: int
+    max_priority_fee_per_gas: int
+
+
+@dataclass(frozen=True)
+class SignedTransaction:
+    """A signed EIP-1559 transaction, ready to broadcast; its hash is known before it is sent."""
+
+    tx_hash: str
+    """0x + 64 lower-case hex: keccak of ``raw``."""
+    raw: str
+    """0x-hex of the signed envelope."""
+    nonce: int
+    """The account nonce it uses."""
+
+
+@dataclass(frozen=True)
+class Broadcast:
+    """What the node said to ``eth_sendRawTransaction``: one of the ``BROADCAST_*`` values."""
+
+    outcome: str
+    detail: str = ""
+
+
+class NonceSlot(Protocol):
+    """The right to the wallet's next account nonce, held until its transaction is out."""
+
+    def take(self) -> int:
+        """The nonce to sign with."""
+        ...
+
+    def sent(self) -> None:
+        """The transaction was broadcast: the next holder gets the next nonce."""
+        ...
+
+    def unsure(self) -> None:
+        """The broadcast failed or is unknown: re-read the node's count next time."""
+        ...
+
+
+class TransferChain(Protocol):
+    """What a direct transfer needs from the chain: fees, nonces, signing, sending, receipts."""
+
+    @property
+    def network(self) -> Network:
+        """The pinned network the node serves."""
+        ...
+
+    def fees(self) -> Fees:
+        """Fee fields for the next transaction (read before the ledger's lock is taken)."""
+        ...
+
+    def hold_nonce(self, address: str) -> AbstractContextManager[NonceSlot]:
+        """Hold ``address``'s process-wide nonce sequence for one transaction."""
+        ...
+
+    def sign_transfer(
+        self, signer: Signer, fees: Fees, nonce: int, recipient: str, amount: int
+    ) -> SignedTransaction:
+        """Sign ``USDC.transfer(recipient, amount)`` with ``nonce``; no network access."""
+        ...
+
+    def broadcast(self, raw: str) -> Broadcast:
+        """Send a signed transaction; never raises, the outcome says what is known."""
+        ...
+
+    def wait_for_receipt(self, tx_hash: str, timeout_s: float) -> ChainReceipt | None:
+        """The receipt once mined, or None after ``timeout_s``; raises ChainError."""
+        ...
+
+    def receipt(self, tx_hash: str) -> ChainReceipt | None:
+        """The mined receipt of ``tx_hash``, or None."""
+        ...
+
+    def transaction_count(self, address: str) -> int:
+        """Transactions of ``address`` mined so far."""
         ...

@@ -12,7 +12,10 @@ otherwise. One reconcile pass looks at every open payment (``signed``,
 * without a report, nothing is decided before ``validBefore + margin`` by the
   *chain's* clock; then ``authorizationState`` says unused (``expired``,
   budget released) or used (``settled``; the transaction is found from the
-  ``AuthorizationUsed`` log, or ``cancelled`` if it was a cancellation).
+  ``AuthorizationUsed`` log, or ``cancelled`` if it was a cancellation);
+* a direct transfer (``kind`` ``transfer``) is judged by its own receipt
+  (``decide_transfer``): mined and paying → ``settled``, reverted or its
+  account nonce taken by another transaction → ``failed`` (released).
 
 All state lives in the ledger, and every move is a compare-and-set on the
 status, so a pass is idempotent, safe to interrupt at any point, and safe to
@@ -30,10 +33,11 @@ from typing import Any
 
 from walletd.db.ledger import Store, TrackedPayment
 from walletd.domain import lifecycle
+from walletd.domain.direct import KIND_TRANSFER
 from walletd.domain.payment import PaymentStatus
 from walletd.errors import ChainError, InsufficientFundsError, InvalidRequestError, WalletdError
 from walletd.service.clock import now_ms
-from walletd.service.ports import ChainReader, ChainReceipt, ChainSender, Signer
+from walletd.service.ports import ChainReader, ChainReceipt, ChainSender, Signer, TransferChain
 
 log = logging.getLogger("walletd.reconcile")
 
@@ -92,6 +96,73 @@ def settlement_problems(receipt: ChainReceipt, row: TrackedPayment, usdc: str) -
     return problems
 
 
+# ------------------------------------------------------------ direct transfers
+
+TRANSFER_SIGNED = "transfer_signed"
+"""Cause of the event that records a direct transfer's account nonce and raw transaction."""
+
+
+def transfer_decision(receipt: ChainReceipt, row: TrackedPayment, usdc: str) -> Decision:
+    """What a mined receipt of our own direct transfer means for its row.
+
+    Reverted: the money did not move and never can with this transaction
+    (``failed``, released). Mined without the exact ``Transfer(wallet ->
+    recipient, amount)`` from the pinned USDC: something else happened, so it
+    stays counted (``disputed``). Otherwise ``settled``.
+    """
+    data: dict[str, Any] = {"tx": receipt.tx_hash, "block": receipt.block_number}
+    if receipt.status != 1:
+        return Decision(PaymentStatus.FAILED, "transfer_reverted", data)
+    if not any(
+        _same(t.token, usdc)
+        and _same(t.sender, row.payer)
+        and _same(t.recipient, row.payee)
+        and t.value == row.amount
+        for t in receipt.transfers
+    ):
+        data["problems"] = [
+            "no USDC Transfer from the wallet to the recipient of exactly the amount"
+        ]
+        return Decision(PaymentStatus.DISPUTED, "transfer_does_not_pay", data)
+    return Decision(PaymentStatus.SETTLED, "transfer_mined", data, receipt.tx_hash)
+
+
+def transfer_account_nonce(store: Store, payment_id: str) -> int | None:
+    """The account nonce a direct transfer was signed with (from its ``transfer_signed`` event)."""
+    with store.read() as tx:
+        events = tx.events(payment_id)
+    for event in events:
+        value = event.data.get("account_nonce") if event.cause == TRANSFER_SIGNED else None
+        if type(value) is int:
+            return value
+    return None
+
+
+def decide_transfer(
+    chain: ChainReader | TransferChain, row: TrackedPayment, account_nonce: int | None
+) -> Decision | None:
+    """The move the chain justifies for a direct transfer (``nonce`` is its hash), or None.
+
+    No ``authorizationState`` here: the transaction's own receipt decides, and
+    without one, only a mined account nonce taken by *another* transaction
+    proves this one can never mine (``failed``). Otherwise it may still be in
+    a pool somewhere, so it stays open and counted.
+    """
+    receipt = chain.receipt(row.nonce)
+    if receipt is not None:
+        return transfer_decision(receipt, row, chain.network.usdc)
+    if account_nonce is None:
+        return None
+    mined = chain.transaction_count(row.payer)
+    if mined <= account_nonce:
+        return None
+    receipt = chain.receipt(row.nonce)  # it may have been mined between the two reads
+    if receipt is not None:
+        return transfer_decision(receipt, row, chain.network.usdc)
+    data = {"tx": row.nonce, "account_nonce": account_nonce, "mined_count": mined}
+    return Decision(PaymentStatus.FAILED, "transfer_nonce_used_by_other_tx", data)
+
+
 def _not_before(row: TrackedPayment) -> int:
     """How far back a log search must look: the authorization cannot be used earlier."""
     return max(row.valid_after, 0)
@@ -129,6 +200,8 @@ class Reconciler:
 
     def decide(self, row: TrackedPayment, chain_now: int) -> Decision | None:
         """The move the chain justifies for ``row`` now, or None to wait."""
+        if row.kind == KIND_TRANSFER:
+            return decide_transfer(self._chain, row, transfer_account_nonce(self._store, row.id))
         expired = lifecycle.past_expiry(chain_now, row.valid_before, self._margin_s)
         if row.reported_tx:
             return self._check_reported(row, row.reported_tx, chain_now, expired)
@@ -295,6 +368,8 @@ class ReconcileLoop:
 
 
 def _cancellable(row: TrackedPayment, now: int) -> None:
+    if row.kind == KIND_TRANSFER:
+        raise InvalidRequestError(f"payment {row.id} is a direct transfer; it cannot be cancelled")
     if row.status not in lifecycle.CANCELLABLE_STATUSES:
         raise InvalidRequestError(
             f"payment {row.id} is {row.status}; only rejected payments (or signed ones "

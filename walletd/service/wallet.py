@@ -16,13 +16,16 @@ import os
 import re
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from walletd.db.ledger import NewPayment, Store, StoredPayment
+from walletd.db.ledger import NewDecision, NewPayment, Store, StoredPayment
 from walletd.domain import policy
 from walletd.domain.budget import BudgetState, window_states
-from walletd.domain.demand import Demand, decode_demand
+from walletd.domain.demand import Demand, Requirement, decode_demand
+from walletd.domain.direct import DirectDemand, as_demand, parse_direct
 from walletd.domain.eip3009 import Authorization, authorization_digest, payment_header
+from walletd.domain.money import MAX_AMOUNT
 from walletd.domain.payment import (
     Caller,
     PayCommand,
@@ -30,15 +33,21 @@ from walletd.domain.payment import (
     PaymentView,
     PayReceipt,
 )
+from walletd.domain.report import ReportQuery, SpendReport
 from walletd.errors import (
+    AuthError,
+    ChainError,
     FrozenError,
     IdempotencyConflictError,
     InvalidRequestError,
     NotFoundError,
+    StorageError,
     UnauthenticatedError,
+    WalletdError,
 )
-from walletd.service import outcome
+from walletd.service import outcome, report
 from walletd.service.clock import now_ms
+from walletd.service.direct import DirectPayments, DirectRequest, Pending
 from walletd.service.ports import Signer
 from walletd.service.reconcile import FundsCache, require_funds
 from walletd.service.tokens import hash_token
@@ -63,9 +72,68 @@ def _request_host(cmd: PayCommand) -> str:
     return parts.hostname.lower()
 
 
+def _paid_decision(caller: Caller, new: NewPayment) -> NewDecision:
+    """The decision-log entry of a signed payment."""
+    return NewDecision(
+        at_ms=new.created_at_ms,
+        client_id=caller.client_id,
+        client=caller.name,
+        outcome="paid",
+        reason="",
+        rule="",
+        message="",
+        idempotency_key=new.idempotency_key,
+        host=new.host,
+        payee=new.payee,
+        amount=new.amount,
+        labels=new.labels,
+        payment_id=new.id,
+    )
+
+
 def _fingerprint(demand_fingerprint: str, cmd: PayCommand) -> str:
     text = f"{demand_fingerprint}|{cmd.method.upper()}|{cmd.url}"
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass
+class _Attempt:
+    """What one Pay learned before it was refused, for the decision log."""
+
+    host: str = ""
+    demand: Demand | None = None
+    choice: policy.Choice | None = None
+    transfer: Pending | None = None
+    """A direct transfer recorded by ``_pay``, whose outcome ``pay`` still has to follow."""
+
+    def subject(self) -> tuple[str, int]:
+        """The payee and amount walletd would have paid: the choice, else the cheapest entry."""
+        if self.choice is not None:
+            return self.choice.requirement.pay_to, self.choice.requirement.amount
+        entries = [
+            e for e in (self.demand.entries if self.demand else ()) if isinstance(e, Requirement)
+        ]
+        if not entries:
+            return "", 0
+        cheapest = min(entries, key=lambda e: e.amount)
+        return cheapest.pay_to, cheapest.amount
+
+
+MAX_DECISION_MESSAGE = 500
+"""Characters of a refusal's message kept in the decision log."""
+
+
+def _refusal_rule(err: WalletdError) -> str:
+    """The policy rule or budget window that refused, when the error names one."""
+    return err.details.get("rule") or err.details.get("window") or ""
+
+
+def _url_host(url: str) -> str:
+    """The URL's host for the log, or "" when it does not parse."""
+    try:
+        return (urlsplit(url).hostname or "")[:255]
+    except ValueError:
+        return ""
 
 
 def _receipt(row: StoredPayment, reused: bool) -> PayReceipt:
@@ -91,9 +159,11 @@ class WalletService:
         limits: policy.Limits,
         clock: Callable[[], int] = now_ms,
         funds: FundsCache | None = None,
+        direct: DirectPayments | None = None,
     ) -> None:
         self._store = store
         self._funds = funds
+        self._direct = direct
         self._signer = signer
         self._limits = limits
         self._clock = clock
@@ -113,13 +183,35 @@ class WalletService:
     def pay(self, caller: Caller, cmd: PayCommand) -> PayReceipt:
         """Check, record and sign one payment; see the module docstring.
 
+        Every decision goes to the decision log: a payment in its own
+        transaction, a refusal in a small transaction of its own after the Pay
+        transaction rolled back. Authentication failures are not recorded.
+
         Raises:
             InvalidRequestError, InvalidDemandError, PolicyDeniedError,
             BudgetExceededError, InsufficientFundsError, FrozenError, IdempotencyConflictError,
             UnauthenticatedError, StorageError.
         """
+        attempt = _Attempt()
+        try:
+            receipt = self._pay(caller, cmd, attempt)
+        except (AuthError, StorageError):
+            raise
+        except WalletdError as err:
+            self._record_refusal(caller, cmd, attempt, err)
+            raise
+        if attempt.transfer is not None and self._direct is not None:
+            # After the commit: what happens on chain is an outcome, not a refusal.
+            return self._direct.complete(attempt.transfer)
+        return receipt
+
+    def _pay(self, caller: Caller, cmd: PayCommand, attempt: _Attempt) -> PayReceipt:
+        attempt.host = _url_host(cmd.url)
         host = _request_host(cmd)
-        demand = decode_demand(cmd.payment_required, cmd.body)
+        direct_demand = parse_direct(cmd.payment_required)
+        if direct_demand is not None:
+            return self._start_direct(caller, cmd, host, direct_demand, attempt)
+        demand = attempt.demand = decode_demand(cmd.payment_required, cmd.body)
         fingerprint = _fingerprint(demand.fingerprint, cmd)
         with self._store.write() as tx:
             frozen, global_budget = tx.lock_state()
@@ -140,11 +232,12 @@ class WalletService:
                 global_spent=tx.spent(None, now),
                 limits=self._limits,
             )
-            choice = policy.choose(demand, ctx)
+            choice = attempt.choice = policy.choose(demand, ctx)
             if self._funds is not None:
                 require_funds(self._funds, tx.outstanding()[1], choice.requirement.amount)
             new = self._sign(client.id, cmd, host, fingerprint, choice, demand, now)
             tx.add_payment(new, PaymentStatus.SIGNED, "pay")
+            tx.add_decision(_paid_decision(caller, new))
         log.info(
             "paid client=%s id=%s amount=%d payee=%s host=%s",
             caller.name,
@@ -163,6 +256,52 @@ class WalletService:
             new.valid_before,
             reused=False,
         )
+
+    def _start_direct(
+        self, caller: Caller, cmd: PayCommand, host: str, demand: DirectDemand, attempt: _Attempt
+    ) -> PayReceipt:
+        """Phase one of a direct transfer (``walletd.service.direct``); ``pay`` finishes it."""
+        attempt.demand = as_demand(demand)
+        if self._direct is None:
+            raise ChainError("direct-transfer demands need a chain RPC ([chain] rpc_url)")
+        fingerprint = _fingerprint(demand.fingerprint, cmd)
+        request = DirectRequest(caller, cmd, host, demand, fingerprint)
+        pending = self._direct.start(
+            request, lambda tx, new: tx.add_decision(_paid_decision(caller, new))
+        )
+        attempt.transfer = pending
+        return pending.receipt
+
+    def _record_refusal(
+        self, caller: Caller, cmd: PayCommand, attempt: _Attempt, err: WalletdError
+    ) -> None:
+        """Write the refusal to the decision log; a ledger failure here is logged, not raised."""
+        payee, amount = attempt.subject()
+        rule = _refusal_rule(err)
+        decision = NewDecision(
+            at_ms=self._clock(),
+            client_id=caller.client_id,
+            client=caller.name,
+            outcome="refused",
+            reason=err.reason,
+            rule=rule[:64],
+            message=err.message[:MAX_DECISION_MESSAGE],
+            idempotency_key=cmd.idempotency_key[:200],
+            host=attempt.host,
+            payee=payee[:42],
+            amount=amount if 0 <= amount <= MAX_AMOUNT else 0,
+            labels=dict(cmd.labels),
+            payment_id=None,
+        )
+        log.info(
+            "refused client=%s reason=%s rule=%s host=%s amount=%d",
+            caller.name, err.reason, rule or "-", attempt.host or "-", decision.amount,
+        )  # fmt: skip
+        try:
+            with self._store.write() as tx:
+                tx.add_decision(decision)
+        except StorageError as exc:
+            log.warning("refusal not recorded in the decision log: %s", exc.message)
 
     def _replay(self, earlier: StoredPayment, fingerprint: str) -> PayReceipt:
         if earlier.fingerprint != fingerprint:
@@ -262,3 +401,7 @@ class WalletService:
         """The caller's own payments, newest first."""
         with self._store.read() as tx:
             return tx.list_payments(caller.client_id, max(1, min(limit, 1000)))
+
+    def spend_report(self, caller: Caller, query: ReportQuery) -> SpendReport:
+        """The caller's own spend report (see ``walletd.service.report``)."""
+        return report.client_report(self._store, caller, query, self._clock())
