@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import click
@@ -300,4 +299,3 @@ def key_change_passphrase(
 
 
 COMMANDS = (init, serve, health, db, key)
-logging.getLogger("alembic").setLevel(logging.WARNING)
