@@ -36,7 +36,8 @@ def _backfill_events() -> None:
         "payment_events", *(sa.column(n) for n in (*fields, "payment_hash", "prev_hash", "hash"))
     )
     digests = {
-        row["id"]: audit.payment_digest(row) for row in conn.execute(sa.select(payments)).mappings()
+        row["id"]: audit.payment_digest(dict(row))
+        for row in conn.execute(sa.select(payments)).mappings()
     }
     prev = audit.GENESIS
     updates: list[dict[str, Any]] = []

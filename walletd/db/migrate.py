@@ -15,8 +15,11 @@ from walletd.errors import SchemaOutOfDateError
 
 
 def migrations_dir() -> Path:
-    """The ``migrations/`` folder shipped next to the package."""
-    return Path(walletd.__file__).resolve().parent.parent / "migrations"
+    """The Alembic scripts, inside the package so the wheel carries them.
+
+    In a checkout ``walletd/migrations`` is a link to the top-level ``migrations/``.
+    """
+    return Path(walletd.__file__).resolve().parent / "migrations"
 
 
 def _config() -> Config:
