@@ -2,7 +2,9 @@
 
 Ratios are against the anchor measured in the same run on the same machine:
 (b)/(a) and (c)/(a) compare Pay throughput with the reference client's in-process
-header rate; (d) compares a paid request's p50 with an unpaid one's.
+header rate (and CPU per operation, which depends less on what else the machine
+runs); (d) compares a paid request's p50 with an unpaid one's, and says how much
+of a paid request was spent waiting on walletd. docs/benchmarks.md has the figures.
 """
 
 from __future__ import annotations
@@ -10,21 +12,23 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+from statistics import median
 
 from bench import anchor, e2e, pay_load
 from bench.stats import HEADER, Result, row
 
 
 def _ratio(result: Result, base: Result) -> str:
-    return f"{result.per_second / base.per_second:.2f}x anchor throughput"
+    cpu = result.cpu_per_op_us / base.cpu_per_op_us if base.cpu_seconds else 0.0
+    return f"{result.per_second / base.per_second:.2f}x anchor throughput, {cpu:.2f}x its cpu/op"
 
 
 def _pay_lines(base: Result, db_url: str, label: str, calls: int) -> list[str]:
-    lines = []
+    lines = [f"{label} ledger: {pay_load.durability(db_url)}"]
     with pay_load.daemon(db_url) as target:
         for callers in (1, 4, 16):
             result, _ = pay_load.load(target, callers, calls, f"{label} Pay, {callers} callers")
-            extra = f"; p50 {result.p50 / base.p50:.2f}x anchor per-header" if callers == 1 else ""
+            extra = f"; p50 {result.p50 / base.p50:.2f}x anchor p50" if callers == 1 else ""
             lines.append(row(result, _ratio(result, base) + extra))
     budget, total, over = pay_load.overspend(db_url, 16, max(4, calls // 4))
     lines.append(f"  overspend check ({label}): budget {budget}, ledger {total}, overspend {over}")
@@ -41,8 +45,8 @@ def main() -> None:
     n_anchor, calls, chats = (20, 3, 2) if args.smoke else (2000, 200, 50)
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+        f"; load average {_load()} at start"
     )
-    print("ledger durability: SQLite WAL, synchronous=FULL (fsync per commit)")
     print(HEADER)
     base = anchor.run(n_anchor)
     print(row(base, "1.00x"))
@@ -53,10 +57,16 @@ def main() -> None:
             print(line, flush=True)
     else:
         print("(c) PostgreSQL: skipped (no --pg / WALLETD_TEST_PG_URL)")
-    unpaid, paid, prepaid = e2e.run(chats)
+    (unpaid, paid, prepaid), shares = e2e.run(chats)
     print(row(unpaid, "1.00x"))
-    print(row(paid, f"{paid.p50 / unpaid.p50:.2f}x unpaid p50"))
-    print(row(prepaid, f"{prepaid.p50 / unpaid.p50:.2f}x unpaid p50"))
+    for result, share in zip((paid, prepaid), shares, strict=True):
+        print(row(result, f"{result.p50 / unpaid.p50:.2f}x unpaid p50"))
+        print(f"  of which waiting on walletd (Pay + ReportOutcome): p50 {median(share):.0f} µs")
+    print(f"load average {_load()} at the end (other work on the machine skews every figure)")
+
+
+def _load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 if __name__ == "__main__":

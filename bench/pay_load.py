@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.stats import Result
+from bench.stats import Result, process_cpu
 from tests.plugins.daemon import demand_header
 from walletd.domain.money import format_usd
 
@@ -39,6 +39,8 @@ class Target:
     data_dir: Path
     db_url: str
     client: str
+    pid: int = 0
+    """The daemon's process id (its CPU is part of each figure)."""
 
 
 def _cli(env: dict[str, str], *args: str) -> str:
@@ -66,7 +68,7 @@ def daemon(db_url: str = "", *, total_budget: str = "1000000") -> Iterator[Targe
          "--passphrase-file", str(passfile), *ledger],
         env=env, stdout=subprocess.DEVNULL, stderr=(root / "log").open("wb"),
     )  # fmt: skip
-    target = Target(str(data / "walletd.sock"), str(root / "token"), data, db_url, client)
+    target = Target(str(data / "walletd.sock"), str(root / "token"), data, db_url, client, proc.pid)
     try:
         _wait(target)
         yield target
@@ -89,15 +91,27 @@ def _wait(target: Target) -> None:
 
 
 def _caller(target: Target, index: int, calls: int, barrier: object, out: object) -> None:
+    try:
+        out.put(_calls(target, index, calls, barrier))  # type: ignore[attr-defined]
+    except BaseException as exc:  # the parent must hear of it, not wait for a result
+        out.put(f"caller {index} failed: {exc!r}"[:500])  # type: ignore[attr-defined]
+
+
+def _calls(
+    target: Target, index: int, calls: int, barrier: object
+) -> tuple[float, float, list[float], int, float]:
     from walletd.client import BudgetExceededError, WalletClient
 
     header = demand_header()
     latencies: list[float] = []
     refused = 0
-    with WalletClient(socket=target.socket, token_file=Path(target.token_file)) as wallet:
-        for i in range(10):
-            wallet.get_budget() if i % 2 else None
+    with WalletClient(
+        socket=target.socket, token_file=Path(target.token_file), timeout=60
+    ) as wallet:
+        for _ in range(5):  # warm up the channel
+            wallet.get_budget()
         barrier.wait()  # type: ignore[attr-defined]
+        cpu = time.process_time()
         start = time.perf_counter()
         for i in range(calls):
             t0 = time.perf_counter_ns()
@@ -107,7 +121,8 @@ def _caller(target: Target, index: int, calls: int, barrier: object, out: object
                 refused += 1
             latencies.append((time.perf_counter_ns() - t0) / 1000)
         end = time.perf_counter()
-    out.put((start, end, latencies, refused))  # type: ignore[attr-defined]
+        cpu = time.process_time() - cpu
+    return start, end, latencies, refused, cpu
 
 
 def load(target: Target, callers: int, calls: int, name: str) -> tuple[Result, int]:
@@ -116,14 +131,20 @@ def load(target: Target, callers: int, calls: int, name: str) -> tuple[Result, i
     barrier, out = ctx.Barrier(callers), ctx.Queue()
     procs = [ctx.Process(target=_caller, args=(target, i, calls, barrier, out))
              for i in range(callers)]  # fmt: skip
+    daemon_cpu = process_cpu(target.pid)
     for p in procs:
         p.start()
     parts = [out.get(timeout=600) for _ in procs]
+    daemon_cpu = process_cpu(target.pid) - daemon_cpu
     for p in procs:
         p.join()
+    failed = [p for p in parts if isinstance(p, str)]
+    if failed:
+        raise RuntimeError("; ".join(failed))
     start, end = min(p[0] for p in parts), max(p[1] for p in parts)
     latencies = [lat for p in parts for lat in p[2]]
-    return Result(name, callers * calls, end - start, latencies), sum(p[3] for p in parts)
+    cpu = daemon_cpu + sum(p[4] for p in parts)
+    return Result(name, callers * calls, end - start, latencies, cpu), sum(p[3] for p in parts)
 
 
 TOTAL_SQL = (
@@ -145,6 +166,22 @@ def ledger_total(target: Target) -> int:
         total = int(conn.execute(text(TOTAL_SQL), {"client": target.client}).scalar_one())
     engine.dispose()
     return total
+
+
+def durability(db_url: str) -> str:
+    """How durable a commit is on this ledger, as the server reports it."""
+    if not db_url:
+        return "SQLite WAL, synchronous=FULL: every commit is fsynced before Pay answers"
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(db_url)
+    with engine.connect() as conn:
+        fsync, sync = (conn.execute(text(f"SHOW {name}")).scalar_one()
+                       for name in ("fsync", "synchronous_commit"))  # fmt: skip
+    engine.dispose()
+    durable = fsync == "on" and sync != "off"
+    verdict = "durable" if durable else "NOT durable: a throwaway test server"
+    return f"PostgreSQL fsync={fsync}, synchronous_commit={sync} ({verdict})"
 
 
 def overspend(db_url: str, callers: int, calls: int) -> tuple[int, int, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 from dataclasses import dataclass
 
@@ -14,6 +15,12 @@ class Result:
     ops: int
     seconds: float
     latencies_us: list[float]
+    cpu_seconds: float = 0.0
+    """CPU (user + system) of every process taking part, over the measured run."""
+
+    @property
+    def cpu_per_op_us(self) -> float:
+        return self.cpu_seconds / self.ops * 1e6 if self.ops else 0.0
 
     @property
     def per_second(self) -> float:
@@ -37,10 +44,21 @@ class Result:
 
 def row(result: Result, ratio: str = "") -> str:
     """One aligned table row."""
+    cpu = f"{result.cpu_per_op_us:>9.0f}" if result.cpu_seconds else f"{'-':>9}"
     return (
         f"{result.name:<44} {result.per_second:>9.0f}/s {result.p50:>9.0f} {result.p99:>9.0f}"
-        f"  {ratio}"
+        f" {cpu}  {ratio}"
     )
 
 
-HEADER = f"{'benchmark':<44} {'throughput':>11} {'p50 µs':>9} {'p99 µs':>9}  ratio"
+HEADER = f"{'benchmark':<44} {'throughput':>11} {'p50 µs':>9} {'p99 µs':>9} {'cpu µs/op':>9}  ratio"
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far, from /proc (Linux)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -26,6 +26,10 @@ use it without the daemon's dependencies::
     ├── SchemaOutOfDateError              SCHEMA_OUT_OF_DATE    FAILED_PRECONDITION
     ├── ChainError                        CHAIN_UNAVAILABLE     UNAVAILABLE
     ├── StorageError                      STORAGE_UNAVAILABLE   UNAVAILABLE
+    │   ├── StorageBusyError              STORAGE_BUSY          UNAVAILABLE
+    │   ├── StorageFullError              STORAGE_FULL          UNAVAILABLE
+    │   ├── StorageReadOnlyError          STORAGE_READ_ONLY     UNAVAILABLE
+    │   └── StorageIOError                STORAGE_IO            UNAVAILABLE
     └── DaemonUnavailableError            DAEMON_UNAVAILABLE    UNAVAILABLE
 """
 
@@ -189,6 +193,34 @@ class StorageError(WalletdError):
     """The ledger could not be read or written; the payment fails closed."""
 
     reason = "STORAGE_UNAVAILABLE"
+    grpc_code = "UNAVAILABLE"
+
+
+class StorageBusyError(StorageError):
+    """Another writer held the ledger's lock past the wait limit; retrying later may pass."""
+
+    reason = "STORAGE_BUSY"
+    grpc_code = "UNAVAILABLE"
+
+
+class StorageFullError(StorageError):
+    """The disk (or database) holding the ledger is full; an operator must free space."""
+
+    reason = "STORAGE_FULL"
+    grpc_code = "UNAVAILABLE"
+
+
+class StorageReadOnlyError(StorageError):
+    """The ledger refuses writes: a read-only file or filesystem, or a standby database."""
+
+    reason = "STORAGE_READ_ONLY"
+    grpc_code = "UNAVAILABLE"
+
+
+class StorageIOError(StorageError):
+    """The disk failed or refused a write or sync (an I/O error, an immutable file)."""
+
+    reason = "STORAGE_IO"
     grpc_code = "UNAVAILABLE"
 
 

@@ -11,7 +11,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from walletd.db import migrate
-from walletd.db.engine import make_engines
+from walletd.db.engine import BUSY_TIMEOUT_MS, make_engines
 from walletd.db.tables import metadata
 from walletd.errors import SchemaOutOfDateError
 
@@ -64,7 +64,7 @@ def test_sqlite_ledger_uses_wal_foreign_keys_busy_timeout_and_full_sync(sqlite_e
             name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()
             for name in ("journal_mode", "foreign_keys", "busy_timeout", "synchronous")
         }
-    assert pragmas == {"journal_mode": "wal", "foreign_keys": 1, "busy_timeout": 30000,
+    assert pragmas == {"journal_mode": "wal", "foreign_keys": 1, "busy_timeout": BUSY_TIMEOUT_MS,
                        "synchronous": 2}  # fmt: skip
 
 

@@ -33,12 +33,17 @@ from sqlalchemy.exc import NoSuchModuleError
 
 from walletd.errors import InvalidRequestError, StorageError
 
-BUSY_TIMEOUT_MS = 30_000
+BUSY_TIMEOUT_MS = 5_000
+"""How long a write waits for SQLite's lock before it fails closed (STORAGE_BUSY).
+
+Half the client's default 10 s deadline: a caller behind a stuck writer hears
+STORAGE_BUSY instead of a bare timeout, and its Pay gives up before the caller does.
+"""
 
 PG_ISOLATION = "READ COMMITTED"
 """The level Pay's row-lock-then-sum proof needs (see the module docstring)."""
-PG_LOCK_TIMEOUT_MS = 30_000
-"""How long a Pay waits for the wallet_state row before it fails closed."""
+PG_LOCK_TIMEOUT_MS = BUSY_TIMEOUT_MS
+"""How long a Pay waits for the wallet_state row before it fails closed (STORAGE_BUSY)."""
 PG_IDLE_IN_TRANSACTION_MS = 60_000
 """A session holding a transaction open this long is ended by the server, releasing its locks."""
 PG_CONNECT_TIMEOUT_S = 10
@@ -71,7 +76,11 @@ def sqlite_url(data_dir: Path) -> str:
 
 
 def _sqlite_engine(url: str, begin: str) -> Engine:
-    engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+    # As many pooled connections as gRPC workers: past the pool size every
+    # checkout would open (and on return close) a fresh SQLite connection.
+    engine = create_engine(
+        url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000}, pool_size=PG_POOL_SIZE
+    )
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:

@@ -24,14 +24,16 @@ import json
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Connection, func, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from walletd.db import tables
+from walletd.db import hot, tables
 from walletd.db.engine import Engines
-from walletd.domain import audit, lifecycle
+from walletd.db.failures import storage_error
+from walletd.domain import audit, buckets, lifecycle
 from walletd.domain.budget import SPAN_WINDOWS, Budget, window_starts
 from walletd.domain.payment import PaymentStatus, PaymentView
 from walletd.errors import InvalidRequestError, NotFoundError, StorageError
@@ -134,6 +136,18 @@ class TrackedPayment:
 
 
 @dataclass(frozen=True)
+class KeyEventRecord:
+    """One recorded key operation: what, when, the payer address before and after."""
+
+    id: int
+    at_ms: int
+    operation: str
+    old_address: str
+    new_address: str
+    data: Mapping[str, object]
+
+
+@dataclass(frozen=True)
 class PaymentEventRecord:
     """One row of a payment's history."""
 
@@ -181,6 +195,19 @@ def _client_record(row: tables.Client) -> ClientRecord:
     )
 
 
+def _raw_budget(limits: tuple[Any, ...]) -> Budget:
+    """A Budget from the columns of ``hot.LIMITS`` (per_request .. total, payees, hosts)."""
+    per_request, hourly, daily, monthly, total, payees, hosts = limits
+    return Budget(per_request, hourly, daily, monthly, total, _split(payees), _split(hosts))
+
+
+def _raw_client(row: tuple[Any, ...]) -> ClientRecord:
+    """A ClientRecord from (id, name, scopes, revoked_at_ms, *hot.LIMITS)."""
+    return ClientRecord(
+        int(row[0]), row[1], _split(row[2]), row[3] is not None, _raw_budget(row[4:])
+    )
+
+
 def _stored(row: tables.Payment) -> StoredPayment:
     return StoredPayment(
         row.id,
@@ -211,10 +238,59 @@ _PAYMENT_COLUMNS = list(tables.Payment.__table__.columns)
 class LedgerTx:
     """One transaction on the ledger; the methods are the only queries walletd makes."""
 
-    def __init__(self, session: Session, *, writer: bool = False) -> None:
-        self._session = session
+    def __init__(self, conn: Connection, *, writer: bool = False) -> None:
+        self._conn = conn
+        self._orm: Session | None = None
         self._writer = writer
         self._locked = False
+        self._dbapi: Any = conn.dialect.loaded_dbapi
+        self._sql = hot.statements(conn.dialect.paramstyle, conn.dialect.name)
+        self._cursor: Any = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        self._tails: dict[str, tuple[int, str]] = {}
+        """Chain tails read or written in this transaction (it holds the writer lock)."""
+        self._state: tuple[bool, Budget] | None = None
+        """The wallet row as locked in this transaction (nobody else can change it now)."""
+        self.writes = 0
+        """Rows written through the hot statements so far (the group commit checks it)."""
+
+    @property
+    def _session(self) -> Session:
+        """An ORM session in this transaction, made on first use (the hot path needs none)."""
+        if self._orm is None:
+            self._orm = Session(bind=self._conn, expire_on_commit=False)
+        return self._orm
+
+    def flush(self) -> None:
+        """Send what the ORM session holds; ``Store`` calls it before the commit."""
+        if self._orm is not None:
+            self._orm.flush()
+
+    def close(self) -> None:
+        """Let go of the cursor and the ORM session (the transaction itself is the Store's)."""
+        self._cursor.close()
+        if self._orm is not None:
+            self._orm.close()
+
+    # --- the hot statements (``walletd.db.hot``) -------------------------------------
+
+    def _raw(self, sql: str, params: Any = ()) -> Any:
+        """Run one hot statement on this transaction's own DBAPI connection."""
+        if self._orm is not None and self._orm.new:
+            self._orm.flush()
+        try:
+            return self._cursor.execute(sql, params)
+        except self._dbapi.IntegrityError as exc:
+            raise StorageError("ledger constraint violated; nothing was recorded") from exc
+        except self._dbapi.Error as exc:
+            raise storage_error(exc, f"ledger unavailable: {exc}") from exc
+
+    def _write(self, sql: str, params: Any = ()) -> Any:
+        self.writes += 1
+        return self._raw(sql, params)
+
+    @property
+    def _statements(self) -> hot.Statements:
+        return self._sql
 
     def _serialise(self) -> None:
         """In a write transaction, lock the wallet row before touching chained tables.
@@ -229,11 +305,11 @@ class LedgerTx:
 
     def lock_state(self) -> tuple[bool, Budget]:
         """Lock the wallet row (serialises writers on PostgreSQL); return frozen, global budget."""
-        row = self._session.execute(
-            select(tables.WalletState).where(tables.WalletState.id == 1).with_for_update()
-        ).scalar_one()
-        self._locked = True
-        return row.frozen, _budget(row)
+        if self._state is None:
+            row = self._raw(self._statements.lock_state).fetchone()
+            self._locked = True
+            self._state = (bool(row[0]), _raw_budget(row[1:]))
+        return self._state
 
     def wallet_state(self) -> tuple[bool, Budget]:
         """Read the wallet row without locking it: frozen, global budget."""
@@ -242,12 +318,14 @@ class LedgerTx:
 
     def set_frozen(self, frozen: bool) -> None:
         """Stop or resume every payment."""
+        self._state = None
         self._session.execute(
             update(tables.WalletState).where(tables.WalletState.id == 1).values(frozen=frozen)
         )
 
     def set_global_budget(self, budget: Budget) -> None:
         """Replace the budget that caps all clients together."""
+        self._state = None
         self._session.execute(
             update(tables.WalletState)
             .where(tables.WalletState.id == 1)
@@ -274,7 +352,10 @@ class LedgerTx:
 
     def client_by_id(self, client_id: int) -> ClientRecord:
         """The client with this id (it exists: payments reference it)."""
-        return _client_record(self._session.get_one(tables.Client, client_id))
+        row = self._raw(self._statements.client_by_id, (client_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no client with id {client_id}")
+        return _raw_client(row)
 
     def add_client(self, name: str, token_hash: str, scopes: str, now_ms: int) -> None:
         """Create a client; its name must be new."""
@@ -318,13 +399,8 @@ class LedgerTx:
 
     def find_payment(self, client_id: int, idempotency_key: str) -> StoredPayment | None:
         """The payment this client made under this idempotency key, if any."""
-        row = self._session.execute(
-            select(tables.Payment).where(
-                tables.Payment.client_id == client_id,
-                tables.Payment.idempotency_key == idempotency_key,
-            )
-        ).scalar_one_or_none()
-        return None if row is None else _stored(row)
+        found = self._raw(self._statements.find_payment, (client_id, idempotency_key)).fetchone()
+        return None if found is None else StoredPayment(*found)
 
     def payment(self, payment_id: str) -> StoredPayment:
         """One payment by id; raises NotFoundError."""
@@ -333,9 +409,44 @@ class LedgerTx:
             raise NotFoundError(f"no payment {payment_id!r}")
         return _stored(row)
 
-    def spent(self, client_id: int | None, now_ms: int) -> dict[str, int]:
-        """What each summing window counts, for one client or (None) for all."""
+    def spent(
+        self, client_id: int | None, now_ms: int, windows: Collection[str] = SPAN_WINDOWS
+    ) -> dict[str, int]:
+        """What each summing window in ``windows`` counts, for one client or (None) for all.
+
+        Read from the running totals (``walletd.domain.buckets``): a handful of
+        index lookups, whatever the window holds. A scope whose totals outgrew
+        BIGINT, or a window reaching back past pruned buckets, is summed from
+        the rows instead; both give the same numbers.
+        """
+        wanted = [w for w in SPAN_WINDOWS if w in windows]
+        if not wanted:
+            return {}
         starts = window_starts(now_ms)
+        scope = hot.GLOBAL_SCOPE if client_id is None else client_id
+        per_client = client_id is not None
+        sql = self._statements.window_sums(len(wanted), per_client)
+        params = hot.window_params(scope, [starts[w] for w in wanted], per_client)
+        try:
+            row = self._raw(sql, params).fetchone()
+        except StorageError as exc:
+            # SQLite's SUM raises past int64: only the rows of a scope whose totals
+            # outgrew BIGINT can get there, and that scope is summed from the rows.
+            if "overflow" not in str(exc.__cause__):
+                raise
+            return {w: v for w, v in self._scan_spent(client_id, starts).items() if w in wanted}
+        lifetime, horizon = row[-2], row[-1] or 0
+        if lifetime == buckets.SATURATED or any(
+            buckets.needs_rows(starts[w], horizon) for w in wanted
+        ):
+            return {w: v for w, v in self._scan_spent(client_id, starts).items() if w in wanted}
+        width = len(buckets.SPANS) + 2
+        return {
+            w: sum(int(v) for v in row[i * width : (i + 1) * width]) for i, w in enumerate(wanted)
+        }
+
+    def _scan_spent(self, client_id: int | None, starts: dict[str, int]) -> dict[str, int]:
+        """Every window summed from the payment rows (what the running totals must equal)."""
         pay = tables.Payment
         sums = [
             func.coalesce(func.sum(pay.amount).filter(pay.created_at_ms >= starts[w]), 0)
@@ -368,13 +479,57 @@ class LedgerTx:
         return totals
 
     def add_payment(self, new: NewPayment, status: str, cause: str) -> None:
-        """Record a signed payment and its first event."""
+        """Record a signed payment, its first event, and its amount in the running totals."""
         self._serialise()
-        values = {k: v for k, v in new.__dict__.items() if k != "labels"}
         labels = json.dumps(dict(new.labels))
-        self._session.add(tables.Payment(**values, status=status, labels=labels))
-        snapshot = audit.payment_digest(_new_payment_facts(new, status, labels))
+        facts = _new_payment_facts(new, status, labels)
+        self._write(self._statements.insert_payment, [facts[c] for c in hot.PAYMENT_INSERT_COLUMNS])
+        snapshot = audit.payment_digest(facts)
         self._append_event(new.id, new.created_at_ms, status, cause, {}, snapshot)
+        self._count(new.client_id, new.amount, new.created_at_ms)
+
+    def _count(self, client_id: int, amount: int, created_ms: int) -> None:
+        """Add a new unreleased payment to its scopes' running totals."""
+        sql = self._statements
+        lifetimes = dict(self._raw(sql.lifetimes, (client_id, hot.GLOBAL_SCOPE)).fetchall())
+        rows: list[int] = []
+        for scope in (client_id, hot.GLOBAL_SCOPE):
+            lifetime = lifetimes.get(scope, 0)
+            if lifetime == buckets.SATURATED:
+                continue
+            if lifetime + amount > buckets.INT64_MAX:
+                # Past BIGINT: this scope is summed from the rows from now on.
+                saturate = (scope, buckets.LIFETIME, 0, buckets.SATURATED)
+                self._write(sql.set_bucket, saturate)
+                continue
+            for span, start in buckets.bucket_keys(created_ms):
+                rows += (scope, span, start, amount)
+        if rows:
+            self._write(sql.add_buckets(len(rows) // 4), rows)
+
+    def _uncount(self, client_id: int, amount: int, created_ms: int) -> None:
+        """Take a released payment out of its scopes' running totals."""
+        sql = self._statements
+        lifetimes = dict(self._raw(sql.lifetimes, (client_id, hot.GLOBAL_SCOPE)).fetchall())
+        for scope in (client_id, hot.GLOBAL_SCOPE):
+            if lifetimes.get(scope, 0) == buckets.SATURATED:
+                continue
+            for span, start in buckets.bucket_keys(created_ms):
+                self._write(sql.sub_bucket, (amount, scope, span, start))
+
+    def prune_spend_buckets(self, before_ms: int) -> None:
+        """Delete second, minute and hour buckets starting before ``before_ms``.
+
+        Only the hourly and daily windows read them, so nothing later than a
+        day ago is needed; the horizon row makes a window that reaches past it
+        (a clock set back by days) sum its rows instead.
+        """
+        sql = self._statements
+        horizon = self._raw(sql.horizon).fetchone()
+        if horizon is not None and horizon[0] >= before_ms:
+            return
+        self._write(sql.prune, (before_ms,))
+        self._write(sql.set_bucket, (hot.GLOBAL_SCOPE, hot.HORIZON_SPAN, 0, before_ms))
 
     def add_event(
         self, payment_id: str, at_ms: int, status: str, cause: str, data: Mapping[str, object]
@@ -398,7 +553,17 @@ class LedgerTx:
         snapshot = audit.payment_digest({str(name): row[name] for name in row})
         self._append_event(payment_id, at_ms, status, cause, data, snapshot)
 
-    def _tail(self, model: type[tables.PaymentEvent] | type[tables.Decision]) -> tuple[int, str]:
+    def _hot_tail(self, table: str) -> tuple[int, str]:
+        """A chain's tail, read once per transaction and then kept as rows are appended."""
+        tail = self._tails.get(table)
+        if tail is None:
+            last = self._raw(self._statements.tail(table)).fetchone()
+            tail = (0, audit.GENESIS) if last is None else (int(last[0]), str(last[1]))
+        return tail
+
+    def _tail(
+        self, model: type[tables.PaymentEvent] | type[tables.Decision] | type[tables.KeyEvent]
+    ) -> tuple[int, str]:
         """The id and hash of a chain's newest row (0 and GENESIS when it is empty)."""
         last = self._session.execute(
             select(model.id, model.hash).order_by(model.id.desc()).limit(1)
@@ -414,7 +579,7 @@ class LedgerTx:
         data: Mapping[str, object],
         payment_hash: str,
     ) -> None:
-        last_id, prev = self._tail(tables.PaymentEvent)
+        last_id, prev = self._hot_tail(audit.EVENTS)
         doc: dict[str, object] = {
             "id": last_id + 1,
             "payment_id": payment_id,
@@ -425,15 +590,19 @@ class LedgerTx:
             "payment_hash": payment_hash,
             "prev_hash": prev,
         }
-        self._session.add(tables.PaymentEvent(**doc, hash=audit.event_hash(doc)))
+        doc["hash"] = audit.event_hash(doc)
+        self._write(self._statements.insert_event, [doc[c] for c in hot.EVENT_COLUMNS])
+        self._tails[audit.EVENTS] = (last_id + 1, str(doc["hash"]))
 
     def add_decision(self, new: NewDecision) -> None:
         """Append one Pay decision to the decision log, chained to the one before it."""
         self._serialise()
-        last_id, prev = self._tail(tables.Decision)
+        last_id, prev = self._hot_tail(audit.DECISIONS)
         doc: dict[str, object] = {k: v for k, v in new.__dict__.items() if k != "labels"}
         doc.update(id=last_id + 1, labels=json.dumps(dict(new.labels)), prev_hash=prev)
-        self._session.add(tables.Decision(**doc, hash=audit.decision_hash(doc)))
+        doc["hash"] = audit.decision_hash(doc)
+        self._write(self._statements.insert_decision, [doc[c] for c in hot.DECISION_COLUMNS])
+        self._tails[audit.DECISIONS] = (last_id + 1, str(doc["hash"]))
 
     # --- settlement tracking ----------------------------------------------------
 
@@ -501,18 +670,69 @@ class LedgerTx:
         )
         if getattr(result, "rowcount", 0) != 1:
             return False
+        if lifecycle.releases(target):
+            pay = tables.Payment
+            client_id, amount, created = self._session.execute(
+                select(pay.client_id, pay.amount, pay.created_at_ms).where(pay.id == payment_id)
+            ).one()
+            self._uncount(client_id, amount, created)
         self.add_event(payment_id, at_ms, target, cause, data)
         return True
 
-    def outstanding(self) -> tuple[int, int]:
-        """Count and sum of payments counted as spent but not settled (may still move money)."""
+    def outstanding(self, payer: str | None = None) -> tuple[int, int]:
+        """Count and sum of payments counted as spent but not settled (may still move money).
+
+        ``payer`` restricts it to one key's authorizations: after a rotation only
+        the new key's promises draw on the new key's balance.
+        """
         pay = tables.Payment
-        row = self._session.execute(
-            select(func.count(), func.coalesce(func.sum(pay.amount), 0)).where(
-                pay.released_at_ms.is_(None), pay.status != PaymentStatus.SETTLED
-            )
-        ).one()
+        query = select(func.count(), func.coalesce(func.sum(pay.amount), 0)).where(
+            pay.released_at_ms.is_(None), pay.status != PaymentStatus.SETTLED
+        )
+        if payer is not None:
+            query = query.where(pay.payer == payer)
+        row = self._session.execute(query).one()
         return int(row[0]), int(row[1])
+
+    # --- key events ---------------------------------------------------------------
+
+    def add_key_event(
+        self,
+        at_ms: int,
+        operation: str,
+        addresses: tuple[str, str],
+        data: Mapping[str, object],
+    ) -> None:
+        """Append a key operation (old and new address; never a secret) to its chain."""
+        self._serialise()
+        last_id, prev = self._tail(tables.KeyEvent)
+        old_address, new_address = addresses
+        doc: dict[str, object] = {
+            "id": last_id + 1,
+            "at_ms": at_ms,
+            "operation": operation,
+            "old_address": old_address,
+            "new_address": new_address,
+            "data": json.dumps(data, sort_keys=True),
+            "prev_hash": prev,
+        }
+        self._session.add(tables.KeyEvent(**doc, hash=audit.key_event_hash(doc)))
+
+    def key_events(self) -> list[KeyEventRecord]:
+        """Every key operation, oldest first."""
+        rows = self._session.execute(select(tables.KeyEvent).order_by(tables.KeyEvent.id))
+        return [
+            KeyEventRecord(
+                e.id, e.at_ms, e.operation, e.old_address, e.new_address, json.loads(e.data)
+            )
+            for e in rows.scalars()
+        ]
+
+    def current_key(self) -> str | None:
+        """The address the newest key event left in use, or None when none was recorded."""
+        return self._session.execute(
+            select(tables.KeyEvent.new_address).order_by(tables.KeyEvent.id.desc()).limit(1)
+        ).scalar_one_or_none()
 
     def events(self, payment_id: str) -> list[PaymentEventRecord]:
         """A payment's history, oldest first."""
@@ -571,18 +791,45 @@ class Store:
     @contextmanager
     def write(self) -> Iterator[LedgerTx]:
         """A serialised write transaction, committed (durably) when the block ends cleanly."""
-        with (
-            _storage_errors(),
-            Session(self.engines.write, expire_on_commit=False) as s,
-            s.begin(),
-        ):
-            yield LedgerTx(s, writer=True)
+        with _storage_errors(), self.engines.write.connect() as conn, conn.begin():
+            tx = LedgerTx(conn, writer=True)
+            try:
+                yield tx
+                tx.flush()
+            finally:
+                tx.close()
+
+    def client_by_token_hash(self, token_hash: str) -> ClientRecord | None:
+        """The client holding this token hash, revoked or not (one statement, no Session).
+
+        Every RPC authenticates, so this skips the ORM: one pooled connection,
+        one indexed SELECT in its own implicit read transaction.
+        """
+        engine = self.engines.read
+        sql = hot.statements(engine.dialect.paramstyle, engine.dialect.name)
+        with _storage_errors():
+            raw = engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            try:
+                row = cursor.execute(sql.client_by_token_hash, (token_hash,)).fetchone()
+            finally:
+                cursor.close()
+        except engine.dialect.loaded_dbapi.Error as exc:
+            raise storage_error(exc, f"ledger unavailable: {exc}") from exc
+        finally:
+            raw.close()
+        return None if row is None else _raw_client(row)
 
     @contextmanager
     def read(self) -> Iterator[LedgerTx]:
         """A read-only transaction that never blocks writers."""
-        with _storage_errors(), Session(self.engines.read) as s, s.begin():
-            yield LedgerTx(s)
+        with _storage_errors(), self.engines.read.connect() as conn, conn.begin():
+            tx = LedgerTx(conn)
+            try:
+                yield tx
+            finally:
+                tx.close()
 
     @contextmanager
     def connection(self) -> Iterator[Connection]:
@@ -598,6 +845,7 @@ def _storage_errors() -> Iterator[None]:
     except IntegrityError as exc:
         raise StorageError("ledger constraint violated; nothing was recorded") from exc
     except OperationalError as exc:
-        raise StorageError(f"ledger unavailable: {exc.orig}") from exc
+        raise storage_error(exc.orig, f"ledger unavailable: {exc.orig}") from exc
     except SQLAlchemyError as exc:
-        raise StorageError("ledger error; nothing was recorded") from exc
+        orig = getattr(exc, "orig", None)  # e.g. PostgreSQL's read-only standby
+        raise storage_error(orig, "ledger error; nothing was recorded") from exc

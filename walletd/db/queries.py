@@ -300,7 +300,7 @@ def _stream(conn: Connection, stmt: Any) -> Iterator[Mapping[str, Any]]:
 
 
 def verify_chain(conn: Connection) -> audit.AuditResult:
-    """Recompute both chains and check every payment row against its newest event."""
+    """Recompute every chain and check every payment row against its newest event."""
     events, decisions, payments = audit.events_walk(), audit.decisions_walk(), audit.PaymentCheck()
     event_cols = [getattr(tables.PaymentEvent, f) for f in (*audit.EVENT_FIELDS, "hash")]
     for row in _stream(conn, select(*event_cols).order_by(tables.PaymentEvent.id)):
@@ -311,21 +311,37 @@ def verify_chain(conn: Connection) -> audit.AuditResult:
     decision_cols = [getattr(D, f) for f in (*audit.DECISION_FIELDS, "hash")]
     for row in _stream(conn, select(*decision_cols).order_by(D.id)):
         decisions.feed(row)
-    return audit.result(events, payments, decisions)
+    return audit.result(events, payments, decisions, _walk_key_events(conn))
+
+
+def _walk_key_events(conn: Connection) -> audit.ChainWalk:
+    """The key-event chain (passphrase changes, rotations), walked like the others."""
+    walk, K = audit.key_events_walk(), tables.KeyEvent
+    cols = [getattr(K, f) for f in (*audit.KEY_EVENT_FIELDS, "hash")]
+    for row in _stream(conn, select(*cols).order_by(K.id)):
+        walk.feed(row)
+    return walk
+
+
+_CHAINS: dict[str, type[tables.PaymentEvent] | type[tables.Decision] | type[tables.KeyEvent]] = {
+    audit.EVENTS: tables.PaymentEvent,
+    audit.DECISIONS: tables.Decision,
+    audit.KEY_EVENTS: tables.KeyEvent,
+}
 
 
 def chain_heads(conn: Connection) -> dict[str, tuple[int, str]]:
     """The newest id and hash of each chain (0 and GENESIS when empty), for anchoring."""
     heads: dict[str, tuple[int, str]] = {}
-    for name, model in ((audit.EVENTS, tables.PaymentEvent), (audit.DECISIONS, tables.Decision)):
+    for name, model in _CHAINS.items():
         last = conn.execute(select(model.id, model.hash).order_by(model.id.desc()).limit(1)).first()
         heads[name] = (0, audit.GENESIS) if last is None else (int(last[0]), str(last[1]))
     return heads
 
 
 def row_hash(conn: Connection, table: str, row_id: int) -> str | None:
-    """The stored hash of one event or decision (None when there is no such row)."""
-    model = tables.PaymentEvent if table == audit.EVENTS else tables.Decision
+    """The stored hash of one event, decision or key event (None when there is no such row)."""
+    model = _CHAINS[table]
     found = conn.execute(select(model.hash).where(model.id == row_id)).scalar_one_or_none()
     return None if found is None else str(found)
 

@@ -137,8 +137,8 @@ class PaymentEvent(Base):
 class Decision(Base):
     """Every Pay decision: paid (with its payment) or refused (with reason and rule).
 
-    Refusals are written in their own transaction after the Pay transaction
-    rolled back, so the log shows what was *asked*, not only what was signed.
+    A refusal is written by the refused Pay's transaction (which writes
+    nothing else), so the log shows what was *asked*, not only what was signed.
     Hash-chained like the events.
     """
 
@@ -169,3 +169,46 @@ class Decision(Base):
     payment_id: Mapped[str | None] = mapped_column(String(40))
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class KeyEvent(Base):
+    """Every change of the signing key: a passphrase change or a rotation.
+
+    Holds addresses and non-secret details only, never a passphrase, key or
+    ciphertext. Hash-chained like the events and decisions.
+    """
+
+    __tablename__ = "key_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at_ms: Mapped[int] = mapped_column(BigInteger)
+    operation: Mapped[str] = mapped_column(String(32))
+    """``change-passphrase`` or ``rotate``."""
+    old_address: Mapped[str] = mapped_column(String(42))
+    new_address: Mapped[str] = mapped_column(String(42))
+    """Equal to ``old_address`` when the key itself did not change."""
+    data: Mapped[str] = mapped_column(Text, default="{}")
+    """JSON object of non-secret details (e.g. where the retired keystore was kept)."""
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class SpendBucket(Base):
+    """Running totals of unreleased spending, so budget windows are read without a scan.
+
+    One row per scope (a client's id, or 0 for every client together), span
+    (1 000, 60 000, 3 600 000 or 86 400 000 ms, or 0 for the lifetime bucket
+    starting at 0) and bucket start: the sum of the amounts of the scope's
+    unreleased payments created in that bucket. Kept in the payment's own
+    transaction; ``walletd.domain.buckets`` says how a window is read from them.
+    A lifetime amount of -1 marks a scope whose total outgrew BIGINT (it is then
+    summed from the rows), and the row (0, -1, 0) holds the prune horizon: fine
+    buckets starting before it may have been deleted.
+    """
+
+    __tablename__ = "spend_buckets"
+
+    scope: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    span: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    start_ms: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    amount: Mapped[int] = mapped_column(BigInteger)

@@ -1,6 +1,7 @@
 """The tamper-evident ledger: what each hash covers, and the walk that checks the chains.
 
-Two append-only tables are hash-chained: ``payment_events`` and ``decisions``.
+Three append-only tables are hash-chained: ``payment_events``, ``decisions``
+and ``key_events`` (each its own chain).
 Each row stores ``prev_hash`` (the ``hash`` of the row before it in id order,
 or ``GENESIS`` for the first) and its own ``hash``::
 
@@ -21,6 +22,8 @@ What is covered, and why:
   the same transaction as an event, so the current row must equal the state
   the newest event recorded. Editing an amount, payee or status shows up there.
 * **a decision**: every column (``DECISION_FIELDS``).
+* **a key event** (passphrase change, rotation): every column
+  (``KEY_EVENT_FIELDS``), so which key signed when cannot be rewritten quietly.
 
 What it cannot see: the clients table (budgets and tokens are operator
 settings, not money movements), and a cut-off tail (deleting the newest rows
@@ -110,9 +113,21 @@ DECISION_FIELDS: tuple[str, ...] = (
 )
 """The columns of ``decisions`` a decision's ``hash`` covers (all but ``hash``)."""
 
+KEY_EVENT_FIELDS: tuple[str, ...] = (
+    "id",
+    "at_ms",
+    "operation",
+    "old_address",
+    "new_address",
+    "data",
+    "prev_hash",
+)
+"""The columns of ``key_events`` a key event's ``hash`` covers (all but ``hash``)."""
+
 EVENTS = "payment_events"
 DECISIONS = "decisions"
 PAYMENTS = "payments"
+KEY_EVENTS = "key_events"
 
 
 def canonical(doc: Mapping[str, Any]) -> bytes:
@@ -149,12 +164,17 @@ def decision_hash(row: Mapping[str, Any]) -> str:
     return _digest("decision", DECISION_FIELDS, row)
 
 
+def key_event_hash(row: Mapping[str, Any]) -> str:
+    """The hash of one key event (``KEY_EVENT_FIELDS``, ``prev_hash`` included)."""
+    return _digest("key_event", KEY_EVENT_FIELDS, row)
+
+
 @dataclass(frozen=True)
 class Break:
     """One place where the ledger does not match its chain."""
 
     table: str
-    """``payment_events``, ``decisions`` or ``payments``."""
+    """``payment_events``, ``decisions``, ``key_events`` or ``payments``."""
     row_id: int | None
     """The event or decision id (for a payment, its newest event's id, if any)."""
     payment_id: str | None
@@ -178,8 +198,10 @@ class AuditResult:
     events_head: str
     decisions_head: str
     breaks: tuple[Break, ...] = ()
-    """The problems found, events first then decisions, each in id order (capped)."""
+    """The problems found: events, then decisions, then key events, each in id order (capped)."""
     break_count: int = 0
+    key_events: int = 0
+    key_events_head: str = GENESIS
 
     @property
     def ok(self) -> bool:
@@ -242,6 +264,11 @@ def decisions_walk() -> ChainWalk:
     return ChainWalk(DECISIONS, DECISION_FIELDS, "decision")
 
 
+def key_events_walk() -> ChainWalk:
+    """A walk over ``key_events``."""
+    return ChainWalk(KEY_EVENTS, KEY_EVENT_FIELDS, "key_event")
+
+
 class PaymentCheck:
     """Checks each payment row against the snapshot its newest event recorded."""
 
@@ -285,11 +312,21 @@ def _order(brk: Break) -> tuple[int, int]:
     return (0 if brk.row_id is not None else 1, brk.row_id or 0)
 
 
-def result(events: ChainWalk, payments: PaymentCheck, decisions: ChainWalk) -> AuditResult:
-    """Combine the three walks: event problems by event id first, then decisions."""
+def result(
+    events: ChainWalk,
+    payments: PaymentCheck,
+    decisions: ChainWalk,
+    keys: ChainWalk | None = None,
+) -> AuditResult:
+    """Combine the walks: event problems by event id first, then decisions, then key events."""
     payments.finish()
+    keys = keys if keys is not None else key_events_walk()
     event_breaks = sorted([*events.breaks, *payments.breaks], key=_order)
-    all_breaks: Iterable[Break] = [*event_breaks, *sorted(decisions.breaks, key=_order)]
+    all_breaks: Iterable[Break] = [
+        *event_breaks,
+        *sorted(decisions.breaks, key=_order),
+        *sorted(keys.breaks, key=_order),
+    ]
     listed = tuple(all_breaks)
     return AuditResult(
         events=events.count,
@@ -299,4 +336,6 @@ def result(events: ChainWalk, payments: PaymentCheck, decisions: ChainWalk) -> A
         decisions_head=decisions.head,
         breaks=listed[:MAX_BREAKS],
         break_count=len(listed),
+        key_events=keys.count,
+        key_events_head=keys.head,
     )

@@ -43,6 +43,10 @@ class Budget:
         value: int | None = getattr(self, window)
         return value
 
+    def summed_windows(self) -> tuple[str, ...]:
+        """The summing windows this budget limits: the only sums its checks read."""
+        return tuple(w for w in SPAN_WINDOWS if getattr(self, w) is not None)
+
     def has_amount_limit(self) -> bool:
         """True when at least one window caps amounts."""
         return any(self.limit(w) is not None for w in WINDOWS)

@@ -218,7 +218,9 @@ class DirectPayments:
                     f"the RPC serves {chain.network.caip2}, the demand is on {choice.network.caip2}"
                 )
             if self._funds is not None:
-                require_funds(self._funds, tx.outstanding()[1], req.demand.amount)
+                require_funds(
+                    self._funds, tx.outstanding(self._signer.address)[1], req.demand.amount
+                )
             signed = chain.sign_transfer(
                 self._signer, fees, nonce, req.demand.recipient, req.demand.amount
             )

@@ -17,9 +17,10 @@ import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import urlsplit
 
-from walletd.db.ledger import NewDecision, NewPayment, Store, StoredPayment
+from walletd.db.ledger import LedgerTx, NewDecision, NewPayment, Store, StoredPayment
 from walletd.domain import policy
 from walletd.domain.budget import BudgetState, window_states
 from walletd.domain.demand import Demand, Requirement, decode_demand
@@ -48,6 +49,7 @@ from walletd.errors import (
 from walletd.service import outcome, report
 from walletd.service.clock import now_ms
 from walletd.service.direct import DirectPayments, DirectRequest, Pending
+from walletd.service.group import GroupCommit
 from walletd.service.ports import Signer
 from walletd.service.reconcile import FundsCache, require_funds
 from walletd.service.tokens import hash_token
@@ -56,6 +58,14 @@ log = logging.getLogger("walletd.pay")
 
 VALID_AFTER_SLACK_S = 600
 """validAfter lies this far in the past, so a payee's clock that runs slow still accepts it."""
+
+PRUNE_EVERY_MS = 3_600_000
+KEEP_FINE_BUCKETS_MS = 2 * 86_400_000
+"""Second, minute and hour running totals older than this are deleted (hourly, at most).
+
+The rolling windows reach back a day; a window reaching further (a clock set
+back by days) is summed from the rows, so pruning never changes a sum.
+"""
 
 _KEY = re.compile(r"[A-Za-z0-9_.:\-]{1,200}")
 _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
@@ -91,6 +101,13 @@ def _paid_decision(caller: Caller, new: NewPayment) -> NewDecision:
     )
 
 
+_decoded = lru_cache(maxsize=64)(decode_demand)
+"""``decode_demand``, remembering the last demands decoded (a route repeats its terms).
+
+Safe because decoding is pure and a Demand is never changed; failures are not kept.
+"""
+
+
 def _fingerprint(demand_fingerprint: str, cmd: PayCommand) -> str:
     text = f"{demand_fingerprint}|{cmd.method.upper()}|{cmd.url}"
     return hashlib.sha256(text.encode()).hexdigest()
@@ -105,6 +122,10 @@ class _Attempt:
     choice: policy.Choice | None = None
     transfer: Pending | None = None
     """A direct transfer recorded by ``_pay``, whose outcome ``pay`` still has to follow."""
+    refusal: WalletdError | None = None
+    """The refusal the Pay transaction wrote to the decision log (if its commit fails, not)."""
+    recorded: bool = False
+    """True once the refusal is committed to the decision log."""
 
     def subject(self) -> tuple[str, int]:
         """The payee and amount walletd would have paid: the choice, else the cheapest entry."""
@@ -117,6 +138,18 @@ class _Attempt:
             return "", 0
         cheapest = min(entries, key=lambda e: e.amount)
         return cheapest.pay_to, cheapest.amount
+
+
+@dataclass(frozen=True)
+class _Intent:
+    """One Pay as decoded outside the transaction, for the job that runs inside it."""
+
+    caller: Caller
+    cmd: PayCommand
+    host: str
+    demand: Demand
+    fingerprint: str
+    attempt: _Attempt
 
 
 MAX_DECISION_MESSAGE = 500
@@ -167,6 +200,8 @@ class WalletService:
         self._signer = signer
         self._limits = limits
         self._clock = clock
+        self._writes = GroupCommit(store)
+        self._pruned_at = 0
 
     def authenticate(self, token: str) -> Caller:
         """The live client holding ``token``.
@@ -174,8 +209,7 @@ class WalletService:
         Raises:
             UnauthenticatedError: no such token, or it was revoked.
         """
-        with self._store.read() as tx:
-            client = tx.client_by_token_hash(hash_token(token)) if token else None
+        client = self._store.client_by_token_hash(hash_token(token)) if token else None
         if client is None or client.revoked:
             raise UnauthenticatedError("unknown or revoked token")
         return Caller(client.id, client.name, client.scopes)
@@ -184,8 +218,11 @@ class WalletService:
         """Check, record and sign one payment; see the module docstring.
 
         Every decision goes to the decision log: a payment in its own
-        transaction, a refusal in a small transaction of its own after the Pay
-        transaction rolled back. Authentication failures are not recorded.
+        transaction; a refusal inside the Pay transaction in that transaction
+        (the refused Pay wrote nothing else), one before it (a malformed demand)
+        in a small transaction of its own. Authentication failures are not
+        recorded. Concurrent Pays may share one transaction and its commit
+        (``walletd.service.group``); each still runs every check, in order.
 
         Raises:
             InvalidRequestError, InvalidDemandError, PolicyDeniedError,
@@ -198,7 +235,8 @@ class WalletService:
         except (AuthError, StorageError):
             raise
         except WalletdError as err:
-            self._record_refusal(caller, cmd, attempt, err)
+            if not attempt.recorded:
+                self._record_refusal(caller, cmd, attempt, err)
             raise
         if attempt.transfer is not None and self._direct is not None:
             # After the commit: what happens on chain is an outcome, not a refusal.
@@ -211,41 +249,73 @@ class WalletService:
         direct_demand = parse_direct(cmd.payment_required)
         if direct_demand is not None:
             return self._start_direct(caller, cmd, host, direct_demand, attempt)
-        demand = attempt.demand = decode_demand(cmd.payment_required, cmd.body)
+        demand = attempt.demand = _decoded(cmd.payment_required, cmd.body)
         fingerprint = _fingerprint(demand.fingerprint, cmd)
-        with self._store.write() as tx:
-            frozen, global_budget = tx.lock_state()
-            client = tx.client_by_id(caller.client_id)
-            if client.revoked:
-                raise UnauthenticatedError("token revoked")
-            earlier = tx.find_payment(client.id, cmd.idempotency_key)
-            if earlier is not None:
-                return self._replay(earlier, fingerprint)
-            if frozen:
-                raise FrozenError("payments are frozen by the operator (`walletd unfreeze`)")
-            now = self._clock()
-            ctx = policy.Context(
-                url_host=host,
-                budget=client.budget,
-                global_budget=global_budget,
-                spent=tx.spent(client.id, now),
-                global_spent=tx.spent(None, now),
-                limits=self._limits,
+        intent = _Intent(caller, cmd, host, demand, fingerprint, attempt)
+        try:
+            outcome = self._writes.run(lambda tx: self._pay_job(tx, intent))
+        except StorageError:
+            if attempt.refusal is not None:  # refused, but the commit of its record failed
+                raise attempt.refusal from None
+            raise
+        if isinstance(outcome, WalletdError):
+            attempt.recorded = True
+            raise outcome
+        if not outcome.reused:
+            log.info(
+                "paid client=%s id=%s amount=%d payee=%s host=%s",
+                caller.name,
+                outcome.payment_id,
+                outcome.amount,
+                outcome.payee,
+                host,
             )
-            choice = attempt.choice = policy.choose(demand, ctx)
-            if self._funds is not None:
-                require_funds(self._funds, tx.outstanding()[1], choice.requirement.amount)
-            new = self._sign(client.id, cmd, host, fingerprint, choice, demand, now)
-            tx.add_payment(new, PaymentStatus.SIGNED, "pay")
-            tx.add_decision(_paid_decision(caller, new))
-        log.info(
-            "paid client=%s id=%s amount=%d payee=%s host=%s",
-            caller.name,
-            new.id,
-            new.amount,
-            new.payee,
-            host,
+        return outcome
+
+    def _pay_job(self, tx: LedgerTx, intent: _Intent) -> PayReceipt | WalletdError:
+        """One Pay inside a (group) write transaction; a refusal is logged there and returned."""
+        try:
+            return self._pay_in(tx, intent)
+        except (AuthError, StorageError):
+            raise
+        except WalletdError as err:
+            attempt = intent.attempt
+            tx.add_decision(self._refusal_decision(intent.caller, intent.cmd, attempt, err))
+            attempt.refusal = err
+            return err
+
+    def _pay_in(self, tx: LedgerTx, intent: _Intent) -> PayReceipt:
+        """Check, choose, sign and record; every refusal is raised before the first write."""
+        caller, cmd, demand, attempt = intent.caller, intent.cmd, intent.demand, intent.attempt
+        frozen, global_budget = tx.lock_state()
+        client = tx.client_by_id(caller.client_id)
+        if client.revoked:
+            raise UnauthenticatedError("token revoked")
+        earlier = tx.find_payment(client.id, cmd.idempotency_key)
+        if earlier is not None:
+            return self._replay(earlier, intent.fingerprint)
+        if frozen:
+            raise FrozenError("payments are frozen by the operator (`walletd unfreeze`)")
+        now = self._clock()
+        ctx = policy.Context(
+            url_host=intent.host,
+            budget=client.budget,
+            global_budget=global_budget,
+            spent=tx.spent(client.id, now, client.budget.summed_windows()),
+            global_spent=tx.spent(None, now, global_budget.summed_windows()),
+            limits=self._limits,
         )
+        choice = attempt.choice = policy.choose(demand, ctx)
+        if self._funds is not None:
+            require_funds(
+                self._funds, tx.outstanding(self._signer.address)[1], choice.requirement.amount
+            )
+        new = self._sign(client.id, cmd, intent.host, intent.fingerprint, choice, demand, now)
+        tx.add_payment(new, PaymentStatus.SIGNED, "pay")
+        tx.add_decision(_paid_decision(caller, new))
+        if now - self._pruned_at >= PRUNE_EVERY_MS:
+            tx.prune_spend_buckets(now - KEEP_FINE_BUCKETS_MS)
+            self._pruned_at = now
         return PayReceipt(
             new.id,
             new.header_name,
@@ -276,6 +346,16 @@ class WalletService:
         self, caller: Caller, cmd: PayCommand, attempt: _Attempt, err: WalletdError
     ) -> None:
         """Write the refusal to the decision log; a ledger failure here is logged, not raised."""
+        decision = self._refusal_decision(caller, cmd, attempt, err)
+        try:
+            self._writes.run(lambda tx: tx.add_decision(decision))
+        except StorageError as exc:
+            log.warning("refusal not recorded in the decision log: %s", exc.message)
+
+    def _refusal_decision(
+        self, caller: Caller, cmd: PayCommand, attempt: _Attempt, err: WalletdError
+    ) -> NewDecision:
+        """The decision-log entry of a refusal (logged here too)."""
         payee, amount = attempt.subject()
         rule = _refusal_rule(err)
         decision = NewDecision(
@@ -297,11 +377,7 @@ class WalletService:
             "refused client=%s reason=%s rule=%s host=%s amount=%d",
             caller.name, err.reason, rule or "-", attempt.host or "-", decision.amount,
         )  # fmt: skip
-        try:
-            with self._store.write() as tx:
-                tx.add_decision(decision)
-        except StorageError as exc:
-            log.warning("refusal not recorded in the decision log: %s", exc.message)
+        return decision
 
     def _replay(self, earlier: StoredPayment, fingerprint: str) -> PayReceipt:
         if earlier.fingerprint != fingerprint:

@@ -1,0 +1,128 @@
+"""Group commit: concurrent Pays share transactions and stay exactly what they are alone."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+import pytest
+
+from tests.plugins.daemon import demand_header
+from tests.service.conftest import Ledger
+from walletd.db.ledger import LedgerTx
+from walletd.domain.payment import PayCommand
+from walletd.errors import BudgetExceededError, RefusedError, StorageError
+from walletd.service import admin
+from walletd.service.group import GroupCommit
+
+URL = "http://127.0.0.1:9/v1/chat/completions"
+
+
+def _race(ledger: Ledger, threads: int, calls: int) -> Counter[str]:
+    """``threads`` threads x ``calls`` Pays at once through one service; outcome counts."""
+    outcomes: Counter[str] = Counter()
+    lock, start = threading.Lock(), threading.Barrier(threads)
+
+    def caller(n: int) -> None:
+        start.wait()
+        for i in range(calls):
+            try:
+                ledger.service.pay(
+                    ledger.caller, PayCommand(f"t{n}-{i}", "POST", URL, demand_header())
+                )
+                outcome = "paid"
+            except RefusedError as exc:
+                outcome = exc.reason
+            with lock:
+                outcomes[outcome] += 1
+
+    workers = [threading.Thread(target=caller, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return outcomes
+
+
+def test_concurrent_pays_share_commits_and_keep_the_budget_exact(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    admin.set_budget(ledger.store, "svc", admin.BudgetChange(daily=3000 * 25))
+    batches: list[int] = []
+    real = GroupCommit._transaction
+
+    def counted(self: GroupCommit, batch: list) -> None:
+        batches.append(len(batch))
+        real(self, batch)
+
+    monkeypatch.setattr(GroupCommit, "_transaction", counted)
+    outcomes = _race(ledger, threads=8, calls=6)
+    assert outcomes == {"paid": 25, BudgetExceededError.reason: 23}
+    assert ledger.signer.calls == 25  # refusals sign nothing
+    assert sum(batches) == 48  # each Pay (and its refusal record) in one transaction
+    state = {w.window: w for w in ledger.service.get_budget(ledger.caller).windows}
+    assert (state["daily"].spent, state["daily"].remaining) == (3000 * 25, 0)
+    with ledger.store.read() as tx:
+        paid = Counter(d["outcome"] for d in _decisions(tx))
+    assert paid == {"paid": 25, "refused": 23}  # every decision logged, in one chain
+
+
+def _decisions(tx: LedgerTx) -> list[dict]:
+    from sqlalchemy import text
+
+    rows = tx._session.execute(text("SELECT outcome FROM decisions ORDER BY id")).mappings()
+    return [dict(row) for row in rows]
+
+
+def test_a_job_failing_after_its_writes_is_run_out_of_the_batch(ledger: Ledger) -> None:
+    group = GroupCommit(ledger.store)
+    go = threading.Event()
+    results: dict[str, object] = {}
+
+    def blocker(tx: LedgerTx) -> str:
+        go.wait(5)
+        return "first"
+
+    def spoiler(tx: LedgerTx) -> str:
+        tx.prune_spend_buckets(1)  # a write
+        raise RuntimeError("after writing")
+
+    def good(tx: LedgerTx) -> int:
+        tx.prune_spend_buckets(2)
+        return 7
+
+    def run(name: str, job) -> None:  # type: ignore[no-untyped-def]
+        try:
+            results[name] = group.run(job)
+        except Exception as exc:
+            results[name] = exc
+
+    first = threading.Thread(target=run, args=("first", blocker))
+    first.start()
+    while not group._queue:
+        pass
+    others = [
+        threading.Thread(target=run, args=(n, j)) for n, j in (("bad", spoiler), ("ok", good))
+    ]
+    for thread in others:
+        thread.start()
+    while len(group._queue) < 3:
+        pass
+    go.set()
+    for thread in [first, *others]:
+        thread.join()
+    assert results["first"] == "first" and results["ok"] == 7
+    assert isinstance(results["bad"], RuntimeError)
+    with ledger.store.write() as tx:  # the good job's write was committed, the spoiler's not
+        assert tx._raw("SELECT amount FROM spend_buckets WHERE span = -1").fetchone()[0] == 2
+
+
+def test_a_storage_error_fails_every_job_of_its_batch_and_records_nothing(ledger: Ledger) -> None:
+    group = GroupCommit(ledger.store)
+
+    def broken(tx: LedgerTx) -> None:
+        raise StorageError("the disk is gone")
+
+    with pytest.raises(StorageError):
+        group.run(broken)
+    assert group.run(lambda tx: tx.lock_state()[0]) is False  # the next batch is fine
