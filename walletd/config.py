@@ -21,6 +21,9 @@ from walletd.domain.networks import DEFAULT_ENABLED, KNOWN_NETWORKS
 from walletd.domain.policy import Limits
 from walletd.errors import InvalidRequestError
 
+SOCKET_MODES = ("0600", "0660")
+"""The Unix socket modes walletd allows: owner only, or owner and group (never others)."""
+
 
 def default_data_dir() -> Path:
     """``$XDG_DATA_HOME/walletd``, else ``~/.local/share/walletd``."""
@@ -37,6 +40,10 @@ class Settings:
     """SQLAlchemy URL of the ledger; empty means ``sqlite:///<data_dir>/walletd.db``."""
     socket: str = ""
     """Unix socket path; empty means ``<data_dir>/walletd.sock``."""
+    socket_group: str = ""
+    """Group given the Unix socket; empty keeps the daemon's own group."""
+    socket_mode: str = "0600"
+    """``0600`` (owner only) or ``0660`` (the socket's group may connect too); others never."""
     listen: str = ""
     """Optional TCP ``HOST:PORT``, only ever with TLS."""
     tls_cert: str = ""
@@ -96,6 +103,8 @@ _SECTIONS = {
     "db": {"url": "db_url"},
     "rpc": {
         "socket": "socket",
+        "socket_group": "socket_group",
+        "socket_mode": "socket_mode",
         "listen": "listen",
         "tls_cert": "tls_cert",
         "tls_key": "tls_key",
@@ -148,6 +157,8 @@ def validate(settings: Settings) -> Settings:
     if not settings.reconcile_interval_seconds > 0 or settings.expiry_margin_seconds < 0:
         raise InvalidRequestError("need reconcile_interval_seconds > 0, expiry_margin_seconds >= 0")
     _ = settings.low_balance  # a malformed amount is refused at load time
+    if settings.socket_mode not in SOCKET_MODES:
+        raise InvalidRequestError(f"rpc.socket_mode must be one of {', '.join(SOCKET_MODES)}")
     if not settings.direct_receipt_timeout_seconds > 0:
         raise InvalidRequestError("need direct.receipt_timeout_seconds > 0")
     return replace(settings, direct_host_headers=_host_headers(settings))

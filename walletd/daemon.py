@@ -23,6 +23,7 @@ from walletd.keys import keystore
 from walletd.keys.signer import LocalSigner
 from walletd.rpc.server import TlsFiles, build_server
 from walletd.service.direct import DirectPayments
+from walletd.service.keys import require_current_key
 from walletd.service.ports import ChainReader, TransferChain, WalletApi
 from walletd.service.reconcile import FundsCache, ReconcileLoop
 from walletd.service.wallet import WalletService
@@ -60,6 +61,7 @@ def run(
         migrate.require_current(engines.read)
         signer = LocalSigner(keystore.unlock(settings.keystore_path, passphrase))
         store = Store(engines)
+        require_current_key(store, signer.address)  # not a key rotated away, e.g. on a replica
         funds = _funds_cache(settings, metrics)
         direct = DirectPayments(
             store, signer, settings.limits(), settings.proof_headers(), transfer_opener(settings),

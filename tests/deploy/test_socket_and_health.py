@@ -104,3 +104,42 @@ def test_health_is_one_without_a_daemon(tmp_path: Path) -> None:
     out = walletd("health", "--socket", str(tmp_path / "walletd.sock"), "--timeout", "2")
     assert out.returncode == 1
     assert "not serving" in out.stderr
+
+
+@pytest.mark.slow
+def test_socket_group_and_mode_can_come_from_the_config_file(wallet_home: WalletHome) -> None:
+    group = _other_group()
+    (wallet_home.data_dir / "walletd.toml").write_text(
+        f'[rpc]\nsocket_group = "{group.gr_name}"\nsocket_mode = "0660"\n'
+    )
+    running = Daemon(wallet_home)
+    try:
+        st = wallet_home.socket.stat()
+        assert (stat.S_IMODE(st.st_mode), st.st_gid) == (0o660, group.gr_gid)
+    finally:
+        assert running.stop() == 0, running.logs()
+
+
+def test_command_line_socket_options_override_the_config_file(tmp_path: Path) -> None:
+    from walletd.config import load_settings
+
+    config = tmp_path / "walletd.toml"
+    config.write_text('[rpc]\nsocket_group = "from-file"\nsocket_mode = "0660"\n')
+    from_file = load_settings(tmp_path, config)
+    assert (from_file.socket_group, from_file.socket_mode) == ("from-file", "0660")
+    flags = load_settings(tmp_path, config, socket_group="from-flag", socket_mode="0600")
+    assert (flags.socket_group, flags.socket_mode) == ("from-flag", "0600")
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [('socket_mode = "0666"', "rpc.socket_mode must be one of 0600, 0660"),
+     ('socket_group = "no-such-group-wd"', "no group named 'no-such-group-wd'")],
+    ids=["world-mode", "unknown-group"],
+)  # fmt: skip
+def test_config_check_refuses_bad_socket_settings(tmp_path: Path, toml: str, message: str) -> None:
+    path = tmp_path / "walletd.toml"
+    path.write_text(f"[rpc]\n{toml}\n")
+    out = walletd("config", "check", "--config", str(path), "--data-dir", str(tmp_path))
+    assert out.returncode == 1
+    assert message in out.stderr

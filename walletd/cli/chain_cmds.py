@@ -130,11 +130,14 @@ def payment_cancel(
     """Send cancelAuthorization for a rejected payment; its budget comes back once mined.
 
     The wallet pays the gas in ETH. Accepted for `rejected` payments, and for
-    `signed` ones older than 60 s; never for `settlement_pending`.
+    `signed` ones older than 60 s; never for `settlement_pending`. A payment
+    signed by a key since rotated away is cancelled with its retired keystore
+    (that address pays the gas).
     """
     from walletd.chain.sender import Web3ChainSender
     from walletd.keys import keystore
     from walletd.keys.passphrase import read_passphrase
+    from walletd.keys.rotation import keystore_for
     from walletd.keys.signer import LocalSigner
     from walletd.service.reconcile import cancel_payment
 
@@ -142,9 +145,10 @@ def payment_cancel(
     store = open_store(settings)
     try:
         reader = _reader(settings)
-        signer = LocalSigner(
-            keystore.unlock(settings.keystore_path, read_passphrase(passphrase_file))
-        )
+        with store.read() as tx:  # the payment's own payer: the current key or a retired one
+            payer = tx.tracked_payment(payment_id).payer
+        path = keystore_for(settings.data_dir, settings.keystore_path, payer)
+        signer = LocalSigner(keystore.unlock(path, read_passphrase(passphrase_file)))
         result = cancel_payment(store, reader, Web3ChainSender(reader), signer, payment_id)
     finally:
         store.engines.dispose()

@@ -70,7 +70,19 @@ def problems(settings: Settings) -> list[str]:
             found.append(f"rpc.{name}: no readable file at {path}")
     if settings.db_url:
         found.extend(_db_url_problem(settings.db_url))
+    if settings.socket_group and not _group_exists(settings.socket_group):
+        found.append(f"rpc.socket_group: no group named {settings.socket_group!r}")
     return found
+
+
+def _group_exists(name: str) -> bool:
+    import grp
+
+    try:
+        grp.getgrnam(name)
+    except KeyError:
+        return False
+    return True
 
 
 def _db_url_problem(url: str) -> list[str]:

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from walletd.cli._common import ledger_options, open_store, settings_from
 from walletd.cli._output import emit, json_option
+
+if TYPE_CHECKING:
+    from walletd.config import Settings
+    from walletd.keys import keystore as keystore_mod
+    from walletd.service.keys import KeyFiles
 
 _HELP_PASSFILE = (
     "File holding the passphrase "
@@ -94,14 +100,14 @@ def init(
 @click.option(
     "--socket-group",
     default=None,
-    help="Give the socket to this group (the daemon's user must be a member).",
+    help="Give the socket to this group (the daemon's user must be a member; "
+    "default [rpc] socket_group).",
 )
 @click.option(
     "--socket-mode",
     type=click.Choice(["0600", "0660"]),
-    default="0600",
-    show_default=True,
-    help="0660 lets --socket-group connect; others never can.",
+    default=None,
+    help="0660 lets --socket-group connect; others never can (default [rpc] socket_mode, 0600).",
 )
 @click.option("--listen", default="", help="TCP HOST:PORT; requires --tls-cert/--tls-key.")
 @click.option("--tls-cert", default="")
@@ -126,7 +132,7 @@ def serve(
     passphrase_file: Path | None,
     socket: str,
     socket_group: str | None,
-    socket_mode: str,
+    socket_mode: str | None,
     listen: str,
     tls_cert: str,
     tls_key: str,
@@ -146,10 +152,10 @@ def serve(
     settings = settings_from(
         data_dir, config_path, db_url=db_url, socket=socket, listen=listen,
         tls_cert=tls_cert, tls_key=tls_key, tls_client_ca=tls_client_ca,
-        rpc_url=rpc_url, log_json=log_json,
+        rpc_url=rpc_url, log_json=log_json, socket_group=socket_group, socket_mode=socket_mode,
     )  # fmt: skip
     setup_logging(json_lines=settings.log_json or as_json)
-    set_socket_access(SocketAccess(int(socket_mode, 8), socket_group))
+    set_socket_access(SocketAccess(int(settings.socket_mode, 8), settings.socket_group or None))
     passphrase = read_passphrase(passphrase_file)
     daemon.run(settings, passphrase, auto_migrate=auto_migrate, metrics=metrics)
 
@@ -245,14 +251,27 @@ def key() -> None:
     """The wallet key file."""
 
 
+def _kdf(kdf_log_n: int | None) -> keystore_mod.KdfParams:
+    """The scrypt cost: the default, or the hidden test-only ``--kdf-log-n``."""
+    from dataclasses import replace
+
+    from walletd.keys import keystore
+
+    return (
+        keystore.KdfParams.DEFAULT
+        if kdf_log_n is None
+        else replace(keystore.KdfParams.DEFAULT, log2_n=kdf_log_n)
+    )
+
+
+def _key_files(settings: Settings) -> KeyFiles:
+    from walletd.service.keys import KeyFiles
+
+    return KeyFiles(settings.data_dir, settings.keystore_path)
+
+
 @key.command("change-passphrase")
-@click.option(
-    "--data-dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=None,
-    envvar="WALLETD_DATA_DIR",
-    help="Data directory (default: ~/.local/share/walletd).",
-)
+@ledger_options
 @_passphrase_option
 @click.option(
     "--new-passphrase-file",
@@ -264,38 +283,122 @@ def key() -> None:
 @json_option
 def key_change_passphrase(
     data_dir: Path | None,
+    config_path: Path | None,
+    db_url: str,
     passphrase_file: Path | None,
     new_passphrase_file: Path | None,
     kdf_log_n: int | None,
     as_json: bool,
 ) -> None:
-    """Re-encrypt the key under a new passphrase (atomic: the old file or the new, never neither).
+    """Re-encrypt the key (and retired keys) under a new passphrase; recorded in the ledger.
 
-    A running daemon keeps its unlocked key; update the passphrase it is
-    started with (e.g. the systemd credential) before its next start.
+    Each file is replaced atomically: the old file or the new, never neither. A
+    running daemon keeps its unlocked key; update the passphrase it is started
+    with (e.g. the systemd credential) before its next start.
     """
-    from dataclasses import replace
-
-    from walletd.errors import InvalidRequestError
-    from walletd.keys import keystore
     from walletd.keys.passphrase import read_passphrase
+    from walletd.service import keys
 
-    settings = settings_from(data_dir, None)
-    old = read_passphrase(passphrase_file, prompt_text="current passphrase: ")
-    new = read_passphrase(
-        new_passphrase_file, environ={}, confirm=True, prompt_text="new passphrase: "
-    )
-    if new == old:
-        raise InvalidRequestError("the new passphrase is the same as the current one")
-    kdf = keystore.KdfParams.DEFAULT
-    if kdf_log_n is not None:
-        kdf = replace(kdf, log2_n=kdf_log_n)
-    address = keystore.change_passphrase(settings.keystore_path, old, new, kdf)
+    settings = settings_from(data_dir, config_path, db_url=db_url)
+    store = open_store(settings)
+    try:
+        old = read_passphrase(passphrase_file, prompt_text="current passphrase: ")
+        new = read_passphrase(
+            new_passphrase_file, environ={}, confirm=True, prompt_text="new passphrase: "
+        )
+        done = keys.change_passphrase(store, _key_files(settings), old, new, kdf=_kdf(kdf_log_n))
+    finally:
+        store.engines.dispose()
+    left = [str(path) for path in done.retired.left]
+    lines = [f"passphrase changed for {done.address} ({settings.keystore_path})"]
+    lines += [f"warning: {path} opens with neither passphrase; left as it is" for path in left]
+    doc: dict[str, object] = {"address": done.address, "keystore": str(settings.keystore_path)}
+    doc.update(retired_rewrapped=len(done.retired.changed), retired_left=left)
+    emit(as_json, doc, lines)
+
+
+def _key_source(import_keystore: Path | None, import_key_file: Path | None) -> str:
+    """How a rotation's new key was made, for the ledger record (never the file's content)."""
+    if import_keystore:
+        return "imported-v3-keystore"
+    return "imported-key-file" if import_key_file else "generated"
+
+
+@key.command("rotate")
+@ledger_options
+@_passphrase_option
+@click.option("--import-keystore", type=click.Path(path_type=Path, exists=True), default=None)
+@click.option(
+    "--keystore-passphrase-file", type=click.Path(path_type=Path, exists=True), default=None
+)
+@click.option("--import-key-file", type=click.Path(path_type=Path, exists=True), default=None)
+@click.option("--kdf-log-n", type=click.IntRange(10, 22), default=None, hidden=True)
+@json_option
+def key_rotate(
+    data_dir: Path | None,
+    config_path: Path | None,
+    db_url: str,
+    passphrase_file: Path | None,
+    import_keystore: Path | None,
+    keystore_passphrase_file: Path | None,
+    import_key_file: Path | None,
+    kdf_log_n: int | None,
+    as_json: bool,
+) -> None:
+    """Switch to a new key (generated, or imported as with `init`); keep the old one retired.
+
+    The new key is encrypted under the same passphrase. The daemon signs with
+    it from its next start (restart it; copy key.json to every replica). The
+    old key's outstanding authorizations are still reconciled, and
+    `walletd payment cancel` opens its retired keystore. Fund the new address.
+    """
+    from walletd.keys.passphrase import read_passphrase
+    from walletd.service import keys
+
+    settings = settings_from(data_dir, config_path, db_url=db_url)
+    store = open_store(settings)
+    try:
+        new_key = _new_key(import_keystore, keystore_passphrase_file, import_key_file)
+        passphrase = read_passphrase(passphrase_file)
+        done = keys.rotate(
+            store, _key_files(settings), passphrase, new_key,
+            source=_key_source(import_keystore, import_key_file), kdf=_kdf(kdf_log_n),
+        )  # fmt: skip
+    finally:
+        store.engines.dispose()
     emit(
         as_json,
-        {"address": address, "keystore": str(settings.keystore_path)},
-        [f"passphrase changed for {address} ({settings.keystore_path})"],
-    )
+        {"old_address": done.old_address, "new_address": done.new_address,
+         "retired_keystore": str(done.retired), "keystore": str(settings.keystore_path)},
+        [f"old address: {done.old_address} (retired keystore: {done.retired})",
+         f"new address: {done.new_address}",
+         "fund the new address; restart the daemon (and every replica) to sign with it"],
+    )  # fmt: skip
+
+
+@key.command("history")
+@ledger_options
+@json_option
+def key_history(
+    data_dir: Path | None, config_path: Path | None, db_url: str, as_json: bool
+) -> None:
+    """Every key operation the ledger recorded (passphrase changes, rotations), oldest first."""
+    from walletd.domain.report import iso_ms
+    from walletd.service import keys
+
+    store = open_store(settings_from(data_dir, config_path, db_url=db_url))
+    try:
+        events = keys.history(store)
+    finally:
+        store.engines.dispose()
+    docs = [
+        {"id": e.id, "at": iso_ms(e.at_ms), "operation": e.operation,
+         "old_address": e.old_address, "new_address": e.new_address, "data": dict(e.data)}
+        for e in events
+    ]  # fmt: skip
+    lines = [f"{d['at']}  {d['operation']:<17}  {d['old_address']} -> {d['new_address']}"
+             for d in docs]  # fmt: skip
+    emit(as_json, {"events": docs}, lines or ["no key operations recorded"])
 
 
 COMMANDS = (init, serve, health, db, key)

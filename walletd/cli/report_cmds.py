@@ -141,7 +141,7 @@ def audit_verify(
     anchor: list[tuple[int, str]],
     as_json: bool,
 ) -> None:
-    """Recompute both hash chains; name the first broken link (exit 1 if any)."""
+    """Recompute every hash chain; name the first broken link (exit 1 if any)."""
     from walletd.db import queries
     from walletd.domain.audit import EVENTS
     from walletd.report.json_format import audit_doc
@@ -155,6 +155,7 @@ def audit_verify(
         for b in result.breaks
     ]
     doc["anchors"] = [{"id": i, "hash": h, "ok": (i, h) not in moved} for i, h in anchor]
+    doc.update(key_events=result.key_events, key_events_head=result.key_events_head)
     ok = result.ok and not moved
     doc["ok"] = ok
     emit(as_json, doc, _verify_lines(result, moved))
@@ -167,7 +168,7 @@ def _verify_lines(result: AuditResult, moved: list[tuple[int, str]]) -> list[str
     if result.ok:
         lines.append(
             f"ok: {result.events} events, {result.decisions} decisions, "
-            f"{result.payments} payments verified"
+            f"{result.key_events} key events, {result.payments} payments verified"
         )
     else:
         first = result.first_break
@@ -179,6 +180,7 @@ def _verify_lines(result: AuditResult, moved: list[tuple[int, str]]) -> list[str
     lines += [f"FAILED: anchor event {i} no longer has hash {h}" for i, h in moved]
     lines.append(f"head payment_events {result.events_head}")
     lines.append(f"head decisions {result.decisions_head}")
+    lines.append(f"head key_events {result.key_events_head}")
     return lines
 
 

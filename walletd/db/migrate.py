@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
@@ -9,9 +11,10 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
 
 import walletd
-from walletd.errors import SchemaOutOfDateError
+from walletd.errors import SchemaOutOfDateError, StorageError
 
 
 def migrations_dir() -> Path:
@@ -35,16 +38,38 @@ def head_revision() -> str:
     return head
 
 
+@contextmanager
+def _unavailable(engine: Engine) -> Iterator[None]:
+    """A database that cannot be opened as one StorageError line, not a driver traceback.
+
+    The common case gets its own words: SQLite cannot create ``walletd.db`` in a
+    data directory that does not exist.
+    """
+    try:
+        yield
+    except OperationalError as exc:
+        url = engine.url
+        if url.get_backend_name() == "sqlite" and url.database:
+            directory = Path(url.database).parent
+            if not directory.is_dir():
+                raise StorageError(
+                    f"no ledger directory {directory}: check --data-dir (or --db-url), "
+                    "or create the wallet with `walletd init`"
+                ) from exc
+        cause = " ".join(str(exc.orig).split())  # libpq adds hint lines: keep it to one
+        raise StorageError(f"ledger unavailable: {cause}") from exc
+
+
 def current_revision(engine: Engine) -> str | None:
     """The revision the database is at, or None for an empty database."""
-    with engine.connect() as conn:
+    with _unavailable(engine), engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Apply migrations up to ``revision`` (the only way the schema is made)."""
     cfg = _config()
-    with engine.begin() as conn:
+    with _unavailable(engine), engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
 
