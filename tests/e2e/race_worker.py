@@ -24,7 +24,7 @@ def main() -> None:
     start = threading.Barrier(int(threads))
 
     def run(t: int) -> None:
-        with WalletClient(socket=socket, token_file=Path(token_file)) as wallet:
+        with WalletClient(socket=socket, token_file=Path(token_file), timeout=120) as wallet:
             start.wait()
             for i in range(int(attempts)):
                 try:

@@ -6,6 +6,7 @@ import os
 import socket
 import stat
 import threading
+import time
 from pathlib import Path
 
 import grpc
@@ -15,7 +16,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
-from tests.rpc.conftest import FakeWalletApi
+from tests.rpc.conftest import BOTH_TOKEN, PAY_TOKEN, FakeWalletApi
 from walletd.client import WalletClient
 from walletd.errors import InvalidRequestError
 from walletd.rpc.permissions import SERVICE_NAME
@@ -165,3 +166,75 @@ def test_wait_returns_after_stop(fake_api: FakeWalletApi, socket_path: Path) -> 
     server.stop(grace=0)
     waiter.join(5)
     assert not waiter.is_alive()
+
+
+# ---- a deleted socket is re-bound in-process (walletd.rpc.server.RpcServer.check_socket)
+
+
+def _serving(path: Path) -> bool:
+    with WalletClient(socket=path, token=BOTH_TOKEN, timeout=5) as c:
+        return c.health()
+
+
+def test_a_deleted_socket_is_rebound_with_its_mode(
+    rpc_server: RpcServer, socket_path: Path
+) -> None:
+    socket_path.unlink()
+    assert rpc_server.check_socket() is True
+    assert stat.S_ISSOCK(socket_path.stat().st_mode)
+    assert stat.S_IMODE(socket_path.stat().st_mode) == 0o600
+    assert _serving(socket_path)
+    assert rpc_server.check_socket() is False  # nothing to do while it is ours
+
+
+def test_the_watcher_rebinds_without_being_asked(rpc_server: RpcServer, socket_path: Path) -> None:
+    socket_path.unlink()
+    deadline = time.monotonic() + 20
+    while not socket_path.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _serving(socket_path)
+
+
+def test_a_file_put_in_its_place_is_left_alone(rpc_server: RpcServer, socket_path: Path) -> None:
+    other = socket_path.with_name("other")
+    other.write_text("someone's file")
+    os.replace(other, socket_path)
+    assert rpc_server.check_socket() is False
+    assert socket_path.read_text() == "someone's file"
+    socket_path.unlink()
+    assert rpc_server.check_socket() is True
+    assert _serving(socket_path)
+
+
+def test_a_dead_socket_put_in_its_place_is_replaced(
+    rpc_server: RpcServer, socket_path: Path
+) -> None:
+    dead_path = socket_path.with_name("dead")
+    dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    dead.bind(str(dead_path))
+    dead.close()
+    os.replace(dead_path, socket_path)
+    assert rpc_server.check_socket() is True
+    assert _serving(socket_path)
+
+
+def test_a_call_running_at_the_rebind_still_finishes(
+    fake_api: FakeWalletApi, socket_path: Path
+) -> None:
+    fake_api.pay_gate = threading.Event()
+    results: list[str] = []
+    with build_server(fake_api, socket_path=socket_path) as server:
+
+        def pay() -> None:
+            with WalletClient(target=server.address, token=PAY_TOKEN, timeout=60) as c:
+                results.append(c.pay("slow", "GET", "https://x").payment_id)
+
+        caller = threading.Thread(target=pay)
+        caller.start()
+        assert fake_api.pay_entered.wait(30)  # generous: a loaded CI machine is slow
+        socket_path.unlink()
+        assert server.check_socket() is True
+        fake_api.pay_gate.set()
+        caller.join(60)
+        assert _serving(socket_path)
+    assert results == ["pay_slow"]

@@ -203,3 +203,17 @@ def test_client_tls_with_a_socket_is_refused(pki: Pki, socket_path: Path) -> Non
 
     with pytest.raises(InvalidRequestError):
         WalletClient(socket=socket_path, tls=ClientTls(ca=pki.ca))
+
+
+def test_a_socket_rebind_keeps_the_tcp_listener_on_its_port(
+    fake_api: FakeWalletApi, pki: Pki, socket_path: Path
+) -> None:
+    tls = TlsFiles(cert=pki.server_cert, key=pki.server_key)
+    with build_server(fake_api, socket_path=socket_path, listen="127.0.0.1:0", tls=tls) as server:
+        tcp = server.addresses[1]
+        socket_path.unlink()
+        assert server.check_socket() is True
+        with WalletClient(socket=socket_path, token=BOTH_TOKEN, timeout=5) as local:
+            assert local.get_budget().client == "carol"
+        with WalletClient(target=tcp, token=BOTH_TOKEN, tls=ClientTls(ca=pki.ca), timeout=5) as c:
+            assert c.get_budget().client == "carol"

@@ -11,9 +11,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Final, cast
 
+import requests
 from eth_typing import BlockNumber, ChecksumAddress, HexStr
 from web3 import Web3
 from web3.exceptions import TransactionNotFound, Web3Exception
+from web3.providers.rpc.utils import ExceptionRetryConfiguration
 from web3.types import FilterParams
 
 from walletd.chain.abi import (
@@ -46,11 +48,28 @@ def chain_errors(what: str) -> Iterator[None]:
         raise ChainError(f"chain RPC failed ({what}): {type(exc).__name__}: {exc}"[:300]) from exc
 
 
+RPC_RETRY: Final = ExceptionRetryConfiguration(
+    errors=(requests.ConnectionError, requests.HTTPError), retries=3, backoff_factor=0.125
+)
+"""Retry a call whose connection failed, never one the node left unanswered.
+
+web3's default also retries read timeouts, five times: a node that accepts
+connections but does not answer would hold a Pay (and the nonce sequence) for
+about a minute per call instead of ``RPC_TIMEOUT_S``.
+"""
+RPC_CONNECT_TIMEOUT_S: Final = 3
+
+
 def connect(rpc_url: str) -> Web3:
     """A web3 client for ``rpc_url``; raises ChainError when it is empty."""
     if not rpc_url:
         raise ChainError("no chain RPC configured (set [chain] rpc_url or pass --rpc-url)")
-    return Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": RPC_TIMEOUT_S}))
+    provider = Web3.HTTPProvider(
+        rpc_url,
+        request_kwargs={"timeout": (RPC_CONNECT_TIMEOUT_S, RPC_TIMEOUT_S)},
+        exception_retry_configuration=RPC_RETRY,
+    )
+    return Web3(provider)
 
 
 def network_of(w3: Web3, enabled: Sequence[str]) -> Network:

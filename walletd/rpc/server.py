@@ -12,6 +12,13 @@ Two kinds of listener:
 
 The server is the synchronous ``grpc.server`` because the service layer is
 synchronous; ``max_workers`` bounds concurrent RPCs.
+
+A deleted socket file cannot be linked back, so a running server checks its
+socket every ``SOCKET_CHECK_S``: when the path has vanished (or holds a dead
+socket), it stops the old grpc server, whose running calls get
+``REBIND_GRACE_S`` to finish, and binds a new one on the same path, mode and
+group, with the same services and thread pool. Anything else at the path (a
+file, another live daemon's socket) is left alone and logged.
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ import logging
 import os
 import socket
 import stat
+import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +51,11 @@ MAX_UNIX_PATH_BYTES = 107
 """sockaddr_un.sun_path holds 108 bytes including the terminating NUL (Linux)."""
 
 SOCKET_MODE = 0o600
+
+SOCKET_CHECK_S = 1.0
+"""How often a running server checks that its Unix socket is still the one it bound."""
+REBIND_GRACE_S = 120.0
+"""Calls running when the socket is re-bound may still finish within this (a direct Pay waits)."""
 
 
 @dataclass(frozen=True)
@@ -117,7 +131,11 @@ def _read_pem(path: Path) -> bytes:
 
 
 class RpcServer:
-    """A built (not yet started) gRPC server and the health state that goes with it."""
+    """A built (not yet started) gRPC server and the health state that goes with it.
+
+    ``rebuild`` makes a fresh grpc server with the same services and listeners;
+    given it and a socket, the started server re-binds a vanished socket.
+    """
 
     def __init__(
         self,
@@ -125,11 +143,20 @@ class RpcServer:
         health_servicer: health.HealthServicer,
         addresses: list[str],
         socket_path: Path | None,
+        rebuild: Callable[[], grpc.Server] | None = None,
     ) -> None:
         self._server = server
         self._health = health_servicer
         self.addresses: tuple[str, ...] = tuple(addresses)
         self._socket_path = socket_path
+        self._rebuild = rebuild
+        self._bound: tuple[int, int] | None = None
+        """(st_dev, st_ino) of the socket file this server listens on."""
+        self._ignored: tuple[int, int] | None = None
+        """A foreign file at the socket path, already logged."""
+        self._swap = threading.Lock()
+        self._closing = threading.Event()
+        self._watcher: threading.Thread | None = None
 
     @property
     def address(self) -> str:
@@ -145,19 +172,80 @@ class RpcServer:
             except InvalidRequestError:
                 self._server.stop(0).wait()
                 raise
+            self._bound = _identity(self._socket_path)
+            if self._rebuild is not None:
+                self._watcher = threading.Thread(
+                    target=self._watch_socket, name="walletd-socket", daemon=True
+                )
+                self._watcher.start()
         for service in ("", SERVICE_NAME):
             self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
         log.info("walletd gRPC serving on %s", ", ".join(self.addresses))
 
     def stop(self, grace: float) -> None:
         """Report NOT_SERVING, refuse new RPCs, and give running ones ``grace`` seconds."""
+        self._closing.set()
+        if self._watcher is not None:
+            self._watcher.join()
         self._health.enter_graceful_shutdown()
         self._server.stop(grace).wait()
         log.info("walletd gRPC stopped")
 
     def wait(self) -> None:
-        """Block until the server has stopped."""
-        self._server.wait_for_termination()
+        """Block until the server has stopped (not merely re-bound its socket)."""
+        while True:
+            server = self._server
+            server.wait_for_termination()
+            with self._swap:
+                if server is self._server:
+                    return
+
+    def _watch_socket(self) -> None:
+        while not self._closing.wait(SOCKET_CHECK_S):
+            try:
+                self.check_socket()
+            except Exception:  # the watcher must outlive any one failed check
+                log.exception("checking the socket failed")
+
+    def check_socket(self) -> bool:
+        """Re-bind the Unix socket if its path vanished or holds a dead socket; True if it did."""
+        path, rebuild = self._socket_path, self._rebuild
+        if path is None or rebuild is None:
+            return False
+        with self._swap:
+            if self._closing.is_set():
+                return False
+            try:
+                found = _identity(path)
+            except OSError:
+                return False  # cannot look (e.g. a permission change): nothing is known to be wrong
+            if found is not None and found in (self._bound, self._ignored):
+                return False
+            if found is not None and not _dead_socket(path):
+                log.error(
+                    "socket %s was replaced by something walletd will not remove; "
+                    "new clients cannot connect until it is removed",
+                    path,
+                )
+                self._ignored = found
+                return False
+            log.warning("socket %s is gone; binding a new one", path)
+            # grpc unlinks its socket path when it stops, so stop first, then bind.
+            self._server.stop(REBIND_GRACE_S)
+            self._bound = None
+            server = None
+            try:
+                server = rebuild()
+                server.start()
+                _open_socket(path, _socket_access)
+            except (InvalidRequestError, RuntimeError) as exc:
+                if server is not None:
+                    server.stop(0)
+                log.error("cannot re-bind %s: %s (trying again)", path, exc)
+                return False
+            self._server, self._bound, self._ignored = server, _identity(path), None
+            log.warning("walletd gRPC serving again on %s", path)
+            return True
 
     def __enter__(self) -> RpcServer:
         self.start()
@@ -182,22 +270,35 @@ def build_server(
 ) -> RpcServer:
     """A server for ``api`` on a Unix socket and/or a TLS TCP listener; call start()."""
     _check_listeners(socket_path, listen, tls)
-    server = grpc.server(
-        ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="walletd-rpc"),
-        options=_SERVER_OPTIONS,
-    )
-    wallet_pb2_grpc.add_WalletServiceServicer_to_server(WalletServicer(api), server)
-    health_servicer = _add_health(server)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
-    addresses = []
-    if socket_path is not None:
-        socket_path = socket_path.absolute()
-        addresses.append(bind_unix(server, socket_path))
-    if listen is not None and tls is not None:
-        addresses.append(bind_tcp(server, listen, tls))
-    return RpcServer(server, health_servicer, addresses, socket_path)
+    unix = socket_path.absolute() if socket_path is not None else None
+    executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="walletd-rpc")
+    servicer = WalletServicer(api)
+    health_servicer = _new_health()
+    tcp = [(listen, tls)] if listen is not None and tls is not None else []
+
+    def make() -> tuple[grpc.Server, list[str]]:
+        """A grpc server with every service, bound to every listener (shared pool)."""
+        server = grpc.server(executor, options=_SERVER_OPTIONS)
+        wallet_pb2_grpc.add_WalletServiceServicer_to_server(servicer, server)
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        addresses = []
+        try:
+            if unix is not None:
+                addresses.append(bind_unix(server, unix))
+            for address, files in tcp:
+                addresses.append(bind_tcp(server, address, files))
+        except BaseException:
+            server.stop(0)
+            raise
+        return server, addresses
+
+    server, addresses = make()
+    if tcp:
+        tcp[0] = (addresses[-1], tcp[0][1])  # the real port, for ":0": a re-bind keeps it
+    return RpcServer(server, health_servicer, addresses, unix, rebuild=lambda: make()[0])
 
 
 def _open_socket(path: Path, access: SocketAccess) -> None:
@@ -228,12 +329,30 @@ def _check_listeners(socket_path: Path | None, listen: str | None, tls: TlsFiles
         raise InvalidRequestError("TLS files given without --listen HOST:PORT")
 
 
-def _add_health(server: grpc.Server) -> health.HealthServicer:
-    """Register gRPC health; the wallet service is NOT_SERVING until start()."""
+def _new_health() -> health.HealthServicer:
+    """gRPC health (shared by every grpc server built); NOT_SERVING until start()."""
     servicer = health.HealthServicer()
     servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.NOT_SERVING)
-    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
     return servicer
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """(st_dev, st_ino) of whatever is at ``path``, or None when nothing is."""
+    try:
+        found = path.lstat()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return found.st_dev, found.st_ino
+
+
+def _dead_socket(path: Path) -> bool:
+    """True for a socket file nobody listens on (safe to replace), or nothing at all."""
+    try:
+        if not stat.S_ISSOCK(path.lstat().st_mode):
+            return False
+    except FileNotFoundError:
+        return True
+    return not socket_answers(path)
 
 
 def bind_unix(server: grpc.Server, path: Path) -> str:
