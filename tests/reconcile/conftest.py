@@ -18,9 +18,11 @@ import httpx
 import pytest
 
 from tests.plugins.chain import Chain
+from tests.plugins.daemon import WalletHome
 from tests.plugins.devnet import DevnetApi
 from walletd.chain.reader import Web3ChainReader
 from walletd.chain.sender import Web3ChainSender
+from walletd.client import WalletClient
 from walletd.db import migrate
 from walletd.db.engine import make_engines, sqlite_url
 from walletd.db.ledger import PaymentEventRecord, Store, TrackedPayment
@@ -128,3 +130,21 @@ def wallet(chain: Chain, devnet_api: DevnetApi) -> Iterator[Wallet]:
 def http() -> Iterator[httpx.Client]:
     with httpx.Client(timeout=30) as client:
         yield client
+
+
+@pytest.fixture
+def home(chain: Chain, wallet_home: WalletHome) -> WalletHome:
+    """A data dir whose daemon reconciles against anvil: client ``svc``, USDC minted."""
+    (wallet_home.data_dir / "walletd.toml").write_text(
+        f'[chain]\nrpc_url = "{chain.rpc_url}"\n'
+        f"reconcile_interval_seconds = 0.2\nexpiry_margin_seconds = {MARGIN_S}\n"
+    )
+    chain.mint(wallet_home.address, 1_000_000)
+    wallet_home.add_client("svc")
+    wallet_home.admin("budget", "set", "svc", "--daily", "1")
+    return wallet_home
+
+
+def svc_client(home: WalletHome) -> WalletClient:
+    """``svc``'s WalletClient on ``home``'s socket."""
+    return WalletClient(socket=home.socket, token_file=home.root / "svc.token")

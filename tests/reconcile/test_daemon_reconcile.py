@@ -8,39 +8,15 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 
 import httpx
-import pytest
 
 from tests.plugins.chain import Chain
 from tests.plugins.daemon import Daemon, WalletHome
 from tests.plugins.devnet import DevnetApi
-from tests.reconcile.conftest import CHAT, MARGIN_S, settled_tx
+from tests.reconcile.conftest import CHAT, MARGIN_S, settled_tx, svc_client
 from walletd.client import WalletClient
 from walletd.domain.payment import PaymentStatus as S
-
-
-@pytest.fixture
-def home(chain: Chain, wallet_home: WalletHome) -> WalletHome:
-    (wallet_home.data_dir / "walletd.toml").write_text(
-        f'[chain]\nrpc_url = "{chain.rpc_url}"\n'
-        f"reconcile_interval_seconds = 0.2\nexpiry_margin_seconds = {MARGIN_S}\n"
-    )
-    chain.mint(wallet_home.address, 1_000_000)
-    wallet_home.add_client("svc")
-    wallet_home.admin("budget", "set", "svc", "--daily", "1")
-    return wallet_home
-
-
-@pytest.fixture
-def http() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=30) as client:
-        yield client
-
-
-def _client(home: WalletHome) -> WalletClient:
-    return WalletClient(socket=home.socket, token_file=home.root / "svc.token")
 
 
 def _pay(wallet: WalletClient, api: DevnetApi, http: httpx.Client, key: str):
@@ -78,7 +54,7 @@ def test_restart_in_the_middle_stays_consistent(
 ) -> None:
     daemon = Daemon(home)
     try:
-        with _client(home) as wallet:
+        with svc_client(home) as wallet:
             settled = _pay(wallet, devnet_api, http, "settles")
             paid = _send(devnet_api, http, settled)
             assert paid.status_code == 200, paid.text
@@ -94,7 +70,7 @@ def test_restart_in_the_middle_stays_consistent(
     assert _cli_json(home, "reconcile") == {"checked": 0, "moved": {}}
     daemon = Daemon(home)
     try:
-        with _client(home) as wallet:
+        with svc_client(home) as wallet:
             assert _statuses(wallet) == {settled.payment_id: S.SETTLED, never.payment_id: S.EXPIRED}
             assert _spent(wallet) == 3000
     finally:
@@ -106,7 +82,7 @@ def test_the_daemon_loop_expires_after_time_travel_and_budget_comes_back(
 ) -> None:
     daemon = Daemon(home)
     try:
-        with _client(home) as wallet:
+        with svc_client(home) as wallet:
             receipt = _pay(wallet, devnet_api, http, "k1")
             time.sleep(1)  # several loop intervals: still counted before validBefore
             assert (_statuses(wallet)[receipt.payment_id], _spent(wallet)) == (S.SIGNED, 3000)
@@ -125,7 +101,7 @@ def test_status_and_cli_cancel_with_the_daemon_running(
     chain.set_eth_balance(home.address, 10**18)
     daemon = Daemon(home)
     try:
-        with _client(home) as wallet:
+        with svc_client(home) as wallet:
             receipt = _pay(wallet, devnet_api, http, "k1")
             assert wallet.report_outcome(receipt.payment_id, 402, "") == S.REJECTED
             status = _cli_json(home, "status")

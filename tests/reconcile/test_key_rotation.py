@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -18,32 +17,15 @@ import pytest
 from tests.plugins.chain import Chain
 from tests.plugins.daemon import Daemon, WalletHome
 from tests.plugins.devnet import DevnetApi
-from tests.reconcile.conftest import CHAT, MARGIN_S
+from tests.reconcile.conftest import CHAT, MARGIN_S, svc_client
 from walletd.client import WalletClient
 from walletd.domain.payment import PaymentStatus as S, PayReceipt
 
 
 @pytest.fixture
-def home(chain: Chain, wallet_home: WalletHome) -> WalletHome:
-    (wallet_home.data_dir / "walletd.toml").write_text(
-        f'[chain]\nrpc_url = "{chain.rpc_url}"\n'
-        f"reconcile_interval_seconds = 0.2\nexpiry_margin_seconds = {MARGIN_S}\n"
-    )
-    chain.mint(wallet_home.address, 1_000_000)
-    chain.set_eth_balance(wallet_home.address, 10**18)  # gas for the old key's cancel
-    wallet_home.add_client("svc")
-    wallet_home.admin("budget", "set", "svc", "--daily", "1")
-    return wallet_home
-
-
-@pytest.fixture
-def http() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=30) as client:
-        yield client
-
-
-def _client(home: WalletHome) -> WalletClient:
-    return WalletClient(socket=home.socket, token_file=home.root / "svc.token")
+def home(home: WalletHome, chain: Chain) -> WalletHome:
+    chain.set_eth_balance(home.address, 10**18)  # gas for the old key's cancel
+    return home
 
 
 def _pay(wallet: WalletClient, api: DevnetApi, http: httpx.Client, key: str) -> PayReceipt:
@@ -89,7 +71,7 @@ def _old_key_payments(
     one the server refused (``rejected``, cancellable)."""
     daemon = Daemon(home)
     try:
-        with _client(home) as wallet:
+        with svc_client(home) as wallet:
             made = {key: _pay(wallet, api, http, key) for key in ("settles", "expires", "cancels")}
             assert _send(api, http, made["settles"]).status_code == 200
             assert wallet.report_outcome(made["cancels"].payment_id, 402, "") == S.REJECTED
@@ -109,7 +91,7 @@ def test_after_rotation_new_payments_use_the_new_key_and_old_ones_are_still_reco
     chain.mint(new_address, 1_000_000)
     daemon = Daemon(home)
     try:
-        with _client(home) as wallet:
+        with svc_client(home) as wallet:
             fresh = _pay(wallet, devnet_api, http, "after-rotation")
             assert _payer_of(fresh) == new_address != home.address
             cancel = _cli_json(home, "payment", "cancel", old["cancels"].payment_id,
