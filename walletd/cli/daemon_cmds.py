@@ -47,15 +47,32 @@ def _new_key(
     return keystore.generate_private_key()
 
 
+def _key_source_options(command: click.decorators.FC) -> click.decorators.FC:
+    """Where a new key comes from (`init` and `key rotate`): generated, or imported."""
+    for option in reversed(
+        (
+            click.option(
+                "--import-keystore", type=click.Path(path_type=Path, exists=True), default=None
+            ),
+            click.option(
+                "--keystore-passphrase-file",
+                type=click.Path(path_type=Path, exists=True),
+                default=None,
+            ),
+            click.option(
+                "--import-key-file", type=click.Path(path_type=Path, exists=True), default=None
+            ),
+            click.option("--kdf-log-n", type=click.IntRange(10, 22), default=None, hidden=True),
+        )
+    ):
+        command = option(command)
+    return command
+
+
 @click.command()
 @ledger_options
 @_passphrase_option
-@click.option("--import-keystore", type=click.Path(path_type=Path, exists=True), default=None)
-@click.option(
-    "--keystore-passphrase-file", type=click.Path(path_type=Path, exists=True), default=None
-)
-@click.option("--import-key-file", type=click.Path(path_type=Path, exists=True), default=None)
-@click.option("--kdf-log-n", type=click.IntRange(10, 22), default=None, hidden=True)
+@_key_source_options
 @json_option
 def init(
     data_dir: Path | None,
@@ -327,12 +344,7 @@ def _key_source(import_keystore: Path | None, import_key_file: Path | None) -> s
 @key.command("rotate")
 @ledger_options
 @_passphrase_option
-@click.option("--import-keystore", type=click.Path(path_type=Path, exists=True), default=None)
-@click.option(
-    "--keystore-passphrase-file", type=click.Path(path_type=Path, exists=True), default=None
-)
-@click.option("--import-key-file", type=click.Path(path_type=Path, exists=True), default=None)
-@click.option("--kdf-log-n", type=click.IntRange(10, 22), default=None, hidden=True)
+@_key_source_options
 @json_option
 def key_rotate(
     data_dir: Path | None,
