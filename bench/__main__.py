@@ -14,7 +14,7 @@ import os
 import platform
 from statistics import median
 
-from bench import anchor, e2e, pay_load
+from bench import anchor, e2e, floors, inproc, pay_load
 from bench.stats import HEADER, Result, row
 
 
@@ -30,8 +30,22 @@ def _pay_lines(base: Result, db_url: str, label: str, calls: int) -> list[str]:
             result, _ = pay_load.load(target, callers, calls, f"{label} Pay, {callers} callers")
             extra = f"; p50 {result.p50 / base.p50:.2f}x anchor p50" if callers == 1 else ""
             lines.append(row(result, _ratio(result, base) + extra))
+        local = inproc.run(target, 16, calls, label)
+        lines.append(row(local, _ratio(local, base) + "; no gRPC: the same Pay work alone"))
     budget, total, over = pay_load.overspend(db_url, 16, max(4, calls // 4))
     lines.append(f"  overspend check ({label}): budget {budget}, ledger {total}, overspend {over}")
+    return lines
+
+
+def _floor_lines(base: Result, calls: int) -> list[str]:
+    """What Pay cannot beat here: the transport alone, and one fsync (bench/floors.py)."""
+    lines = ["floors: a do-nothing gRPC handler, and one fsync (what Pay pays before its work)"]
+    for callers, kind in ((1, "sync"), (16, "sync"), (16, "aio")):
+        result = floors.grpc_alone(callers, calls, kind)
+        extra = f"; p50 {result.p50 / base.p50:.2f}x anchor p50" if callers == 1 else ""
+        lines.append(row(result, _ratio(result, base) + extra))
+    commit = floors.durable_commit(max(20, calls // 2))
+    lines.append(row(commit, f"p50 {commit.p50 / base.p50:.2f}x anchor p50"))
     return lines
 
 
@@ -50,6 +64,8 @@ def main() -> None:
     print(HEADER)
     base = anchor.run(n_anchor)
     print(row(base, "1.00x"))
+    for line in _floor_lines(base, calls):
+        print(line, flush=True)
     for line in _pay_lines(base, "", "(b) SQLite", calls):
         print(line, flush=True)
     if args.pg:

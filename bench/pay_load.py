@@ -128,12 +128,13 @@ def _calls(
 def load(target: Target, callers: int, calls: int, name: str) -> tuple[Result, int]:
     """``callers`` processes x ``calls`` sequential Pays; returns the result and refusals."""
     ctx = mp.get_context("spawn")
-    barrier, out = ctx.Barrier(callers), ctx.Queue()
+    barrier, out = ctx.Barrier(callers + 1), ctx.Queue()  # + 1: this process
     procs = [ctx.Process(target=_caller, args=(target, i, calls, barrier, out))
              for i in range(callers)]  # fmt: skip
-    daemon_cpu = process_cpu(target.pid)
     for p in procs:
         p.start()
+    barrier.wait(timeout=600)  # every caller is connected and warm
+    daemon_cpu = process_cpu(target.pid)
     parts = [out.get(timeout=600) for _ in procs]
     daemon_cpu = process_cpu(target.pid) - daemon_cpu
     for p in procs:

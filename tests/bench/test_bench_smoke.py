@@ -14,5 +14,7 @@ def test_benchmark_smoke_run_prints_every_part() -> None:
         [sys.executable, "-m", "bench", "--smoke"], capture_output=True, text=True, timeout=300
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    for part in ("(a) anchor", "(b) SQLite Pay, 16 callers", "overspend 0", "with pre-pay"):
+    parts = ("(a) anchor", "gRPC sync alone, 16 callers", "gRPC aio alone", "durable SQLite commit",
+             "(b) SQLite Pay, 16 callers", "(b) SQLite Pay in-process", "overspend 0", "with pre-pay")  # fmt: skip
+    for part in parts:
         assert part in proc.stdout
