@@ -83,6 +83,8 @@ def cast(module_wallet_home: WalletHome, module_daemon: Daemon) -> Iterator[Cast
     owner = client(tokens["owner"])
     revoked = client(tokens["revoked"])
     revoked.get_budget()  # it worked before the revocation
+    # and paid: nothing the daemon holds from that Pay may outlive the revocation below
+    revoked.pay("authz-revoked-0", "POST", URL, payment_required=b64(v2_doc()))
     home.admin("client", "revoke", "revoked")  # the real operator command, daemon running
     key = "authz-owner-1"
     receipt = owner.pay(key, "POST", URL, payment_required=b64(v2_doc()))
