@@ -26,12 +26,17 @@ def _ratio(result: Result, base: Result) -> str:
 def _pay_lines(base: Result, db_url: str, label: str, calls: int) -> list[str]:
     lines = [f"{label} ledger: {pay_load.durability(db_url)}"]
     with pay_load.daemon(db_url) as target:
+        deployed = pay_load.deployed_nice()
+        lines.append(f"  daemon at nice {target.nice} (deploy/walletd.service: Nice={deployed})")
         for callers in (1, 4, 16):
             result, _ = pay_load.load(target, callers, calls, f"{label} Pay, {callers} callers")
             extra = f"; p50 {result.p50 / base.p50:.2f}x anchor p50" if callers == 1 else ""
             lines.append(row(result, _ratio(result, base) + extra))
         local = inproc.run(target, 16, calls, label)
         lines.append(row(local, _ratio(local, base) + "; no gRPC: the same Pay work alone"))
+    with pay_load.daemon(db_url, nice=0) as target:
+        result, _ = pay_load.load(target, 16, calls, f"{label} Pay, 16 callers, nice 0")
+        lines.append(row(result, _ratio(result, base) + "; the daemon not favoured over callers"))
     budget, total, over = pay_load.overspend(db_url, 16, max(4, calls // 4))
     lines.append(f"  overspend check ({label}): budget {budget}, ledger {total}, overspend {over}")
     return lines

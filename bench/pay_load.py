@@ -19,7 +19,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bench.stats import Result, process_cpu
@@ -28,6 +28,15 @@ from walletd.domain.money import format_usd
 
 PRICE = 3000
 URL = "http://127.0.0.1:9/v1/chat/completions"
+UNIT = Path(__file__).resolve().parent.parent / "deploy" / "walletd.service"
+
+
+def deployed_nice() -> int:
+    """The niceness deploy/walletd.service gives the daemon (its ``Nice=``), else 0."""
+    for line in UNIT.read_text().splitlines():
+        if line.startswith("Nice="):
+            return int(line.partition("=")[2])
+    return 0
 
 
 @dataclass(frozen=True)
@@ -41,6 +50,8 @@ class Target:
     client: str
     pid: int = 0
     """The daemon's process id (its CPU is part of each figure)."""
+    nice: int = 0
+    """The niceness the daemon actually runs at (lowering it needs root or CAP_SYS_NICE)."""
 
 
 def _cli(env: dict[str, str], *args: str) -> str:
@@ -50,8 +61,15 @@ def _cli(env: dict[str, str], *args: str) -> str:
 
 
 @contextmanager
-def daemon(db_url: str = "", *, total_budget: str = "1000000") -> Iterator[Target]:
-    """Init a data dir, add a client with a budget, serve; stop on exit."""
+def daemon(
+    db_url: str = "", *, total_budget: str = "1000000", nice: int | None = None
+) -> Iterator[Target]:
+    """Init a data dir, add a client with a budget, serve; stop on exit.
+
+    The daemon runs at ``nice`` (default: as deployed, ``deployed_nice()``) when
+    this process may set it; ``Target.nice`` says what it got.
+    """
+    nice = deployed_nice() if nice is None else nice
     root = Path(tempfile.mkdtemp(prefix="wd-bench-", dir="/tmp"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("WALLETD_")}
     data, passfile = root / "data", root / "pass"
@@ -63,14 +81,16 @@ def daemon(db_url: str = "", *, total_budget: str = "1000000") -> Iterator[Targe
     token = _cli(env, "client", "add", client, "--data-dir", str(data), *ledger).split()[-1]
     (root / "token").write_text(token)
     _cli(env, "budget", "set", client, "--total", total_budget, "--data-dir", str(data), *ledger)
+    renice = ["nice", "-n", str(nice)] if nice else []  # refused: it runs at 0 (and says so)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "walletd", "serve", "--data-dir", str(data),
+        [*renice, sys.executable, "-m", "walletd", "serve", "--data-dir", str(data),
          "--passphrase-file", str(passfile), *ledger],
         env=env, stdout=subprocess.DEVNULL, stderr=(root / "log").open("wb"),
     )  # fmt: skip
     target = Target(str(data / "walletd.sock"), str(root / "token"), data, db_url, client, proc.pid)
     try:
         _wait(target)
+        target = replace(target, nice=os.getpriority(os.PRIO_PROCESS, proc.pid))
         yield target
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -75,6 +75,14 @@ def test_unit_is_hardened() -> None:
     assert "Environment" not in d, "secrets never go through the environment"
 
 
+def test_the_daemon_is_favoured_over_its_callers_and_the_benchmark_runs_it_so() -> None:
+    """Nice=-10: Pay's serial write section must not queue for CPU behind the callers."""
+    from bench.pay_load import deployed_nice
+
+    assert _directives()["Nice"] == ["-10"]
+    assert deployed_nice() == -10
+
+
 def test_exec_start_is_a_command_line_serve_accepts() -> None:
     from walletd.cli.daemon_cmds import serve
 
