@@ -161,6 +161,42 @@ def test_cancel_is_refused_for_a_fresh_signed_or_a_pending_payment(
                        pending.payment_id)  # fmt: skip
 
 
+class _RacingReader:
+    """The chain reader, but the reconciler moves the payment while cancel checks the chain."""
+
+    def __init__(self, inner: object, race: object) -> None:
+        self._inner, self._race = inner, race
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+    def block_timestamp(self) -> int:
+        self._race()  # type: ignore[operator]
+        return self._inner.block_timestamp()  # type: ignore[attr-defined,no-any-return]
+
+
+def test_a_cancel_racing_a_status_change_sends_nothing_and_records_nothing(
+    wallet: Wallet, http: httpx.Client
+) -> None:
+    receipt = wallet.pay(http, "k1")
+    assert wallet.report(receipt, 402) == S.REJECTED
+    wallet.chain.set_eth_balance(wallet.address, 10**18)
+
+    def race() -> None:
+        with wallet.store.write() as tx:
+            tx.move(receipt.payment_id, S.REJECTED, S.SETTLED, 1, "test_race", {},
+                    settled_tx="0x" + "ab" * 32)  # fmt: skip
+
+    reader = _RacingReader(wallet.reader, race)
+    with pytest.raises(InvalidRequestError, match="changed status meanwhile"):
+        cancel_payment(wallet.store, reader, wallet.sender(), wallet.signer,  # type: ignore[arg-type]
+                       receipt.payment_id)  # fmt: skip
+    row = wallet.row(receipt.payment_id)
+    assert row.status == S.SETTLED
+    assert "cancel_sent" not in [c for _, c in _trail(wallet, receipt.payment_id)]
+    assert not wallet.reader.authorization_state(wallet.address, row.nonce)  # no cancel on chain
+
+
 def test_cancelling_an_authorization_the_server_already_used_records_it_settled(
     wallet: Wallet, http: httpx.Client
 ) -> None:

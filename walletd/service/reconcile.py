@@ -423,6 +423,8 @@ def cancel_payment(
     if chain.block_timestamp() >= row.valid_before:
         raise InvalidRequestError(f"payment {row.id} is past validBefore: `walletd reconcile`")
     with store.write() as tx:
+        if tx.tracked_payment(row.id).status != row.status:  # the reconciler or a report won
+            raise InvalidRequestError(f"payment {row.id} changed status meanwhile: nothing sent")
         tx.add_event(row.id, clock(), row.status, "cancel_sent", {})
     receipt = sender.cancel_authorization(signer, row.nonce)
     if not any(
