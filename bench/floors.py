@@ -29,7 +29,8 @@ from pathlib import Path
 
 import grpc
 
-from bench.stats import Result, process_cpu
+from bench.callers import Part, fan_out
+from bench.stats import Result
 
 METHOD = "/bench.Floor/Echo"
 REQUEST = b"r" * 700
@@ -74,7 +75,7 @@ async def _serve_aio(socket: str, ready: object, stop: object) -> None:
     await server.stop(0)
 
 
-def _caller(socket: str, calls: int, barrier: object, out: object) -> None:
+def _calls(socket: str, calls: int, barrier: object) -> Part:
     metadata = (("authorization", "Bearer " + "t" * 43),)
     with grpc.insecure_channel(f"unix:{socket}") as channel:
         echo = channel.unary_unary(METHOD, request_serializer=None, response_deserializer=None)
@@ -88,7 +89,7 @@ def _caller(socket: str, calls: int, barrier: object, out: object) -> None:
             echo(REQUEST, timeout=10, metadata=metadata, wait_for_ready=True)
             latencies.append((time.perf_counter_ns() - t0) / 1000)
         end, cpu = time.perf_counter(), time.process_time() - cpu
-    out.put((start, end, latencies, cpu))  # type: ignore[attr-defined]
+    return start, end, latencies, cpu, 0
 
 
 def grpc_alone(callers: int, calls: int, kind: str = "sync") -> Result:
@@ -105,26 +106,13 @@ def grpc_alone(callers: int, calls: int, kind: str = "sync") -> Result:
     try:
         if not ready.wait(30):
             raise RuntimeError("the bare grpc server did not start")
-        barrier, out = ctx.Barrier(callers + 1), ctx.Queue()  # + 1: this process
-        procs = [ctx.Process(target=_caller, args=(socket, calls, barrier, out))
-                 for _ in range(callers)]  # fmt: skip
-        for p in procs:
-            p.start()
-        barrier.wait()  # every caller is connected and warm
-        server_cpu = process_cpu(server.pid or 0)
-        parts = [out.get(timeout=300) for _ in procs]
-        server_cpu = process_cpu(server.pid or 0) - server_cpu
-        for p in procs:
-            p.join()
+        name = f"gRPC {kind} alone, {callers} callers"
+        result, _ = fan_out(_calls, lambda _: (socket, calls), callers, server.pid or 0, name)
     finally:
         stop.set()
         server.join(10)
         shutil.rmtree(root, ignore_errors=True)
-    start, end = min(p[0] for p in parts), max(p[1] for p in parts)
-    latencies = [lat for p in parts for lat in p[2]]
-    cpu = server_cpu + sum(p[3] for p in parts)
-    name = f"gRPC {kind} alone, {callers} callers"
-    return Result(name, callers * calls, end - start, latencies, cpu)
+    return result
 
 
 def durable_commit(commits: int) -> Result:

@@ -8,7 +8,6 @@ waits at a barrier, then makes sequential Pay calls with fresh idempotency keys.
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import shutil
 import signal
@@ -22,7 +21,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from bench.stats import Result, process_cpu
+from bench.callers import Part, fan_out
+from bench.stats import Result
 from tests.plugins.daemon import demand_header
 from walletd.domain.money import format_usd
 
@@ -110,16 +110,7 @@ def _wait(target: Target) -> None:
     raise RuntimeError("walletd did not start")
 
 
-def _caller(target: Target, index: int, calls: int, barrier: object, out: object) -> None:
-    try:
-        out.put(_calls(target, index, calls, barrier))  # type: ignore[attr-defined]
-    except BaseException as exc:  # the parent must hear of it, not wait for a result
-        out.put(f"caller {index} failed: {exc!r}"[:500])  # type: ignore[attr-defined]
-
-
-def _calls(
-    target: Target, index: int, calls: int, barrier: object
-) -> tuple[float, float, list[float], int, float]:
+def _calls(target: Target, index: int, calls: int, barrier: object) -> Part:
     from walletd.client import BudgetExceededError, WalletClient
 
     header = demand_header()
@@ -142,30 +133,12 @@ def _calls(
             latencies.append((time.perf_counter_ns() - t0) / 1000)
         end = time.perf_counter()
         cpu = time.process_time() - cpu
-    return start, end, latencies, refused, cpu
+    return start, end, latencies, cpu, refused
 
 
 def load(target: Target, callers: int, calls: int, name: str) -> tuple[Result, int]:
     """``callers`` processes x ``calls`` sequential Pays; returns the result and refusals."""
-    ctx = mp.get_context("spawn")
-    barrier, out = ctx.Barrier(callers + 1), ctx.Queue()  # + 1: this process
-    procs = [ctx.Process(target=_caller, args=(target, i, calls, barrier, out))
-             for i in range(callers)]  # fmt: skip
-    for p in procs:
-        p.start()
-    barrier.wait(timeout=600)  # every caller is connected and warm
-    daemon_cpu = process_cpu(target.pid)
-    parts = [out.get(timeout=600) for _ in procs]
-    daemon_cpu = process_cpu(target.pid) - daemon_cpu
-    for p in procs:
-        p.join()
-    failed = [p for p in parts if isinstance(p, str)]
-    if failed:
-        raise RuntimeError("; ".join(failed))
-    start, end = min(p[0] for p in parts), max(p[1] for p in parts)
-    latencies = [lat for p in parts for lat in p[2]]
-    cpu = daemon_cpu + sum(p[4] for p in parts)
-    return Result(name, callers * calls, end - start, latencies, cpu), sum(p[3] for p in parts)
+    return fan_out(_calls, lambda i: (target, i, calls), callers, target.pid, name)
 
 
 TOTAL_SQL = (
