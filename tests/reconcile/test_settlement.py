@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from tests.reconcile.conftest import MARGIN_S, Wallet, fake_response, settled_tx
-from walletd.domain.payment import PaymentStatus as S
+from walletd.domain.payment import PaymentStatus as S, PayReceipt
 from walletd.errors import ChainError, InvalidRequestError
 from walletd.service.reconcile import cancel_payment
 
@@ -126,12 +126,18 @@ def test_a_transfer_to_someone_else_is_disputed(wallet: Wallet, http: httpx.Clie
     assert len(problems) == 2
 
 
-def test_a_cancelled_authorization_gives_the_budget_back_before_expiry(
-    wallet: Wallet, http: httpx.Client
-) -> None:
+def _rejected_with_gas(wallet: Wallet, http: httpx.Client) -> PayReceipt:
+    """A payment the server refused (so cancellable), and ETH for the cancel transaction."""
     receipt = wallet.pay(http, "k1")
     assert wallet.report(receipt, 402) == S.REJECTED
     wallet.chain.set_eth_balance(wallet.address, 10**18)
+    return receipt
+
+
+def test_a_cancelled_authorization_gives_the_budget_back_before_expiry(
+    wallet: Wallet, http: httpx.Client
+) -> None:
+    receipt = _rejected_with_gas(wallet, http)
     status = cancel_payment(wallet.store, wallet.reader, wallet.sender(), wallet.signer,
                             receipt.payment_id)  # fmt: skip
     assert status == S.CANCELLED
@@ -178,9 +184,7 @@ class _RacingReader:
 def test_a_cancel_racing_a_status_change_sends_nothing_and_records_nothing(
     wallet: Wallet, http: httpx.Client
 ) -> None:
-    receipt = wallet.pay(http, "k1")
-    assert wallet.report(receipt, 402) == S.REJECTED
-    wallet.chain.set_eth_balance(wallet.address, 10**18)
+    receipt = _rejected_with_gas(wallet, http)
 
     def race() -> None:
         with wallet.store.write() as tx:
