@@ -70,7 +70,7 @@ def run(
         service = WalletService(store, signer, settings.limits(), funds=funds, direct=direct)
         api: WalletApi = service
         if metrics:
-            api, metrics_server = _serve_metrics(metrics, service, store, funds)
+            api, metrics_server = _serve_metrics(metrics, service, store, funds, signer.address)
         server = build_server(
             api,
             socket_path=settings.socket_path,
@@ -104,12 +104,12 @@ def _funds_cache(settings: Settings, metrics: str) -> FundsCache | None:
 
 
 def _serve_metrics(
-    listen: str, service: WalletApi, store: Store, funds: FundsCache | None
+    listen: str, service: WalletApi, store: Store, funds: FundsCache | None, address: str
 ) -> tuple[WalletApi, MetricsServer]:
     """Wrap ``service`` with Pay counters and serve them with the ledger gauges on ``listen``."""
     from walletd import metrics
 
-    api, registry = metrics.instrument(service, store, funds)
+    api, registry = metrics.instrument(service, store, funds, address)
     return api, metrics.serve(listen, registry)
 
 

@@ -171,10 +171,13 @@ class LedgerCollector(Collector):
         self,
         store: Store,
         funds: FundsCache | None,
+        address: str,
         clock: Callable[[], int] = now_ms,
     ) -> None:
         self._store = store
         self._funds = funds
+        self._address = address
+        """The current key: its outstanding authorizations are the ones its balance must cover."""
         self._clock = clock
 
     def collect(self) -> Iterator[Metric]:
@@ -208,7 +211,8 @@ class LedgerCollector(Collector):
             for client in tx.list_clients():
                 if not client.revoked:
                     scopes.append((client.name, client.budget, tx.spent(client.id, now)))
-            count, amount = tx.outstanding()
+            count, amount = tx.outstanding(self._address)
+            all_count, all_amount = tx.outstanding()
         for name, budget, used in scopes:
             for state in window_states(budget, used):
                 labels = [name, state.window]
@@ -224,11 +228,21 @@ class LedgerCollector(Collector):
         lag.add_metric([], 0 if overdue is None else now // 1000 - overdue)
         frozen_g = _gauge("walletd_frozen", "1 when the operator froze all payments.")
         frozen_g.add_metric([], int(frozen))
-        out_n = _gauge("walletd_outstanding_payments", "Payments counted as spent, not settled.")
+        out_n = _gauge(
+            "walletd_outstanding_payments",
+            "The current key's payments counted as spent, not settled.",
+        )
         out_n.add_metric([], count)
         out_a = _gauge("walletd_outstanding_atomic", "Their amount (USDC atomic units).")
         out_a.add_metric([], amount)
-        return [limit, spent, remaining, lag, frozen_g, out_n, out_a]
+        old_n = _gauge(
+            "walletd_retired_keys_outstanding_payments",
+            "Retired keys' payments not settled (not drawn on the current key's balance).",
+        )
+        old_n.add_metric([], all_count - count)
+        old_a = _gauge("walletd_retired_keys_outstanding_atomic", "Their amount (atomic units).")
+        old_a.add_metric([], all_amount - amount)
+        return [limit, spent, remaining, lag, frozen_g, out_n, out_a, old_n, old_a]
 
     def _funds_families(self) -> Iterator[Metric]:
         if self._funds is None:
@@ -284,11 +298,14 @@ def parse_listen(listen: str) -> tuple[str, int]:
 
 
 def instrument(
-    api: WalletApi, store: Store, funds: FundsCache | None
+    api: WalletApi, store: Store, funds: FundsCache | None, address: str
 ) -> tuple[MeteredWalletApi, CollectorRegistry]:
-    """Wrap ``api`` with counters and register the ledger collector, on a fresh registry."""
+    """Wrap ``api`` with counters and register the ledger collector, on a fresh registry.
+
+    ``address`` is the current key's: the outstanding gauges are split by it.
+    """
     registry = CollectorRegistry()
-    registry.register(LedgerCollector(store, funds))
+    registry.register(LedgerCollector(store, funds, address))
     return MeteredWalletApi(api, PayCounters(registry)), registry
 
 

@@ -31,8 +31,9 @@ from walletd.errors import (
 )
 from walletd.keys import keystore, rotation
 from walletd.keys.signer import address_from_private_key
+from walletd.metrics import LedgerCollector
 from walletd.service import admin, keys
-from walletd.service.reconcile import FundsCache
+from walletd.service.reconcile import FundsCache, funds_status
 from walletd.service.wallet import WalletService
 
 NEW_PASSPHRASE = b"a different and longer passphrase"
@@ -192,3 +193,30 @@ def test_after_rotation_the_old_keys_outstanding_does_not_draw_on_the_new_keys_f
         with pytest.raises(InsufficientFundsError):  # 4000 + 4000 > 5000 for one key
             service.pay(caller, PayCommand(f"again{n}", "POST", URL, demand_header("4000")))
     assert [r.amount for r in paid] == [4000, 4000]
+
+
+def test_status_and_metrics_split_outstanding_between_the_current_key_and_retired_ones(
+    kl: KeyLedger,
+) -> None:
+    token = admin.add_client(kl.store, "svc", frozenset({"pay"}))
+    admin.set_budget(kl.store, "svc", admin.BudgetChange(daily=10**9))
+    old, new = CountingSigner(), CountingSigner()
+    for n, (signer, amount) in enumerate(((old, "4000"), (old, "1000"), (new, "3000"))):
+        service = WalletService(kl.store, signer, Limits())
+        caller = service.authenticate(token)
+        service.pay(caller, PayCommand(f"k{n}", "POST", URL, demand_header(amount)))
+
+    status = funds_status(kl.store, new.address, None)
+    assert (status.outstanding_count, status.outstanding_amount) == (1, 3000)
+    assert (status.retired_count, status.retired_amount) == (2, 5000)
+    gauges = {
+        family.name: family.samples[0].value
+        for family in LedgerCollector(kl.store, None, new.address).collect()
+        if "outstanding" in family.name
+    }
+    assert gauges == {
+        "walletd_outstanding_payments": 1,
+        "walletd_outstanding_atomic": 3000,
+        "walletd_retired_keys_outstanding_payments": 2,
+        "walletd_retired_keys_outstanding_atomic": 5000,
+    }

@@ -109,7 +109,7 @@ def test_status_and_cli_cancel_with_the_daemon_running(
                 "address": home.address, "frozen": False, "network": "eip155:8453",
                 "usdc": "1000000", "eth_wei": str(10**18),
                 "outstanding": {"count": 1, "amount": "3000"}, "chain_error": None,
-                "low_balance": True,
+                "low_balance": True, "outstanding_retired_keys": {"count": 0, "amount": "0"},
             }  # fmt: skip
             out = _cli_json(home, "payment", "cancel", receipt.payment_id,
                             "--passphrase-file", str(home.passphrase_file))  # fmt: skip

@@ -139,6 +139,7 @@ def test_the_metrics_endpoint_is_scraped_and_matches_the_ledger(home: WalletHome
     assert (
         m[("walletd_outstanding_atomic", ())] == ledger["totals"]["statuses"]["pending"]["amount"]
     )
+    assert m[("walletd_retired_keys_outstanding_atomic", ())] == 0  # no rotation here
     assert m[("walletd_reconcile_overdue_seconds", ())] == 0
     assert m[("walletd_pay_latency_seconds_count", (("outcome", "paid"),))] == 3
     assert m[("walletd_metrics_ledger_up", ())] == 1

@@ -86,6 +86,7 @@ def status(
         "usdc": None if st.usdc is None else str(st.usdc),
         "eth_wei": None if st.eth is None else str(st.eth),
         "outstanding": {"count": st.outstanding_count, "amount": str(st.outstanding_amount)},
+        "outstanding_retired_keys": {"count": st.retired_count, "amount": str(st.retired_amount)},
         "chain_error": st.chain_error or None,
         "low_balance": st.low_balance,
     }
@@ -103,6 +104,11 @@ def _status_lines(st: Any) -> list[str]:
     lines.append(
         f"outstanding  {st.outstanding_count} authorizations, {format_usd(st.outstanding_amount)}"
     )
+    if st.retired_count:
+        lines.append(
+            f"retired keys {st.retired_count} authorizations, {format_usd(st.retired_amount)}"
+            " (drawn on the retired keys' balances)"
+        )
     lines.append(f"payments     {'FROZEN' if st.frozen else 'active'}")
     return lines
 

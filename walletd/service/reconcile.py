@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from walletd.db.ledger import Store, TrackedPayment
@@ -453,12 +453,16 @@ class FundsStatus:
     frozen: bool
     outstanding_count: int
     outstanding_amount: int
+    """The current key's authorizations not yet settled or released: they draw on its balance."""
     network: str | None = None
     usdc: int | None = None
     eth: int | None = None
     chain_error: str = ""
     low_balance: bool | None = None
     """Whether USDC is under the configured threshold; None when unknown."""
+    retired_count: int = 0
+    retired_amount: int = 0
+    """Retired keys' authorizations still open: they draw on those keys' balances, not this one."""
 
 
 def funds_status(
@@ -469,20 +473,26 @@ def funds_status(
 ) -> FundsStatus:
     """The wallet's balances and what it has promised but not yet seen settle.
 
-    A chain failure does not hide the ledger's facts: it is shown as ``chain_error``.
+    Outstanding authorizations are split by key: after a rotation only the
+    current key's promises draw on the balance shown beside them. A chain
+    failure does not hide the ledger's facts: it is shown as ``chain_error``.
     """
     with store.read() as tx:
         frozen, _ = tx.wallet_state()
-        count, amount = tx.outstanding()
-    status = FundsStatus(address, frozen, count, amount)
+        count, amount = tx.outstanding(address)
+        all_count, all_amount = tx.outstanding()
+    status = FundsStatus(
+        address, frozen, count, amount,
+        retired_count=all_count - count, retired_amount=all_amount - amount,
+    )  # fmt: skip
     if open_chain is None:
         return status
     try:
         chain = open_chain()
         usdc = chain.usdc_balance(address)
-        return FundsStatus(
-            address, frozen, count, amount, chain.network.caip2,
-            usdc, chain.eth_balance(address), low_balance=usdc < low_balance,
+        return replace(
+            status, network=chain.network.caip2, usdc=usdc, eth=chain.eth_balance(address),
+            low_balance=usdc < low_balance,
         )  # fmt: skip
     except ChainError as err:
-        return FundsStatus(address, frozen, count, amount, chain_error=err.message)
+        return replace(status, chain_error=err.message)
