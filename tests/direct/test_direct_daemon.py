@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -122,6 +123,35 @@ def test_the_client_auth_flow_pays_the_devnet_direct_mode(
         other = wallet.pay("k-other", "POST", "http://api.example/v1/chat",
                            payment_required=direct_header())  # fmt: skip
         assert other.header_name == "X-Other-Proof"  # the per-host name from [direct.hosts]
+
+
+def test_a_direct_pay_answers_with_its_hash_before_the_callers_deadline_when_not_yet_mined(
+    chain: Chain, home: WalletHome, daemon_on_chain: Daemon
+) -> None:
+    home.admin("budget", "set", "svc", "--daily", "1")
+    before = chain.usdc_balance(RECIPIENT)
+    chain.w3.provider.make_request("evm_setAutomine", [False])  # type: ignore[arg-type]
+    try:
+        with WalletClient(socket=home.socket, token_file=home.root / "svc.token",
+                          timeout=4) as wallet:  # fmt: skip
+            started = time.monotonic()
+            receipt = wallet.pay("k-slow", "POST", "http://127.0.0.1:9/v1/chat",
+                                 payment_required=direct_header())  # fmt: skip
+            waited = time.monotonic() - started
+            (payment,) = wallet.list_payments()
+        assert waited < 4  # not the configured 60 s receipt wait: the client's deadline ruled
+        assert payment.status == S.SIGNED  # sent, not mined: the reconciler follows it
+        tx_hash = receipt.header_value
+        assert chain.w3.eth.get_transaction(tx_hash)["blockNumber"] is None  # type: ignore[arg-type]
+    finally:
+        chain.w3.provider.make_request("evm_setAutomine", [True])  # type: ignore[arg-type]
+    chain.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+    with _client(home) as wallet:
+        deadline = time.monotonic() + 30
+        while wallet.list_payments()[0].status != S.SETTLED and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert wallet.list_payments()[0].status == S.SETTLED
+    assert chain.usdc_balance(RECIPIENT) == before + PRICE
 
 
 def test_a_daemon_without_an_rpc_refuses_direct_demands_and_records_nothing(

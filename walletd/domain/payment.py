@@ -46,6 +46,12 @@ class PayCommand:
     body: bytes = b""
     """x402 v1 JSON body, or empty."""
     labels: Mapping[str, str] = field(default_factory=dict)
+    answer_by: float | None = None
+    """``time.monotonic()`` at which the caller stops waiting (its RPC deadline), or None.
+
+    Only a direct transfer's receipt wait looks at it: the daemon answers with
+    the transaction hash before then rather than finish a reply nobody reads.
+    """
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ the service layer, never here.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -56,8 +57,8 @@ def _amount(value: int | None) -> str:
     return "" if value is None else str(value)
 
 
-def pay_command(request: pb.PayRequest) -> PayCommand:
-    """The domain command for one PayRequest."""
+def pay_command(request: pb.PayRequest, answer_by: float | None = None) -> PayCommand:
+    """The domain command for one PayRequest; ``answer_by`` is its deadline (monotonic)."""
     return PayCommand(
         idempotency_key=request.idempotency_key,
         method=request.method,
@@ -65,6 +66,7 @@ def pay_command(request: pb.PayRequest) -> PayCommand:
         payment_required=request.payment_required,
         body=request.body,
         labels=dict(request.labels),
+        answer_by=answer_by,
     )
 
 
@@ -191,11 +193,13 @@ class WalletServicer(pb_grpc.WalletServiceServicer):
         context.abort_with_status(status)
 
     def Pay(self, request: pb.PayRequest, context: grpc.ServicerContext) -> pb.PayResponse:
-        """Pay one 402 demand."""
+        """Pay one 402 demand (before the caller's deadline, if it set one)."""
+        left = context.time_remaining()
+        cmd = pay_command(request, None if left is None else time.monotonic() + left)
         return self._call(
             context,
             permissions.PAY,
-            lambda caller: pay_response(self._api.pay(caller, pay_command(request))),
+            lambda caller: pay_response(self._api.pay(caller, cmd)),
         )
 
     def ReportOutcome(

@@ -14,7 +14,8 @@ The order is what makes it safe (see ``walletd.domain.direct`` for the demand):
    takes the next nonce only once this one's fate at the node is known.
 4. Wait for the receipt and record the outcome in a second transaction:
    mined with the exact ``Transfer`` → ``settled``; reverted, or refused
-   outright by the node → ``failed`` (budget released). No receipt in time →
+   outright by the node → ``failed`` (budget released). No receipt in time
+   (``receipt_timeout_s``, or sooner when the caller's deadline comes first) →
    still ``signed``: the hash is returned and the reconciler finishes it.
 
 A crash anywhere leaves a ``signed`` row whose raw transaction is in the
@@ -28,6 +29,7 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -65,6 +67,8 @@ from walletd.service.reconcile import (
 log = logging.getLogger("walletd.direct")
 
 DEFAULT_RECEIPT_TIMEOUT_S = 60.0
+ANSWER_MARGIN_S = 1.0
+"""A direct Pay stops waiting for its receipt this long before the caller's deadline."""
 
 Recorder = Callable[[LedgerTx, NewPayment], None]
 """Called inside the Pay transaction after the row is added (the decision log)."""
@@ -282,8 +286,12 @@ class DirectPayments:
 
     # ---- phase 2: the outcome ------------------------------------------------
 
-    def complete(self, pending: Pending) -> PayReceipt:
+    def complete(self, pending: Pending, answer_by: float | None = None) -> PayReceipt:
         """Wait for the receipt and record what the chain says; return the proof.
+
+        The wait ends ``ANSWER_MARGIN_S`` before ``answer_by`` (the caller's
+        deadline, ``time.monotonic()``): a caller that has given up learns
+        nothing from a later answer, and its retry under the same key is a replay.
 
         Raises:
             ChainError: the transfer failed (reverted, or the node refused it);
@@ -295,7 +303,7 @@ class DirectPayments:
                               PaymentStatus.SETTLEMENT_PENDING):  # fmt: skip
             return receipt
         try:
-            decision = self._outcome(row, pending)
+            decision = self._outcome(row, pending, self._receipt_wait(answer_by))
         except ChainError as err:
             log.warning("direct transfer %s: outcome unknown (%s)", row.id, err.message)
             self._drop_connection()
@@ -308,7 +316,14 @@ class DirectPayments:
             raise _failed_error(row.id, pending.tx_hash, decision.cause.replace("_", " "))
         return receipt
 
-    def _outcome(self, row: TrackedPayment, pending: Pending) -> Decision | None:
+    def _receipt_wait(self, answer_by: float | None) -> float:
+        """Seconds to wait for a receipt: the configured wait, or less before the deadline."""
+        if answer_by is None:
+            return self._receipt_timeout_s
+        left = answer_by - time.monotonic() - ANSWER_MARGIN_S
+        return max(0.0, min(self._receipt_timeout_s, left))
+
+    def _outcome(self, row: TrackedPayment, pending: Pending, wait_s: float) -> Decision | None:
         chain = self._connected()
         sent = pending.broadcast
         if sent is None:  # a replay: if the chain already decided, do not wait for a receipt
@@ -319,7 +334,8 @@ class DirectPayments:
         if rejected and chain.receipt(pending.tx_hash) is None:
             data = {"tx": pending.tx_hash, "error": sent.detail if sent else ""}
             return Decision(PaymentStatus.FAILED, "transfer_rejected_by_node", data)
-        mined = chain.wait_for_receipt(pending.tx_hash, self._receipt_timeout_s)
+        mined = (chain.wait_for_receipt(pending.tx_hash, wait_s) if wait_s > 0
+                 else chain.receipt(pending.tx_hash))  # fmt: skip
         if mined is not None:
             return transfer_decision(mined, row, chain.network.usdc)
         return decide_transfer(chain, row, transfer_account_nonce(self._store, row.id))

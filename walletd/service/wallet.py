@@ -240,7 +240,7 @@ class WalletService:
             raise
         if attempt.transfer is not None and self._direct is not None:
             # After the commit: what happens on chain is an outcome, not a refusal.
-            return self._direct.complete(attempt.transfer)
+            return self._direct.complete(attempt.transfer, cmd.answer_by)
         return receipt
 
     def _pay(self, caller: Caller, cmd: PayCommand, attempt: _Attempt) -> PayReceipt:
