@@ -81,6 +81,10 @@ def _check(store: Store, client_ids: list[int], at: list[int]) -> None:
                 scanned = tx._scan_spent(scope, window_starts(now))
                 assert tx.spent(scope, now) == scanned, (scope, now)
                 assert tx.spent(scope, now, ("daily",)) == {"daily": scanned["daily"]}
+                if scope is not None:  # one client's and everyone's, in one statement
+                    pair = tx.spent_pair(scope, now, ("daily", "total"), ("hourly", "daily"))
+                    assert pair == (tx.spent(scope, now, ("daily", "total")),
+                                    tx.spent(None, now, ("hourly", "daily")))  # fmt: skip
 
 
 @settings(

@@ -102,6 +102,7 @@ class Statements:
         )
         self._adds: dict[int, str] = {}
         self._sums: dict[tuple[int, bool], str] = {}
+        self._pairs: dict[tuple[int, int], str] = {}
 
     def sql(self, text: str) -> str:
         """``text`` with its ``?`` placeholders in this driver's style."""
@@ -133,14 +134,33 @@ class Statements:
         """
         found = self._sums.get((windows, per_client))
         if found is None:
-            per_window = [_bucket_sum()] * (len(buckets.SPANS) + 1) + [_edge_sum(per_client)]
-            lifetime = (
-                "(SELECT amount FROM spend_buckets "
-                f"WHERE scope = ? AND span = {buckets.LIFETIME} AND start_ms = 0)"
+            found = self._sums[(windows, per_client)] = self.sql(
+                f"SELECT {self._sum_parts(windows, per_client)}"
             )
-            parts = [*(per_window * windows), lifetime, f"({self.horizon})"]
-            found = self._sums[(windows, per_client)] = self.sql(f"SELECT {', '.join(parts)}")
         return found
+
+    def window_sums_pair(self, client_windows: int, global_windows: int) -> str:
+        """``window_sums`` of a client's scope, then of the global one, as one statement.
+
+        One statement is one round trip to PostgreSQL instead of two; the
+        parameters are the client's ``window_params``, then the global scope's.
+        """
+        key = (client_windows, -global_windows - 1)
+        found = self._pairs.get(key)
+        if found is None:
+            client = self._sum_parts(client_windows, per_client=True)
+            found = self._pairs[key] = self.sql(
+                f"SELECT {client}, {self._sum_parts(global_windows, per_client=False)}"
+            )
+        return found
+
+    def _sum_parts(self, windows: int, per_client: bool) -> str:
+        per_window = [_bucket_sum()] * (len(buckets.SPANS) + 1) + [_edge_sum(per_client)]
+        lifetime = (
+            "(SELECT amount FROM spend_buckets "
+            f"WHERE scope = ? AND span = {buckets.LIFETIME} AND start_ms = 0)"
+        )
+        return ", ".join([*(per_window * windows), lifetime, f"({self.horizon})"])
 
 
 @cache

@@ -297,12 +297,15 @@ class WalletService:
         if frozen:
             raise FrozenError("payments are frozen by the operator (`walletd unfreeze`)")
         now = self._clock()
+        spent, global_spent = tx.spent_pair(
+            client.id, now, client.budget.summed_windows(), global_budget.summed_windows()
+        )
         ctx = policy.Context(
             url_host=intent.host,
             budget=client.budget,
             global_budget=global_budget,
-            spent=tx.spent(client.id, now, client.budget.summed_windows()),
-            global_spent=tx.spent(None, now, global_budget.summed_windows()),
+            spent=spent,
+            global_spent=global_spent,
             limits=self._limits,
         )
         choice = attempt.choice = policy.choose(demand, ctx)
@@ -311,8 +314,9 @@ class WalletService:
                 self._funds, tx.outstanding(self._signer.address)[1], choice.requirement.amount
             )
         new = self._sign(client.id, cmd, intent.host, intent.fingerprint, choice, demand, now)
-        tx.add_payment(new, PaymentStatus.SIGNED, "pay")
-        tx.add_decision(_paid_decision(caller, new))
+        with tx.pipelined():  # the row, its event, totals and decision: one round trip or two
+            tx.add_payment(new, PaymentStatus.SIGNED, "pay")
+            tx.add_decision(_paid_decision(caller, new))
         if now - self._pruned_at >= PRUNE_EVERY_MS:
             tx.prune_spend_buckets(now - KEEP_FINE_BUCKETS_MS)
             self._pruned_at = now
