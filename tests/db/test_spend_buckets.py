@@ -103,6 +103,8 @@ def test_running_totals_equal_the_scan_after_every_step(store: Store, steps, que
             if step[0] == "pay":
                 _, name, offset, amount = step
                 new = _payment(client_ids[CLIENTS.index(name)], max(0, NOW + offset), amount)
+                if amount % 2:  # as Pay does: the lifetimes read here are reused by add_payment
+                    tx.spent_pair(new.client_id, NOW, ("total",), ("total",))
                 tx.add_payment(new, PaymentStatus.SIGNED, "pay")
                 signed.append(new.id)
             elif step[0] == "release" and signed:
@@ -117,3 +119,15 @@ def test_running_totals_equal_the_scan_after_every_step(store: Store, steps, que
             created = max(0, NOW + step[2])
             at += [created + span - 1 + j for span in (3_600_000, DAY) for j in (-1, 0, 1, 700)]
         _check(store, client_ids, at)
+
+
+def test_lifetimes_read_by_spent_pair_still_saturate_a_scope_past_bigint(store: Store) -> None:
+    with store.read() as tx:
+        client_id = tx.client_by_name("a").id
+    for n in range(3):  # the second MAX_AMOUNT passes BIGINT: the scope is summed from rows
+        with store.write() as tx:
+            tx.spent_pair(client_id, NOW, ("total",), ("total",))
+            tx.add_payment(_payment(client_id, NOW + n, MAX_AMOUNT), PaymentStatus.SIGNED, "pay")
+    _check(store, [client_id], [NOW + 10])
+    with store.read() as tx:
+        assert tx.spent(client_id, NOW + 10)["total"] == 3 * MAX_AMOUNT

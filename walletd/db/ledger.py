@@ -250,6 +250,8 @@ class LedgerTx:
         """Chain tails read or written in this transaction (it holds the writer lock)."""
         self._state: tuple[bool, Budget] | None = None
         """The wallet row as locked in this transaction (nobody else can change it now)."""
+        self._lifetimes: dict[int, int] | None = None
+        """Lifetime totals of the scopes ``spent_pair`` just read; dropped at any bucket write."""
         self.writes = 0
         """Rows written through the hot statements so far (the group commit checks it)."""
 
@@ -479,6 +481,7 @@ class LedgerTx:
                 raise
             return self.spent(client_id, now_ms, windows), self.spent(None, now_ms, global_windows)
         split = len(wanted) * (len(buckets.SPANS) + 2) + 2
+        self._lifetimes = {client_id: row[split - 2] or 0, hot.GLOBAL_SCOPE: row[-2] or 0}
         return (
             self._window_totals(client_id, starts, wanted, row[:split]),
             self._window_totals(None, starts, wanted_global, row[split:]),
@@ -544,7 +547,7 @@ class LedgerTx:
     def _count(self, client_id: int, amount: int, created_ms: int) -> None:
         """Add a new unreleased payment to its scopes' running totals."""
         sql = self._statements
-        lifetimes = dict(self._raw(sql.lifetimes, (client_id, hot.GLOBAL_SCOPE)).fetchall())
+        lifetimes = self._lifetimes_of(client_id)
         rows: list[int] = []
         for scope in (client_id, hot.GLOBAL_SCOPE):
             lifetime = lifetimes.get(scope, 0)
@@ -560,10 +563,23 @@ class LedgerTx:
         if rows:
             self._write(sql.add_buckets(len(rows) // 4), rows)
 
+    def _lifetimes_of(self, client_id: int) -> dict[int, int]:
+        """The lifetime totals of a client's scope and the global one, before a bucket write.
+
+        What ``spent_pair`` read for this client moments ago is still exact (only
+        bucket writes change it, and each of them comes through here or prune),
+        which saves a round trip per Pay on PostgreSQL; otherwise read them.
+        """
+        known, self._lifetimes = self._lifetimes, None
+        if known is not None and client_id in known:
+            return known
+        found = self._raw(self._statements.lifetimes, (client_id, hot.GLOBAL_SCOPE)).fetchall()
+        return dict(found)
+
     def _uncount(self, client_id: int, amount: int, created_ms: int) -> None:
         """Take a released payment out of its scopes' running totals."""
         sql = self._statements
-        lifetimes = dict(self._raw(sql.lifetimes, (client_id, hot.GLOBAL_SCOPE)).fetchall())
+        lifetimes = self._lifetimes_of(client_id)
         for scope in (client_id, hot.GLOBAL_SCOPE):
             if lifetimes.get(scope, 0) == buckets.SATURATED:
                 continue
@@ -577,6 +593,7 @@ class LedgerTx:
         day ago is needed; the horizon row makes a window that reaches past it
         (a clock set back by days) sum its rows instead.
         """
+        self._lifetimes = None
         sql = self._statements
         horizon = self._raw(sql.horizon).fetchone()
         if horizon is not None and horizon[0] >= before_ms:
