@@ -197,7 +197,7 @@ def test_unique_index_refuses_a_second_row_for_a_key_even_without_the_lock(
 
     def record(i: int) -> str:
         with stores[i].write() as tx:
-            assert tx.find_payment(client_id, "dup") is None
+            assert tx.client_with_payment(client_id, "dup")[1] is None
             both_looked.wait()
             tx.add_payment(_new_payment(client_id, "dup"), PaymentStatus.SIGNED, "pay")
         return "recorded"

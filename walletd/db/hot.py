@@ -45,6 +45,10 @@ def _insert(table: str, columns: Sequence[str]) -> str:
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
 
 
+def _qualified(alias: str, columns: str) -> str:
+    return ", ".join(f"{alias}.{name.strip()}" for name in columns.split(","))
+
+
 def _bucket_sum() -> str:
     return (
         "(SELECT COALESCE(SUM(amount), 0) FROM spend_buckets "
@@ -72,10 +76,16 @@ class Statements:
         client = f"SELECT id, name, scopes, revoked_at_ms, {LIMITS} FROM clients"
         self.client_by_id = sql(f"{client} WHERE id = ?")
         self.client_by_token_hash = sql(f"{client} WHERE token_hash = ?")
-        self.find_payment = sql(
-            "SELECT id, client_id, fingerprint, status, amount, payee, network, valid_before, "
-            "header_name, header_value FROM payments WHERE client_id = ? AND idempotency_key = ?"
+        stored = (
+            "id, client_id, fingerprint, status, amount, payee, network, valid_before, "
+            "header_name, header_value"
         )
+        self.client_with_payment = sql(
+            f"SELECT {_qualified('c', f'id, name, scopes, revoked_at_ms, {LIMITS}')}, "
+            f"{_qualified('p', stored)} FROM clients c LEFT JOIN payments p "
+            "ON p.client_id = c.id AND p.idempotency_key = ? WHERE c.id = ?"
+        )
+        """A client and its payment under an idempotency key (NULLs: none), in one statement."""
         self.insert_payment = sql(_insert("payments", PAYMENT_INSERT_COLUMNS))
         self.insert_event = sql(_insert("payment_events", EVENT_COLUMNS))
         self.insert_decision = sql(_insert("decisions", DECISION_COLUMNS))

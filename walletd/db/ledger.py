@@ -422,10 +422,17 @@ class LedgerTx:
 
     # --- payments -----------------------------------------------------------------
 
-    def find_payment(self, client_id: int, idempotency_key: str) -> StoredPayment | None:
-        """The payment this client made under this idempotency key, if any."""
-        found = self._raw(self._statements.find_payment, (client_id, idempotency_key)).fetchone()
-        return None if found is None else StoredPayment(*found)
+    def client_with_payment(
+        self, client_id: int, idempotency_key: str
+    ) -> tuple[ClientRecord, StoredPayment | None]:
+        """The client, and its payment under this idempotency key if any, in one statement."""
+        row = self._raw(self._statements.client_with_payment, (idempotency_key, client_id))
+        found = row.fetchone()
+        if found is None:
+            raise NotFoundError(f"no client with id {client_id}")
+        width = 4 + len(hot.LIMITS.split(","))
+        payment = None if found[width] is None else StoredPayment(*found[width:])
+        return _raw_client(found[:width]), payment
 
     def payment(self, payment_id: str) -> StoredPayment:
         """One payment by id; raises NotFoundError."""

@@ -201,10 +201,9 @@ class DirectPayments:
         """The Pay transaction: the earlier payment under this key, or the new signed row."""
         with self._store.write() as tx:
             frozen, global_budget = tx.lock_state()
-            client = tx.client_by_id(req.caller.client_id)
+            client, earlier = tx.client_with_payment(req.caller.client_id, req.cmd.idempotency_key)
             if client.revoked:
                 raise UnauthenticatedError("token revoked")
-            earlier = tx.find_payment(client.id, req.cmd.idempotency_key)
             if earlier is not None:
                 _refuse_replay(earlier, req.fingerprint)
                 return earlier

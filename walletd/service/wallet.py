@@ -288,10 +288,9 @@ class WalletService:
         """Check, choose, sign and record; every refusal is raised before the first write."""
         caller, cmd, demand, attempt = intent.caller, intent.cmd, intent.demand, intent.attempt
         frozen, global_budget = tx.lock_state()
-        client = tx.client_by_id(caller.client_id)
+        client, earlier = tx.client_with_payment(caller.client_id, cmd.idempotency_key)
         if client.revoked:
             raise UnauthenticatedError("token revoked")
-        earlier = tx.find_payment(client.id, cmd.idempotency_key)
         if earlier is not None:
             return self._replay(earlier, intent.fingerprint)
         if frozen:
