@@ -155,7 +155,7 @@ class Statements:
         One statement is one round trip to PostgreSQL instead of two; the
         parameters are the client's ``window_params``, then the global scope's.
         """
-        key = (client_windows, -global_windows - 1)
+        key = (client_windows, global_windows)
         found = self._pairs.get(key)
         if found is None:
             client = self._sum_parts(client_windows, per_client=True)
