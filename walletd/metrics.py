@@ -211,8 +211,7 @@ class LedgerCollector(Collector):
             for client in tx.list_clients():
                 if not client.revoked:
                     scopes.append((client.name, client.budget, tx.spent(client.id, now)))
-            count, amount = tx.outstanding(self._address)
-            all_count, all_amount = tx.outstanding()
+            (count, amount), (old_count, old_amount) = tx.outstanding_by_key(self._address)
         for name, budget, used in scopes:
             for state in window_states(budget, used):
                 labels = [name, state.window]
@@ -239,9 +238,9 @@ class LedgerCollector(Collector):
             "walletd_retired_keys_outstanding_payments",
             "Retired keys' payments not settled (not drawn on the current key's balance).",
         )
-        old_n.add_metric([], all_count - count)
+        old_n.add_metric([], old_count)
         old_a = _gauge("walletd_retired_keys_outstanding_atomic", "Their amount (atomic units).")
-        old_a.add_metric([], all_amount - amount)
+        old_a.add_metric([], old_amount)
         return [limit, spent, remaining, lag, frozen_g, out_n, out_a, old_n, old_a]
 
     def _funds_families(self) -> Iterator[Metric]:

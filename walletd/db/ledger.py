@@ -430,7 +430,7 @@ class LedgerTx:
         found = row.fetchone()
         if found is None:
             raise NotFoundError(f"no client with id {client_id}")
-        width = 4 + len(hot.LIMITS.split(","))
+        width = len(hot.CLIENT_COLUMNS.split(","))
         payment = None if found[width] is None else StoredPayment(*found[width:])
         return _raw_client(found[:width]), payment
 
@@ -770,6 +770,17 @@ class LedgerTx:
             query = query.where(pay.payer == payer)
         row = self._session.execute(query).one()
         return int(row[0]), int(row[1])
+
+    def outstanding_by_key(self, payer: str) -> tuple[tuple[int, int], tuple[int, int]]:
+        """``outstanding(payer)``, and the same for every other (retired) key, in one query."""
+        pay = tables.Payment
+        mine, others = pay.payer == payer, pay.payer != payer
+        query = select(
+            func.count().filter(mine), func.coalesce(func.sum(pay.amount).filter(mine), 0),
+            func.count().filter(others), func.coalesce(func.sum(pay.amount).filter(others), 0),
+        ).where(pay.released_at_ms.is_(None), pay.status != PaymentStatus.SETTLED)  # fmt: skip
+        row = self._session.execute(query).one()
+        return (int(row[0]), int(row[1])), (int(row[2]), int(row[3]))
 
     # --- key events ---------------------------------------------------------------
 

@@ -479,12 +479,10 @@ def funds_status(
     """
     with store.read() as tx:
         frozen, _ = tx.wallet_state()
-        count, amount = tx.outstanding(address)
-        all_count, all_amount = tx.outstanding()
+        (count, amount), (retired_count, retired_amount) = tx.outstanding_by_key(address)
     status = FundsStatus(
-        address, frozen, count, amount,
-        retired_count=all_count - count, retired_amount=all_amount - amount,
-    )  # fmt: skip
+        address, frozen, count, amount, retired_count=retired_count, retired_amount=retired_amount
+    )
     if open_chain is None:
         return status
     try:
