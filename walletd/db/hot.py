@@ -30,6 +30,9 @@ HORIZON_SPAN = -1
 
 LIMITS = "per_request, hourly, daily, monthly, total, payees, hosts"
 
+CLIENT_COLUMNS = f"id, name, scopes, revoked_at_ms, {LIMITS}"
+"""What a client read returns (``ledger._raw_client`` takes them in this order)."""
+
 PAYMENT_INSERT_COLUMNS: tuple[str, ...] = (
     "id", "client_id", "idempotency_key", "fingerprint", "status", "amount", "payee",
     "network", "asset", "payer", "method", "url", "host", "nonce", "valid_after",
@@ -73,7 +76,7 @@ class Statements:
         self.lock_state = sql(
             f"SELECT frozen, {LIMITS} FROM wallet_state WHERE id = 1{lock_suffix}"
         )
-        client = f"SELECT id, name, scopes, revoked_at_ms, {LIMITS} FROM clients"
+        client = f"SELECT {CLIENT_COLUMNS} FROM clients"
         self.client_by_id = sql(f"{client} WHERE id = ?")
         self.client_by_token_hash = sql(f"{client} WHERE token_hash = ?")
         stored = (
@@ -81,7 +84,7 @@ class Statements:
             "header_name, header_value"
         )
         self.client_with_payment = sql(
-            f"SELECT {_qualified('c', f'id, name, scopes, revoked_at_ms, {LIMITS}')}, "
+            f"SELECT {_qualified('c', CLIENT_COLUMNS)}, "
             f"{_qualified('p', stored)} FROM clients c LEFT JOIN payments p "
             "ON p.client_id = c.id AND p.idempotency_key = ? WHERE c.id = ?"
         )

@@ -313,7 +313,7 @@ class WalletService:
                 self._funds, tx.outstanding(self._signer.address)[1], choice.requirement.amount
             )
         new = self._sign(client.id, cmd, intent.host, intent.fingerprint, choice, demand, now)
-        with tx.pipelined():  # the row, its event, totals and decision: one round trip or two
+        with tx.pipelined():  # the row, its event, totals and decision: one round trip
             tx.add_payment(new, PaymentStatus.SIGNED, "pay")
             tx.add_decision(_paid_decision(caller, new))
         if now - self._pruned_at >= PRUNE_EVERY_MS:
