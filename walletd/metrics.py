@@ -102,6 +102,10 @@ class MeteredWalletApi:
         """As ``inner``."""
         return self._inner.authenticate(token)
 
+    def identify(self, token: str) -> Caller:
+        """As ``inner``."""
+        return self._inner.identify(token)
+
     def pay(self, caller: Caller, cmd: PayCommand) -> PayReceipt:
         """Pay through ``inner``, counting the outcome and timing it."""
         started = time.perf_counter()

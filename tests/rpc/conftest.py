@@ -47,6 +47,9 @@ class FakeWalletApi:
             raise UnauthenticatedError("unknown token")
         return caller
 
+    def identify(self, token: str) -> Caller:
+        return self.authenticate(token)
+
     def pay(self, caller: Caller, cmd: PayCommand) -> PayReceipt:
         self.pay_entered.set()
         if self.pay_gate is not None:

@@ -6,11 +6,14 @@ import base64
 import json
 
 import pytest
+from sqlalchemy import func, select
 
 from tests.plugins.daemon import PAY_TO, demand_header
 from tests.service.conftest import Ledger
+from walletd.db import tables
 from walletd.domain.networks import BASE, BASE_SEPOLIA
 from walletd.domain.payment import PayCommand
+from walletd.domain.policy import Limits
 from walletd.errors import (
     BudgetExceededError,
     FrozenError,
@@ -21,6 +24,7 @@ from walletd.errors import (
     UnauthenticatedError,
 )
 from walletd.service import admin
+from walletd.service.wallet import WalletService
 
 URL = "http://127.0.0.1:9/v1/chat/completions"
 
@@ -138,6 +142,50 @@ def test_revoked_client_is_refused_at_once(ledger: Ledger) -> None:
     with pytest.raises(UnauthenticatedError):
         ledger.service.authenticate(ledger.token)
     assert ledger.signer.calls == 0
+
+
+def test_remembered_token_is_refused_at_its_first_pay_after_revocation(ledger: Ledger) -> None:
+    """identify answers from memory; the Pay transaction still sees the revocation."""
+    command = PayCommand("k1", "POST", URL, demand_header(), b"")
+    ledger.service.pay(ledger.service.identify(ledger.token), command)
+    admin.revoke_client(ledger.store, "svc")
+    remembered = ledger.service.identify(ledger.token)  # no read: from memory
+    with pytest.raises(UnauthenticatedError):
+        ledger.service.pay(remembered, PayCommand("k2", "POST", URL, demand_header(), b""))
+    assert ledger.signer.calls == 1
+
+
+def test_remembered_revoked_token_with_a_malformed_demand_is_unauthenticated(
+    ledger: Ledger,
+) -> None:
+    """The refusal's own transaction checks revocation: nothing is logged for a revoked token."""
+    remembered = ledger.service.identify(ledger.token)
+    admin.revoke_client(ledger.store, "svc")
+    with pytest.raises(UnauthenticatedError):
+        ledger.service.pay(remembered, PayCommand("k1", "POST", URL, "%%%not-base64%%%", b""))
+    with ledger.store.engines.read.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(tables.Decision)).scalar() == 0
+
+
+def test_identify_remembers_a_live_token_without_reading_the_ledger(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_read(token_hash: str) -> None:
+        raise AssertionError("read the ledger")
+
+    monkeypatch.setattr(ledger.store, "client_by_token_hash", no_read)
+    assert ledger.service.identify(ledger.token) == ledger.caller  # the fixture authenticated it
+
+
+def test_identify_refuses_unknown_and_revoked_tokens(ledger: Ledger) -> None:
+    with pytest.raises(UnauthenticatedError):
+        ledger.service.identify("wdt_" + "A" * 43)
+    with pytest.raises(UnauthenticatedError):
+        ledger.service.identify("")
+    admin.revoke_client(ledger.store, "svc")
+    fresh = WalletService(ledger.store, ledger.signer, Limits())  # nothing remembered
+    with pytest.raises(UnauthenticatedError):
+        fresh.identify(ledger.token)
 
 
 INVALID = {

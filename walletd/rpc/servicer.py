@@ -177,15 +177,23 @@ class WalletServicer(pb_grpc.WalletServiceServicer):
         self._api = api
 
     def _call(
-        self, context: grpc.ServicerContext, method: str, handler: Callable[[Caller], R]
+        self,
+        context: grpc.ServicerContext,
+        method: str,
+        handler: Callable[[Caller], R],
+        *,
+        remembered: bool = False,
     ) -> R:
         """Authenticate, authorize and run ``handler``; errors become rich statuses.
 
+        ``remembered`` lets the caller be identified from memory (``WalletApi.identify``):
+        only for a handler whose own transaction refuses a revoked client (Pay).
         ``abort_with_status`` raises, so the return after it is never reached; the
         abort happens outside the ``try`` so its own exception is not caught.
         """
+        who = self._api.identify if remembered else self._api.authenticate
         try:
-            caller = self._api.authenticate(bearer_token(context))
+            caller = who(bearer_token(context))
             check_scope(caller, method)
             return handler(caller)
         except Exception as exc:  # every exception must become a status
@@ -200,6 +208,7 @@ class WalletServicer(pb_grpc.WalletServiceServicer):
             context,
             permissions.PAY,
             lambda caller: pay_response(self._api.pay(caller, cmd)),
+            remembered=True,
         )
 
     def ReportOutcome(

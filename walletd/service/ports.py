@@ -25,6 +25,13 @@ class WalletApi(Protocol):
         """The client owning this bearer token; raises UnauthenticatedError."""
         ...
 
+    def identify(self, token: str) -> Caller:
+        """As ``authenticate``, but may answer from memory without re-reading revocation.
+
+        Only for Pay, whose own transaction refuses a revoked client before it signs.
+        """
+        ...
+
     def pay(self, caller: Caller, cmd: PayCommand) -> PayReceipt:
         """Check, record and sign one payment; raises a RefusedError subclass."""
         ...
