@@ -66,12 +66,14 @@ def _interleaved_lines(rounds: int, n_anchor: int, calls: int) -> list[str]:
 
 
 def _floor_lines(base: Result, calls: int) -> list[str]:
-    """What Pay cannot beat here: the transport alone, and one fsync (bench/floors.py)."""
-    lines = ["floors: a do-nothing gRPC handler, and one fsync (what Pay pays before its work)"]
+    """What Pay cannot beat here, and what a lean Python Pay reaches (bench/floors.py)."""
+    lines = ["floors: a do-nothing gRPC handler, a lean durable Pay behind it, and one fsync"]
     for callers, kind in ((1, "sync"), (16, "sync"), (16, "aio")):
         result = floors.grpc_alone(callers, calls, kind)
         extra = f"; p50 {result.p50 / base.p50:.2f}x anchor p50" if callers == 1 else ""
         lines.append(row(result, _ratio(result, base) + extra))
+    lean = floors.grpc_alone(16, calls, "lean", nice=pay_load.deployed_nice())
+    lines.append(row(lean, _ratio(lean, base) + "; what Python, this transport and fsync allow"))
     commit = floors.durable_commit(max(20, calls // 2))
     lines.append(row(commit, f"p50 {commit.p50 / base.p50:.2f}x anchor p50"))
     return lines

@@ -14,7 +14,8 @@ def test_benchmark_smoke_run_prints_every_part() -> None:
         [sys.executable, "-m", "bench", "--smoke"], capture_output=True, text=True, timeout=300
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    parts = ("(a) anchor", "gRPC sync alone, 16 callers", "gRPC aio alone", "durable SQLite commit",
+    parts = ("(a) anchor", "gRPC sync alone, 16 callers", "gRPC aio alone", "lean durable Pay, 16 callers",
+             "durable SQLite commit",
              "(b) SQLite Pay, 16 callers", "(b) SQLite Pay in-process", "overspend 0", "with pre-pay",
              "median of the 1 ratios")  # fmt: skip
     for part in parts:
