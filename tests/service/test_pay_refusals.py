@@ -186,6 +186,10 @@ def test_identify_refuses_unknown_and_revoked_tokens(ledger: Ledger) -> None:
     fresh = WalletService(ledger.store, ledger.signer, Limits())  # nothing remembered
     with pytest.raises(UnauthenticatedError):
         fresh.identify(ledger.token)
+    with pytest.raises(UnauthenticatedError):  # a refused read forgets the token ...
+        ledger.service.authenticate(ledger.token)
+    with pytest.raises(UnauthenticatedError):  # ... so identify reads again
+        ledger.service.identify(ledger.token)
 
 
 INVALID = {

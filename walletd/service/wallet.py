@@ -217,6 +217,7 @@ class WalletService:
         token_hash = hash_token(token) if token else ""
         client = self._store.client_by_token_hash(token_hash) if token else None
         if client is None or client.revoked:
+            self._known.pop(token_hash, None)
             raise UnauthenticatedError("unknown or revoked token")
         caller = Caller(client.id, client.name, client.scopes)
         if len(self._known) >= MAX_KNOWN_TOKENS:
