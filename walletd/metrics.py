@@ -168,6 +168,11 @@ def _gauge(name: str, doc: str, labels: list[str] | None = None) -> GaugeMetricF
     return GaugeMetricFamily(name, doc, labels=labels)
 
 
+def _reading(name: str, doc: str, value: float) -> GaugeMetricFamily:
+    """A gauge with one unlabelled sample."""
+    return GaugeMetricFamily(name, doc, value=value)
+
+
 class LedgerCollector(Collector):
     """Budgets, outstanding amounts, balances and reconciler lag, read at each scrape."""
 
@@ -224,46 +229,51 @@ class LedgerCollector(Collector):
                 remaining.add_metric(labels, state.remaining or 0)
         with self._store.connection() as conn:
             overdue = queries.oldest_overdue(conn, tuple(lifecycle.OPEN_STATUSES), now // 1000)
-        lag = _gauge(
-            "walletd_reconcile_overdue_seconds",
-            "How long the oldest still-open payment is past its validBefore (0: none).",
-        )
-        lag.add_metric([], 0 if overdue is None else now // 1000 - overdue)
-        frozen_g = _gauge("walletd_frozen", "1 when the operator froze all payments.")
-        frozen_g.add_metric([], int(frozen))
-        out_n = _gauge(
-            "walletd_outstanding_payments",
-            "The current key's payments counted as spent, not settled.",
-        )
-        out_n.add_metric([], count)
-        out_a = _gauge("walletd_outstanding_atomic", "Their amount (USDC atomic units).")
-        out_a.add_metric([], amount)
-        old_n = _gauge(
-            "walletd_retired_keys_outstanding_payments",
-            "Retired keys' payments not settled (not drawn on the current key's balance).",
-        )
-        old_n.add_metric([], old_count)
-        old_a = _gauge("walletd_retired_keys_outstanding_atomic", "Their amount (atomic units).")
-        old_a.add_metric([], old_amount)
-        return [limit, spent, remaining, lag, frozen_g, out_n, out_a, old_n, old_a]
+        lag = 0 if overdue is None else now // 1000 - overdue
+        return [
+            limit,
+            spent,
+            remaining,
+            _reading(
+                "walletd_reconcile_overdue_seconds",
+                "How long the oldest still-open payment is past its validBefore (0: none).",
+                lag,
+            ),
+            _reading("walletd_frozen", "1 when the operator froze all payments.", int(frozen)),
+            _reading(
+                "walletd_outstanding_payments",
+                "The current key's payments counted as spent, not settled.",
+                count,
+            ),
+            _reading("walletd_outstanding_atomic", "Their amount (USDC atomic units).", amount),
+            _reading(
+                "walletd_retired_keys_outstanding_payments",
+                "Retired keys' payments not settled (not drawn on the current key's balance).",
+                old_count,
+            ),
+            _reading(
+                "walletd_retired_keys_outstanding_atomic",
+                "Their amount (atomic units).",
+                old_amount,
+            ),
+        ]
 
     def _funds_families(self) -> Iterator[Metric]:
         if self._funds is None:
             return
         balance = self._funds.balance()
         if balance is not None:
-            g = _gauge("walletd_wallet_usdc_atomic", "Wallet USDC balance at the last pass.")
-            g.add_metric([], balance)
-            yield g
+            yield _reading(
+                "walletd_wallet_usdc_atomic", "Wallet USDC balance at the last pass.", balance
+            )
         if isinstance(self._funds, TimedFundsCache):
             age = self._funds.seconds_since_update()
             if age is not None:
-                g = _gauge(
+                yield _reading(
                     "walletd_reconcile_last_pass_age_seconds",
                     "Seconds since the reconciler last completed a pass.",
+                    age,
                 )
-                g.add_metric([], age)
-                yield g
 
 
 @dataclass
