@@ -32,6 +32,8 @@ LIMITS = "per_request, hourly, daily, monthly, total, payees, hosts"
 
 CLIENT_COLUMNS = f"id, name, scopes, revoked_at_ms, {LIMITS}"
 """What a client read returns (``ledger._raw_client`` takes them in this order)."""
+CLIENT_WIDTH = len(CLIENT_COLUMNS.split(","))
+"""How many of a joined row's values are the client's."""
 
 PAYMENT_INSERT_COLUMNS: tuple[str, ...] = (
     "id", "client_id", "idempotency_key", "fingerprint", "status", "amount", "payee",

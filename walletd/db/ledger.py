@@ -281,10 +281,14 @@ class LedgerTx:
             self._orm.flush()
         try:
             return self._cursor.execute(sql, params)
-        except self._dbapi.IntegrityError as exc:
-            raise StorageError("ledger constraint violated; nothing was recorded") from exc
         except self._dbapi.Error as exc:
-            raise storage_error(exc, f"ledger unavailable: {exc}") from exc
+            raise self._driver_error(exc) from exc
+
+    def _driver_error(self, exc: Exception) -> StorageError:
+        """The StorageError a driver error on a hot statement (or a pipeline) becomes."""
+        if isinstance(exc, self._dbapi.IntegrityError):
+            return StorageError("ledger constraint violated; nothing was recorded")
+        return storage_error(exc, f"ledger unavailable: {exc}")
 
     def _write(self, sql: str, params: Any = ()) -> Any:
         self.writes += 1
@@ -308,10 +312,8 @@ class LedgerTx:
         try:
             with pipeline():
                 yield
-        except self._dbapi.IntegrityError as exc:
-            raise StorageError("ledger constraint violated; nothing was recorded") from exc
         except self._dbapi.Error as exc:
-            raise storage_error(exc, f"ledger unavailable: {exc}") from exc
+            raise self._driver_error(exc) from exc
 
     @property
     def _statements(self) -> hot.Statements:
@@ -430,7 +432,7 @@ class LedgerTx:
         found = row.fetchone()
         if found is None:
             raise NotFoundError(f"no client with id {client_id}")
-        width = len(hot.CLIENT_COLUMNS.split(","))
+        width = hot.CLIENT_WIDTH
         payment = None if found[width] is None else StoredPayment(*found[width:])
         return _raw_client(found[:width]), payment
 
