@@ -10,8 +10,9 @@ import pytest
 from tests.plugins.daemon import demand_header
 from tests.service.conftest import Ledger
 from walletd.db.ledger import LedgerTx
+from walletd.db.tables import WalletState
 from walletd.domain.payment import PayCommand
-from walletd.errors import BudgetExceededError, RefusedError, StorageError
+from walletd.errors import BudgetExceededError, PolicyDeniedError, RefusedError, StorageError
 from walletd.service import admin
 from walletd.service.group import GroupCommit
 
@@ -126,3 +127,73 @@ def test_a_storage_error_fails_every_job_of_its_batch_and_records_nothing(ledger
     with pytest.raises(StorageError):
         group.run(broken)
     assert group.run(lambda tx: tx.lock_state()[0]) is False  # the next batch is fine
+
+
+def _refused_after_orm_write(*, flush: bool) -> object:
+    """A job that changes the wallet row through the ORM, then refuses (a WalletdError)."""
+
+    def job(tx: LedgerTx) -> None:
+        state = tx._session.get(WalletState, 1)
+        assert state is not None
+        state.daily = 1  # an ORM write the hot-statement count never sees
+        if flush:
+            tx._session.flush()
+        raise PolicyDeniedError("refused after an ORM write")
+
+    return job
+
+
+@pytest.mark.parametrize("flush", [True, False], ids=["flushed", "pending"])
+def test_a_refusal_after_an_orm_write_rolls_its_writes_back(ledger: Ledger, flush: bool) -> None:
+    group = GroupCommit(ledger.store)
+    go = threading.Event()
+    results: dict[str, object] = {}
+
+    def blocker(tx: LedgerTx) -> str:
+        go.wait(5)
+        return "first"
+
+    def good(tx: LedgerTx) -> int:
+        tx.prune_spend_buckets(3)
+        return 7
+
+    def run(name: str, job) -> None:  # type: ignore[no-untyped-def]
+        try:
+            results[name] = group.run(job)
+        except Exception as exc:
+            results[name] = exc
+
+    first = threading.Thread(target=run, args=("first", blocker))
+    first.start()
+    while not group._queue:
+        pass
+    others = [
+        threading.Thread(target=run, args=(n, j))
+        for n, j in (("bad", _refused_after_orm_write(flush=flush)), ("ok", good))
+    ]
+    for thread in others:
+        thread.start()
+    while len(group._queue) < 3:
+        pass
+    go.set()
+    for thread in [first, *others]:
+        thread.join()
+    assert results["first"] == "first" and results["ok"] == 7
+    assert isinstance(results["bad"], PolicyDeniedError)
+    with ledger.store.write() as tx:  # the good job's write was kept, the refused job's not
+        assert tx._raw("SELECT amount FROM spend_buckets WHERE span = -1").fetchone()[0] == 3
+        assert tx._raw("SELECT daily FROM wallet_state WHERE id = 1").fetchone()[0] is None
+
+
+def test_a_refusal_that_wrote_nothing_keeps_its_batch(ledger: Ledger) -> None:
+    group = GroupCommit(ledger.store)
+    runs: list[str] = []
+
+    def refused(tx: LedgerTx) -> None:
+        runs.append("refused")
+        tx.lock_state()  # reads, and on PostgreSQL locks, but writes nothing
+        raise PolicyDeniedError("a plain refusal")
+
+    with pytest.raises(PolicyDeniedError):
+        group.run(refused)
+    assert runs == ["refused"]  # not spoiled: the batch was not run again

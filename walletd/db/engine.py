@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, ExceptionContext, make_url
 from sqlalchemy.exc import NoSuchModuleError
 
@@ -155,13 +155,41 @@ def _refused_connection(ctx: ExceptionContext) -> None:
         raise StorageError(f"ledger unavailable: cannot connect to {url}: {ctx.original_exception}")
 
 
+_WRITES_KEY = "walletd_written_statements"
+
+
+def _count_write(conn: Connection, _cursor: Any, statement: str, *_args: Any) -> None:
+    """Count a statement SQLAlchemy sends that is not a plain read (see ``written_statements``)."""
+    if statement.lstrip()[:6].upper() != "SELECT":
+        conn.info[_WRITES_KEY] = conn.info.get(_WRITES_KEY, 0) + 1
+
+
+def written_statements(conn: Connection) -> int:
+    """How many non-SELECT statements SQLAlchemy has sent on this pooled connection.
+
+    A running count per DBAPI connection, for callers that compare it before and
+    after a step (the group commit's "did this job write?"). Anything not a
+    SELECT counts, so the answer errs towards "it wrote", which only costs a
+    batch re-run, never a half-committed job. Pay's hot statements bypass
+    SQLAlchemy and are counted by the ledger itself.
+    """
+    return int(conn.info.get(_WRITES_KEY, 0))
+
+
+def _with_write_count(engines: Engines) -> Engines:
+    for engine in {engines.write, engines.read}:
+        event.listen(engine, "before_cursor_execute", _count_write)
+    return engines
+
+
 def make_engines(url: str) -> Engines:
     """Build the engines for a ledger URL (SQLite gets the write/read pair)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        return Engines(_sqlite_engine(url, "BEGIN IMMEDIATE"), _sqlite_engine(url, "BEGIN"))
+        pair = Engines(_sqlite_engine(url, "BEGIN IMMEDIATE"), _sqlite_engine(url, "BEGIN"))
+        return _with_write_count(pair)
     if parsed.get_backend_name() == "postgresql":
         engine = _postgres_engine(_postgres_url(parsed))
-        return Engines(engine, engine)
+        return _with_write_count(Engines(engine, engine))
     engine = create_engine(url, pool_pre_ping=True, pool_size=20, max_overflow=10)
-    return Engines(engine, engine)
+    return _with_write_count(Engines(engine, engine))

@@ -31,7 +31,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from walletd.db import hot, tables
-from walletd.db.engine import Engines
+from walletd.db.engine import Engines, written_statements
 from walletd.db.failures import storage_error
 from walletd.domain import audit, buckets, lifecycle
 from walletd.domain.budget import SPAN_WINDOWS, Budget, window_starts
@@ -252,8 +252,24 @@ class LedgerTx:
         """The wallet row as locked in this transaction (nobody else can change it now)."""
         self._lifetimes: dict[int, int] | None = None
         """Lifetime totals of the scopes ``spent_pair`` just read; dropped at any bucket write."""
-        self.writes = 0
-        """Rows written through the hot statements so far (the group commit checks it)."""
+        self._hot_writes = 0
+        """Statements written through the hot path so far (see ``writes``)."""
+
+    @property
+    def writes(self) -> int:
+        """A count that grows with every write this transaction makes, by any path.
+
+        The group commit compares it before and after a job to decide whether a
+        refused job left rows behind (then the batch is rolled back and run
+        without it). It adds the hot statements, every non-SELECT statement
+        SQLAlchemy sent on this connection (counted by ``engine.count_writes``),
+        and one for ORM changes not yet flushed, so a write through the ORM is
+        seen whether or not it has reached the database.
+        """
+        pending = self._orm is not None and bool(
+            self._orm.new or self._orm.dirty or self._orm.deleted
+        )
+        return self._hot_writes + written_statements(self._conn) + int(pending)
 
     @property
     def _session(self) -> Session:
@@ -291,7 +307,7 @@ class LedgerTx:
         return storage_error(exc, f"ledger unavailable: {exc}")
 
     def _write(self, sql: str, params: Any = ()) -> Any:
-        self.writes += 1
+        self._hot_writes += 1
         return self._raw(sql, params)
 
     @contextmanager

@@ -18,7 +18,8 @@ fails, every job of the batch gets the StorageError and nothing was recorded
 (signatures made in a rolled-back batch were never handed out).
 
 A job's WalletdError is its own outcome (a refusal) if the job wrote
-nothing: the batch goes on. A job that fails after writing, or with any
+nothing, by any path (hot statements, SQLAlchemy statements, ORM changes not
+yet flushed: ``LedgerTx.writes``): the batch goes on. A job that fails after writing, or with any
 other exception (a bug, a driver error), spoils the transaction, so the
 batch is rolled back and run again without it; it gets its exception. A
 StorageError fails the whole batch: the ledger itself is in trouble.
