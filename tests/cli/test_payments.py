@@ -48,6 +48,9 @@ def test_payment_list_table_shows_usd_and_never_the_signed_header(books: Books) 
     assert receipt.payment_id in proc.stdout
     assert "0.003000" in proc.stdout
     assert "alpha" in proc.stdout
+    narrow = walletd("payment", "list", "--db-url", books.url, COLUMNS="80").stdout
+    assert max(len(line) for line in narrow.splitlines()) <= 80
+    assert "0.003000" in narrow  # the amount is never cut
     for argv in (("payment", "list", "--json"), ("payment", "show", receipt.payment_id, "--json")):
         shown = walletd(*argv, "--db-url", books.url).stdout
         assert receipt.payment_id in shown
@@ -71,6 +74,7 @@ def test_payment_show_prints_the_payment_and_its_events(books: Books) -> None:
     table = walletd("payment", "show", payment_id, "--db-url", books.url)
     assert table.returncode == 0, table.stderr
     assert "0.005000 USDC" in table.stdout
+    assert "1970" not in table.stdout  # valid_after/valid_before are seconds, not ms
     assert "events" in table.stdout
     assert "settled" in table.stdout
 

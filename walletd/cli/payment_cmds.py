@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from walletd.db.queries import LedgerEvent, LedgerPayment
 
 _TIMES = ("created_at_ms", "released_at_ms")
+_NO_WRAP = ("created (UTC)", "status", "USDC")
 
 
 def _url(data_dir: Path | None, config_path: Path | None, db_url: str) -> str:
@@ -90,24 +91,38 @@ def _render(*tables: Table) -> list[str]:
 
 
 def _list_table(rows: list[LedgerPayment]) -> Table:
+    from rich import box
     from rich.table import Table
 
-    table = Table(title=f"{len(rows)} payment(s), newest first", title_justify="left")
+    table = Table(
+        title=f"{len(rows)} payment(s), newest first",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+    )
     for name, justify in (
         ("created (UTC)", "left"),
         ("id", "left"),
-        ("client", "left"),
-        ("status", "left"),
         ("USDC", "right"),
+        ("status", "left"),
+        ("client", "left"),
         ("host", "left"),
         ("model", "left"),
     ):
-        table.add_column(name, justify=justify, no_wrap=name in ("id", "USDC"))  # type: ignore[arg-type]
+        table.add_column(
+            name,
+            justify=justify,  # type: ignore[arg-type]
+            no_wrap=name in _NO_WRAP,
+            overflow="fold",
+            min_width=None if name in _NO_WRAP else 12 if name == "id" else 4,
+        )
     for p in rows:
         f = p.fields
         table.add_row(
-            iso_ms(int(f["created_at_ms"])), str(f["id"]), p.client, str(f["status"]),
-            format_usd(int(f["amount"])), str(f["host"]), p.labels.get("model", ""),
+            iso_ms(int(f["created_at_ms"]))[:16].replace("T", " "), str(f["id"]),
+            format_usd(int(f["amount"])), str(f["status"]), p.client, str(f["host"]),
+            p.labels.get("model", ""),
         )  # fmt: skip
     return table
 
@@ -161,7 +176,8 @@ def _show_lines(found: LedgerPayment, events: list[LedgerEvent]) -> list[str]:
         facts.add_row(name, str(f[name]))
     facts.add_row("idempotency key", str(f["idempotency_key"]))
     facts.add_row("created", iso_ms(int(f["created_at_ms"])))
-    facts.add_row("valid", f"{iso_ms(int(f['valid_after']))} .. {iso_ms(int(f['valid_before']))}")
+    after, before = int(f["valid_after"]) * 1000, int(f["valid_before"]) * 1000  # seconds
+    facts.add_row("valid", f"{iso_ms(after)} .. {iso_ms(before)}")
     released = f["released_at_ms"]
     facts.add_row("released", "-" if released is None else iso_ms(int(released)))
     facts.add_row("reported tx", str(f["reported_tx"] or "-"))

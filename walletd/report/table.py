@@ -48,7 +48,7 @@ def _main_table(report: SpendReport) -> Table:
     dims = report.query.group_by
     table = Table(title=f"walletd spend report {_period(report)}", title_justify="left")
     for dim in dims or ("",):
-        table.add_column(dim)
+        table.add_column(dim, overflow="fold")
     for name in _COLUMNS:
         table.add_column(f"{name} USDC (n)", justify="right", no_wrap=True)
     if dims:  # ungrouped, the one body row would repeat the total
@@ -67,7 +67,7 @@ def _stacked_table(report: SpendReport) -> Table:
     dims = report.query.group_by
     table = Table(title=f"walletd spend report {_period(report)}", title_justify="left")
     for dim in dims:
-        table.add_column(dim)
+        table.add_column(dim, overflow="fold")
     table.add_column("bucket", no_wrap=True)
     table.add_column("USDC (n)", justify="right", no_wrap=True)
     rows = [(tuple(_label(v) for v in row.key), row) for row in report.rows] if dims else []
