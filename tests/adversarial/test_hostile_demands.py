@@ -47,6 +47,7 @@ from tests.plugins.adversarial import add_clients
 from tests.plugins.daemon import Daemon, WalletHome
 from walletd.client import WalletClient, WalletdAuth, http_client
 from walletd.domain.demand import MAX_ACCEPTS, MAX_DEMAND_BYTES
+from walletd.domain.money import format_usd
 from walletd.domain.networks import BASE, BASE_SEPOLIA
 from walletd.errors import (
     BudgetExceededError,
@@ -150,7 +151,7 @@ CASES: list[Case] = [
     Case("amount_uint256_max", "budget", BudgetExceededError, "per_request",
          header=_one(amount=str(2**256 - 1))),
     Case("cheap_hostile_sibling_then_over_cap", "budget", BudgetExceededError, "per_request",
-         says=f"requested={PER_REQUEST * 2}",
+         says=f"requested {format_usd(PER_REQUEST * 2)} USD",
          header=b64(v2_doc(entry("1", asset=NOT_USDC), entry(str(PER_REQUEST * 2))))),
     # ---- malformed: refused while decoding ------------------------------------------
     _invalid("amount_negative", "decimal integer string", _one(amount="-3000")),

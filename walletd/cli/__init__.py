@@ -39,10 +39,13 @@ def _register() -> None:
         config_cmds,
         daemon_cmds,
         pay,
+        payment_cmds,
         report_cmds,
     )
 
-    groups = (daemon_cmds, admin, pay, api_cmds, chain_cmds, config_cmds, report_cmds)
+    groups = (
+        daemon_cmds, admin, pay, api_cmds, chain_cmds, payment_cmds, config_cmds, report_cmds,
+    )  # fmt: skip
     for command in (cmd for group in groups for cmd in group.COMMANDS):
         main.add_command(command)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
 
 import click
 
@@ -18,11 +19,52 @@ if TYPE_CHECKING:
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+SOCKET_HELP = "Daemon socket (default $WALLETD_SOCKET, else ~/.local/share/walletd/walletd.sock)."
+TOKEN_FILE_HELP = "File holding the client token (default $WALLETD_TOKEN_FILE)."  # noqa: S105 (a help text)
+
+
+def check_db_url(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    """A ``--db-url`` that is not a SQLite or PostgreSQL URL is a usage error (exit 2)."""
+    if not value:
+        return value
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        backend = make_url(value).get_backend_name()
+    except ArgumentError:
+        raise click.BadParameter(
+            f"{value!r} is not a database URL "
+            "(e.g. sqlite:////var/lib/walletd/walletd.db or postgresql+psycopg://user@host/db)"
+        ) from None
+    if backend not in ("sqlite", "postgresql"):
+        raise click.BadParameter(f"walletd supports sqlite and postgresql, not {backend}")
+    return value
+
+
+def http_url_check(*schemes: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """A click callback refusing (exit 2) a value that is not a URL with one of ``schemes``."""
+
+    def check(_ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
+        if not value:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in schemes or not parts.hostname:
+            raise click.BadParameter(
+                f"{value!r} is not a URL (want {' or '.join(s + '://HOST/...' for s in schemes)})"
+            )
+        return value
+
+    return check
+
 
 def ledger_options(func: F) -> F:
     """``--data-dir``, ``--config`` and ``--db-url``."""
     func = click.option(
-        "--db-url", default="", help="SQLAlchemy URL of the ledger (default: SQLite in DIR)."
+        "--db-url",
+        default="",
+        callback=check_db_url,
+        help="SQLAlchemy URL of the ledger (default: SQLite in DIR).",
     )(func)
     func = click.option(
         "--config",

@@ -1,7 +1,9 @@
 """Output for every command: human lines by default, one JSON object with ``--json``.
 
-Errors go to stderr. Exit codes: 0 success, 1 error, 2 usage error (click's
-own), 3 a refusal (the payment was refused; nothing signed).
+Errors go to stderr; with ``--json`` the error object also goes to stdout, so a
+script that parses stdout gets one JSON object whether the command worked or
+not. Exit codes: 0 success, 1 error, 2 usage error (click's own), 3 a refusal
+(the payment was refused; nothing signed).
 """
 
 from __future__ import annotations
@@ -55,7 +57,9 @@ def fail(err: WalletdError, as_json: bool) -> None:
     code = EXIT_REFUSED if isinstance(err, RefusedError) else EXIT_ERROR
     if as_json:
         doc = {"error": {"reason": err.reason, "message": err.message, "details": err.details}}
-        click.echo(json.dumps(doc, sort_keys=True), err=True)
+        line = json.dumps(doc, sort_keys=True)
+        click.echo(line)
+        click.echo(line, err=True)
     else:
         click.echo(f"walletd: {err.reason}: {err.message}", err=True)
     sys.exit(code)

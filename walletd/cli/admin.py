@@ -146,7 +146,13 @@ def budget_set(
     host: tuple[str, ...], clear: bool, data_dir: Path | None, config_path: Path | None,
     db_url: str, as_json: bool,
 ) -> None:  # fmt: skip
-    """Set limits for client NAME (or --global); unnamed fields keep their value."""
+    """Set limits for client NAME (or --global); options not given keep their value.
+
+    Amounts are USD. A limit of 0 refuses every payment in that window (it
+    does not mean "no limit"). A client with no amount limit at all is
+    refused. To remove one limit, give --clear with every limit, payee and
+    host to keep, e.g. `budget set svc --clear --daily 5` drops all but daily.
+    """
     from walletd.service import admin
 
     if is_global == bool(name):
@@ -175,7 +181,7 @@ def _checked_payees(payees: tuple[str, ...]) -> list[str]:
 
 @budget.command("show")
 @click.argument("name", required=False)
-@click.option("--global", "is_global", is_flag=True)
+@click.option("--global", "is_global", is_flag=True, help="The global budget (all clients).")
 @ledger_options
 @json_option
 def budget_show(

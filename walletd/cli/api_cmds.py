@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from walletd.cli._common import SOCKET_HELP, TOKEN_FILE_HELP, http_url_check
 from walletd.cli._output import emit, json_option
 
 if TYPE_CHECKING:
@@ -22,17 +23,24 @@ if TYPE_CHECKING:
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+PROVIDER_HELP = (
+    "Inference provider the API routes the call to (the request's `provider` field); "
+    "venice is the one the Cluster Protocol API serves."
+)
+
 
 def api_options(func: F) -> F:
     """``--base-url``, ``--socket``, ``--token-file``, ``--api-key-file``, ``--prepay``."""
     for option in reversed(
         (
             click.option("--base-url", required=True, envvar="WALLETD_API_BASE_URL",
-                         help="The API root, e.g. https://host/v1."),
-            click.option("--socket", envvar="WALLETD_SOCKET", default=None, help="Daemon socket."),
+                         callback=http_url_check("http", "https"),
+                         help="The API root, e.g. https://host/v1 "
+                         "(default $WALLETD_API_BASE_URL)."),
+            click.option("--socket", envvar="WALLETD_SOCKET", default=None, help=SOCKET_HELP),
             click.option("--token-file", envvar="WALLETD_TOKEN_FILE", default=None,
                          type=click.Path(path_type=Path, exists=True, dir_okay=False),
-                         help="File holding the client token."),
+                         help=TOKEN_FILE_HELP),
             click.option("--api-key-file", default=None,
                          type=click.Path(path_type=Path, exists=True, dir_okay=False),
                          help="Use this API key instead of paying."),
@@ -72,11 +80,13 @@ def _payment_data(payment: PaymentAttempt | None) -> dict[str, Any] | None:
 
 @click.command()
 @api_options
-@click.option("--model", required=True)
+@click.option("--model", required=True, help="Model id (see `walletd models`).")
 @click.option("--stream", is_flag=True, help="Print the answer as it arrives.")
-@click.option("--max-tokens", type=click.IntRange(min=1), default=None)
-@click.option("--temperature", type=float, default=None)
-@click.option("--provider", default="venice", show_default=True)
+@click.option(
+    "--max-tokens", type=click.IntRange(min=1), default=None, help="Cap the answer's length."
+)
+@click.option("--temperature", type=float, default=None, help="Sampling temperature.")
+@click.option("--provider", default="venice", show_default=True, help=PROVIDER_HELP)
 @click.argument("prompt")
 @json_option
 def chat(
@@ -126,10 +136,17 @@ def _image_paths(out: Path, n: int) -> list[Path]:
 
 @click.command()
 @api_options
-@click.option("--model", required=True)
-@click.option("--n", "count", type=click.IntRange(1, 4), default=1, show_default=True)
+@click.option("--model", required=True, help="Image model id (see `walletd models`).")
+@click.option(
+    "--n",
+    "count",
+    type=click.IntRange(1, 4),
+    default=1,
+    show_default=True,
+    help="How many images.",
+)
 @click.option("--size", default="1024x1024", show_default=True, help="WxH")
-@click.option("--provider", default="venice", show_default=True)
+@click.option("--provider", default="venice", show_default=True, help=PROVIDER_HELP)
 @click.option("--out", required=True, type=click.Path(path_type=Path, dir_okay=False),
               help="Where to write the PNG (FILE-1.png... when --n > 1).")  # fmt: skip
 @click.argument("prompt")

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from walletd.cli._common import ledger_options, open_store, settings_from
+from walletd.cli._common import http_url_check, ledger_options, open_store, settings_from
 from walletd.cli._output import emit, json_option
 from walletd.domain.money import format_usd
 
@@ -22,7 +22,10 @@ if TYPE_CHECKING:
 
 def _rpc_option(func: click.decorators.FC) -> click.decorators.FC:
     return click.option(
-        "--rpc-url", default="", help="Chain JSON-RPC URL (default: [chain] rpc_url)."
+        "--rpc-url",
+        default="",
+        callback=http_url_check("http", "https"),
+        help="Chain JSON-RPC URL (default: [chain] rpc_url).",
     )(func)
 
 
@@ -115,7 +118,7 @@ def _status_lines(st: Any) -> list[str]:
 
 @click.group()
 def payment() -> None:
-    """Single payments: cancel an authorization the server rejected."""
+    """Single payments: list them, show one with its events, cancel a rejected one."""
 
 
 @payment.command("cancel")

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from walletd.cli._common import ledger_options, open_store, settings_from
+from walletd.cli._common import http_url_check, ledger_options, open_store, settings_from
 from walletd.cli._output import emit, json_option
 
 if TYPE_CHECKING:
@@ -52,15 +52,25 @@ def _key_source_options(command: click.decorators.FC) -> click.decorators.FC:
     for option in reversed(
         (
             click.option(
-                "--import-keystore", type=click.Path(path_type=Path, exists=True), default=None
+                "--import-keystore",
+                type=click.Path(path_type=Path, exists=True),
+                default=None,
+                help="Import the key from this Ethereum V3 keystore (JSON) instead of "
+                "generating one.",
             ),
             click.option(
                 "--keystore-passphrase-file",
                 type=click.Path(path_type=Path, exists=True),
                 default=None,
+                help="File holding the passphrase of --import-keystore (else a TTY prompt); "
+                "walletd then encrypts the key under its own passphrase.",
             ),
             click.option(
-                "--import-key-file", type=click.Path(path_type=Path, exists=True), default=None
+                "--import-key-file",
+                type=click.Path(path_type=Path, exists=True),
+                default=None,
+                help="Import the key from this file: a private key as 64 hex digits "
+                "(0x optional) instead of generating one.",
             ),
             click.option("--kdf-log-n", type=click.IntRange(10, 22), default=None, hidden=True),
         )
@@ -127,10 +137,15 @@ def init(
     help="0660 lets --socket-group connect; others never can (default [rpc] socket_mode, 0600).",
 )
 @click.option("--listen", default="", help="TCP HOST:PORT; requires --tls-cert/--tls-key.")
-@click.option("--tls-cert", default="")
-@click.option("--tls-key", default="")
+@click.option("--tls-cert", default="", help="PEM certificate (chain) the TCP listener presents.")
+@click.option("--tls-key", default="", help="PEM private key of --tls-cert (keep it 0600).")
 @click.option("--tls-client-ca", default="", help="Require client certificates from this CA.")
-@click.option("--rpc-url", default="", help="Chain JSON-RPC URL for on-chain checks.")
+@click.option(
+    "--rpc-url",
+    default="",
+    callback=http_url_check("http", "https"),
+    help="Chain JSON-RPC URL for on-chain checks (default: [chain] rpc_url).",
+)
 @click.option(
     "--auto-migrate", is_flag=True, help="Upgrade an out-of-date ledger instead of refusing."
 )
@@ -221,7 +236,13 @@ def db_current(data_dir: Path | None, config_path: Path | None, db_url: str, as_
     default=None,
     help="Daemon socket (default $WALLETD_SOCKET, else ~/.local/share/walletd/walletd.sock).",
 )
-@click.option("--timeout", type=click.FloatRange(0.1, 300), default=5.0, show_default=True)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0.1, 300),
+    default=5.0,
+    show_default=True,
+    help="Seconds to wait for the daemon's answer.",
+)
 @json_option
 def health(socket: Path | None, timeout: float, as_json: bool) -> None:
     """Exit 0 when the daemon's wallet service is SERVING (gRPC health), else 1.

@@ -7,17 +7,18 @@ from pathlib import Path
 
 import click
 
+from walletd.cli._common import SOCKET_HELP, TOKEN_FILE_HELP, http_url_check
 from walletd.cli._output import emit, json_option
 
 
 @click.command()
-@click.option("--socket", envvar="WALLETD_SOCKET", default=None, help="Daemon socket.")
+@click.option("--socket", envvar="WALLETD_SOCKET", default=None, help=SOCKET_HELP)
 @click.option(
     "--token-file",
     envvar="WALLETD_TOKEN_FILE",
     type=click.Path(path_type=Path, exists=True, dir_okay=False),
     required=True,
-    help="File holding the client token.",
+    help=TOKEN_FILE_HELP,
 )
 @click.option("--payment-required", default=None, help="The PAYMENT-REQUIRED header (x402 v2).")
 @click.option(
@@ -26,8 +27,18 @@ from walletd.cli._output import emit, json_option
     default=None,
     help="The 402 JSON body (x402 v1).",
 )
-@click.option("--url", required=True, help="The URL that answered 402.")
-@click.option("--method", default="GET", show_default=True)
+@click.option(
+    "--url",
+    required=True,
+    callback=http_url_check("http", "https"),
+    help="The URL that answered 402.",
+)
+@click.option(
+    "--method",
+    default="GET",
+    show_default=True,
+    help="HTTP method of the request that answered 402 (part of what is paid for).",
+)
 @click.option("--idempotency-key", default=None, help="Reuse on retries (default: a new one).")
 @click.option("--label", multiple=True, help="KEY=VALUE stored on the ledger row (repeat).")
 @json_option

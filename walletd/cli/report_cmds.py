@@ -18,6 +18,7 @@ import click
 from walletd.cli._common import ledger_options, settings_from
 from walletd.cli._output import EXIT_ERROR, emit, json_option
 from walletd.domain.report import DIMENSIONS, ReportQuery, check_group_by, parse_time
+from walletd.errors import InvalidRequestError
 
 if TYPE_CHECKING:
     from walletd.domain.audit import AuditResult
@@ -32,14 +33,24 @@ def _url(data_dir: Path | None, config_path: Path | None, db_url: str) -> str:
     return settings_from(data_dir, config_path, db_url=db_url).ledger_url
 
 
+def _time(text: str | None, now: int, option: str) -> int | None:
+    """``--since``/``--until`` as Unix ms; a bad or out-of-range time is a usage error."""
+    if text is None:
+        return None
+    try:
+        return parse_time(text, now)
+    except InvalidRequestError as exc:
+        raise click.BadParameter(exc.message, param_hint=option) from None
+
+
 def _query(
     since: str | None, until: str | None, client: str | None, group_by: tuple[str, ...], now: int
 ) -> ReportQuery:
+    since_ms, until_ms = _time(since, now, "--since"), _time(until, now, "--until")
+    if since_ms is not None and until_ms is not None and since_ms > until_ms:
+        raise click.UsageError(f"--since {since} is after --until {until}")
     return ReportQuery(
-        since_ms=None if since is None else parse_time(since, now),
-        until_ms=None if until is None else parse_time(until, now),
-        client=client,
-        group_by=check_group_by(group_by),
+        since_ms=since_ms, until_ms=until_ms, client=client, group_by=check_group_by(group_by)
     )
 
 
@@ -70,13 +81,20 @@ def _warn(result: AuditResult) -> None:
     type=click.Choice(DIMENSIONS),
     help="Group rows by this (repeat for several).",
 )
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default=None,
+    help="Output format (default: table; json with --json).",
+)
 @click.option(
     "--out",
     type=click.Path(path_type=Path, dir_okay=False),
     default=None,
     help="Write here instead of stdout.",
 )
+@json_option
 def spend_report(
     data_dir: Path | None,
     config_path: Path | None,
@@ -85,15 +103,25 @@ def spend_report(
     until: str | None,
     client: str | None,
     group_by: tuple[str, ...],
-    fmt: str,
+    fmt: str | None,
     out: Path | None,
+    as_json: bool,
 ) -> None:
-    """Who spent what, where, and how it ended: from the ledger, read-only."""
+    """Who spent what, where, and how it ended: from the ledger, read-only.
+
+    `--json` is `--format json`. The table fits the terminal ($COLUMNS); piped,
+    it is wide enough not to wrap.
+    """
+    import shutil
+
     from walletd.db import queries
     from walletd.report import render
-    from walletd.report.table import render_table
+    from walletd.report.table import WIDTH, render_table
     from walletd.service.clock import now_ms
 
+    if as_json and fmt not in (None, "json"):
+        raise click.UsageError(f"--json is --format json; it cannot go with --format {fmt}")
+    fmt = "json" if as_json else fmt or "table"
     now = now_ms()
     query = _query(since, until, client, group_by, now)
     with queries.read_only(_url(data_dir, config_path, db_url)) as conn:
@@ -101,7 +129,8 @@ def spend_report(
         report = queries.spend_report(conn, query, now)
         overview = queries.overview(conn, query) if fmt == "html" else None
     if fmt == "table" and out is None:
-        text = render_table(report, result, color=sys.stdout.isatty())
+        width = shutil.get_terminal_size((WIDTH, 24)).columns
+        text = render_table(report, result, color=sys.stdout.isatty(), width=width)
     else:
         text = render(report, result, fmt, overview)
     _write(text, out)

@@ -10,9 +10,10 @@ daemon runs. The daemon itself calls the same functions on its read engine.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -289,6 +290,96 @@ def overview(conn: Connection, query: ReportQuery) -> Overview:
         payees=report.by_committed(grouped("payee")),
         models=report.by_committed(grouped("model")),
     )
+
+
+# -------------------------------------------------------------------------- payments
+
+E = tables.PaymentEvent
+PAYMENT_FIELDS = (
+    "id", "status", "kind", "amount", "payee", "network", "asset", "payer", "method", "url",
+    "host", "idempotency_key", "nonce", "valid_after", "valid_before", "created_at_ms",
+    "released_at_ms", "reported_tx", "settled_tx",
+)  # fmt: skip
+"""The payment columns ``payment list``/``show`` print: never the signed header value."""
+
+
+@dataclass(frozen=True)
+class LedgerPayment:
+    """One payment row as the ledger holds it (no signature), with its client's name."""
+
+    client: str
+    fields: Mapping[str, Any]
+    labels: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class LedgerEvent:
+    """One transition of a payment: when, to which status, why."""
+
+    id: int
+    at_ms: int
+    status: str
+    cause: str
+    data: Mapping[str, Any]
+
+
+def _ledger_payment(row: Mapping[Any, Any]) -> LedgerPayment:
+    try:
+        labels = json.loads(row["labels"] or "{}")
+    except ValueError:
+        labels = {}
+    return LedgerPayment(str(row["client"]), {f: row[f] for f in PAYMENT_FIELDS}, labels)
+
+
+def _payment_select() -> Any:
+    columns = [getattr(P, f) for f in PAYMENT_FIELDS]
+    return select(C.name.label("client"), P.labels, *columns).join(C, C.id == P.client_id)
+
+
+def payments(
+    conn: Connection,
+    *,
+    client: str | None = None,
+    status: str | None = None,
+    since_ms: int | None = None,
+    limit: int = 50,
+) -> list[LedgerPayment]:
+    """Payments newest first, filtered by client name, status and signing time.
+
+    Raises:
+        NotFoundError: ``client`` names no client.
+    """
+    stmt = _payment_select()
+    if client is not None:
+        stmt = stmt.where(P.client_id == client_id(conn, client))
+    if status is not None:
+        stmt = stmt.where(P.status == status)
+    if since_ms is not None:
+        stmt = stmt.where(P.created_at_ms >= since_ms)
+    stmt = stmt.order_by(P.created_at_ms.desc(), P.id.desc()).limit(limit)
+    return [_ledger_payment(r) for r in conn.execute(stmt).mappings()]
+
+
+def payment_with_events(
+    conn: Connection, payment_id: str
+) -> tuple[LedgerPayment, list[LedgerEvent]]:
+    """One payment and its events, oldest first.
+
+    Raises:
+        NotFoundError: no payment has this id.
+    """
+    row = conn.execute(_payment_select().where(P.id == payment_id)).mappings().one_or_none()
+    if row is None:
+        raise NotFoundError(f"no payment {payment_id!r}", {"payment_id": payment_id})
+    stmt = select(E.id, E.at_ms, E.status, E.cause, E.data).where(E.payment_id == payment_id)
+    events = []
+    for r in conn.execute(stmt.order_by(E.id)):
+        try:
+            data = json.loads(r.data or "{}")
+        except ValueError:
+            data = {"raw": r.data}
+        events.append(LedgerEvent(int(r.id), int(r.at_ms), str(r.status), str(r.cause), data))
+    return _ledger_payment(row), events
 
 
 # ----------------------------------------------------------------------------- audit

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from walletd.domain.money import format_usd
 from walletd.errors import BudgetExceededError
 
 WINDOWS: tuple[str, ...] = ("per_request", "hourly", "daily", "monthly", "total")
@@ -77,8 +78,8 @@ def check_spend(budget: Budget, spent: Mapping[str, int], amount: int, *, scope:
         already = 0 if window == "per_request" else spent.get(window, 0)
         if already + amount > limit:
             raise BudgetExceededError(
-                f"{scope}{window} budget exceeded: limit={limit} spent={already} "
-                f"requested={amount}",
+                f"{scope}{window} budget exceeded: limit {format_usd(limit)} USD, "
+                f"spent {format_usd(already)} USD, requested {format_usd(amount)} USD",
                 {
                     "window": f"{scope}{window}",
                     "limit": str(limit),

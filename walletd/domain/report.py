@@ -210,27 +210,38 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _UNIT_MS = {"s": 1000, "m": 60_000, "h": HOUR_MS, "d": DAY_MS, "w": 7 * DAY_MS}
 
 
+MAX_TIME_MS = (datetime(9999, 12, 31, tzinfo=UTC) - _EPOCH) // timedelta(milliseconds=1)
+"""The latest time a report bound may name (the last day ISO dates can spell)."""
+
+
 def parse_time(text: str, now_ms: int) -> int:
     """Unix ms from ``24h``/``7d``/``30m``/``2w`` (ago), an ISO date, or an ISO date-time.
 
-    A date means its UTC midnight; a date-time without an offset is UTC.
+    A date means its UTC midnight; a date-time without an offset is UTC. The
+    time must lie between 1970-01-01 (the ledger's epoch) and 9999-12-31.
 
     Raises:
-        InvalidRequestError: anything else.
+        InvalidRequestError: anything else, or a time outside that range.
     """
     value = text.strip()
     rel = _RELATIVE.fullmatch(value)
     if rel:
-        return now_ms - int(rel.group("n")) * _UNIT_MS[rel.group("unit")]
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        found = now_ms - int(rel.group("n")) * _UNIT_MS[rel.group("unit")]
+    else:
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidRequestError(
+                f"not a time: {text!r} (use e.g. 24h, 7d, 30m, 2026-11-01 or 2026-11-01T12:00)"
+            ) from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        found = (moment - _EPOCH) // timedelta(milliseconds=1)
+    if not 0 <= found <= MAX_TIME_MS:
         raise InvalidRequestError(
-            f"not a time: {text!r} (use e.g. 24h, 7d, 30m, 2026-11-01 or 2026-11-01T12:00)"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return (moment - _EPOCH) // timedelta(milliseconds=1)
+            f"time out of range: {text!r} is before 1970-01-01 or after 9999-12-31"
+        )
+    return found
 
 
 def day_label(day_index: int) -> str:

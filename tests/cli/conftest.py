@@ -1,0 +1,66 @@
+"""Fixtures for the CLI tests: a ledger paid through the real service, a daemon, a runner.
+
+``books`` is the report tests' in-process ledger (SQLite, clients alpha and
+beta, paid through the real WalletService); ``pay_daemon`` is one real
+``walletd serve`` per module with client ``svc`` capped at 0.01 USD a request.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.plugins.daemon import PASSPHRASE, Daemon, WalletHome, _short_tmp
+from tests.report.conftest import Books, make_books
+
+PER_REQUEST_USD = "0.01"
+
+
+def walletd(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run the real ``walletd`` CLI with no WALLETD_* variables but ``env``'s."""
+    full = {k: v for k, v in os.environ.items() if not k.startswith("WALLETD_")}
+    full.pop("COLUMNS", None)
+    full.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", "walletd", *args],
+        capture_output=True, text=True, env=full, timeout=120, check=False,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def books(sqlite_ledger_url: str) -> Iterator[Books]:
+    """A SQLite ledger with clients alpha and beta (see tests/report/conftest.py)."""
+    made, engines = make_books(sqlite_ledger_url)
+    yield made
+    engines.dispose()  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="module")
+def pay_daemon() -> Iterator[tuple[WalletHome, Path]]:
+    """A running daemon and the token file of client `svc` (per request 0.01 USD)."""
+    root = _short_tmp()
+    passfile = root / "passphrase"
+    passfile.write_text(PASSPHRASE + "\n")
+    passfile.chmod(0o600)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WALLETD_")}
+    env.pop("CREDENTIALS_DIRECTORY", None)
+    home = WalletHome(root, root / "data", passfile, env=env)
+    home.run(
+        "init", "--data-dir", str(home.data_dir), "--passphrase-file", str(passfile),
+        "--kdf-log-n", "10",
+    )  # fmt: skip
+    token = home.add_client("svc")
+    home.admin("budget", "set", "svc", "--per-request", PER_REQUEST_USD, "--daily", "5")
+    daemon = Daemon(home)
+    try:
+        yield home, token
+    finally:
+        code = daemon.stop()
+        shutil.rmtree(root, ignore_errors=True)
+        assert code == 0
