@@ -37,12 +37,11 @@ import threading
 import uuid
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 
-from walletd.client._wallet import AsyncWalletClient, WalletClient
+from walletd.client._wallet import AsyncWalletClient, PathArg, WalletClient
 from walletd.domain.payment import PayReceipt
 from walletd.errors import InvalidRequestError, WalletdError
 
@@ -236,9 +235,9 @@ class WalletdAuth(httpx.Auth):
         prepay: bool = False,
         wallet: WalletClient | None = None,
         async_wallet: AsyncWalletClient | None = None,
-        socket: str | Path | None = None,
+        socket: PathArg | None = None,
         token: str | None = None,
-        token_file: Path | None = None,
+        token_file: PathArg | None = None,
         labels: Mapping[str, str] | None = None,
         strip_authorization: bool = True,
         error_wrapper: Callable[[WalletdError], Exception] | None = None,
