@@ -1,4 +1,4 @@
-"""The README's first command runs to the end and leaves no process behind."""
+"""The README's first command runs to the end, agrees with the chain, and leaves no process behind."""
 
 from __future__ import annotations
 
@@ -31,3 +31,17 @@ def test_demo_pays_three_requests_and_stops_everything() -> None:
     pids = [int(p) for p in re.findall(r"\(pid (\d+)", out)]
     assert len(pids) == 2  # anvil and walletd serve
     assert not any(_alive(pid) for pid in pids)
+    _assert_ledger_agrees_with_the_chain(out)
+
+
+def _assert_ledger_agrees_with_the_chain(out: str) -> None:
+    """The ledger the demo prints shows each payment settled, confirmed by its transaction."""
+    ledger = out.split("== the ledger", 1)[1]
+    rows = [line.split() for line in ledger.splitlines() if line.strip().startswith("pay_")]
+    assert [(r[1], r[2], r[3]) for r in rows] == [
+        ("settled", "0.003000", "llama-3.3-70b"),
+        ("settled", "0.003000", "llama-3.3-70b"),
+        ("settled", "0.020000", "flux-dev"),
+    ]
+    assert "settlement_pending" not in out
+    assert "confirmed on chain: 3 payments, 0.026000 USDC" in out

@@ -217,3 +217,9 @@ def test_a_socket_rebind_keeps_the_tcp_listener_on_its_port(
             assert local.get_budget().client == "carol"
         with WalletClient(target=tcp, token=BOTH_TOKEN, tls=ClientTls(ca=pki.ca), timeout=5) as c:
             assert c.get_budget().client == "carol"
+
+
+def test_client_tls_takes_str_paths(mtls_server: RpcServer, pki: Pki) -> None:
+    tls = ClientTls(ca=str(pki.ca), cert=str(pki.client_cert), key=str(pki.client_key))
+    with WalletClient(target=mtls_server.address, token=BOTH_TOKEN, tls=tls, timeout=5) as c:
+        assert c.pay("mtls-str", "GET", "https://x").payment_id == "pay_mtls-str"

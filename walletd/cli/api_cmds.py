@@ -2,8 +2,9 @@
 
 They pay through the running daemon (``--socket``/``$WALLETD_SOCKET``,
 ``--token-file``/``$WALLETD_TOKEN_FILE``) or, with ``--api-key-file``, use an API
-key and no payment. Only the thin client is imported: these work with
-``pip install walletd`` alone.
+key and no payment. What was paid is summed up in one line on stderr
+(``--quiet`` drops it; ``--json`` has it in its ``payment`` object instead).
+Only the thin client is imported: these work with ``pip install walletd`` alone.
 """
 
 from __future__ import annotations
@@ -27,10 +28,12 @@ PROVIDER_HELP = (
     "Inference provider the API routes the call to (the request's `provider` field); "
     "venice is the one the Cluster Protocol API serves."
 )
+DEFAULT_TIMEOUT_S = 120.0
+CONNECT_TIMEOUT_S = 5.0
 
 
 def api_options(func: F) -> F:
-    """``--base-url``, ``--socket``, ``--token-file``, ``--api-key-file``, ``--prepay``."""
+    """The options of every paid API command: where to send, how to pay, how long to wait."""
     for option in reversed(
         (
             click.option("--base-url", required=True, envvar="WALLETD_API_BASE_URL",
@@ -44,6 +47,12 @@ def api_options(func: F) -> F:
             click.option("--api-key-file", default=None,
                          type=click.Path(path_type=Path, exists=True, dir_okay=False),
                          help="Use this API key instead of paying."),
+            click.option("--timeout", type=click.FloatRange(min=0, min_open=True),
+                         default=DEFAULT_TIMEOUT_S, show_default=True,
+                         help="Seconds to wait for each answer of the API (a retry of "
+                              "429/5xx or a broken connection waits again)."),
+            click.option("--quiet", "-q", is_flag=True,
+                         help="Do not print what was paid on stderr."),
         )
     ):  # fmt: skip
         func = option(func)
@@ -51,17 +60,43 @@ def api_options(func: F) -> F:
 
 
 def _client(
-    base_url: str, socket: str | None, token_file: Path | None, api_key_file: Path | None
+    base_url: str,
+    socket: str | None,
+    token_file: Path | None,
+    api_key_file: Path | None,
+    timeout: float = DEFAULT_TIMEOUT_S,
 ) -> ClusterClient:
     """A ClusterClient in API-key mode or payment mode."""
+    import httpx
+
     from walletd.client import ClusterClient
 
+    limits = httpx.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT_S))
     if api_key_file is not None:
         key = api_key_file.read_text().strip()
         if not key:
             raise click.UsageError(f"{api_key_file} is empty")
-        return ClusterClient(base_url, api_key=key)
-    return ClusterClient(base_url, socket=socket, token_file=token_file)
+        return ClusterClient(base_url, api_key=key, timeout=limits)
+    return ClusterClient(base_url, socket=socket, token_file=token_file, timeout=limits)
+
+
+def _say_paid(payment: PaymentAttempt | None, quiet: bool) -> None:
+    """One line on stderr: amount (USD), payee, payment id, and the settlement tx if known."""
+    if payment is None or quiet:
+        return
+    from walletd.domain.money import format_usd
+
+    receipt = payment.receipt
+    line = (
+        f"walletd: paid {format_usd(receipt.amount)} USD to {receipt.payee}, "
+        f"payment {receipt.payment_id}"
+    )
+    tx = str(payment.settlement.get("transaction", ""))
+    if tx:
+        line += f", tx {tx}"
+    if receipt.reused:
+        line += " (reused: no new payment)"
+    click.echo(line, err=True)
 
 
 def _payment_data(payment: PaymentAttempt | None) -> dict[str, Any] | None:
@@ -94,6 +129,8 @@ def chat(
     socket: str | None,
     token_file: Path | None,
     api_key_file: Path | None,
+    timeout: float,
+    quiet: bool,
     model: str,
     stream: bool,
     max_tokens: int | None,
@@ -108,13 +145,14 @@ def chat(
         "temperature": temperature,
         "provider": provider,
     }
-    with _client(base_url, socket, token_file, api_key_file) as api:
+    with _client(base_url, socket, token_file, api_key_file, timeout) as api:
         if stream and not as_json:
             with api.chat_stream(model, prompt, **args) as deltas:
                 for delta in deltas:
                     click.echo(delta, nl=False)
                     sys.stdout.flush()  # as it arrives, even into a pipe
             click.echo()
+            _say_paid(deltas.payment, quiet)
             return
         result = api.chat(model, prompt, **args)
     data = {
@@ -125,6 +163,7 @@ def chat(
         "payment": _payment_data(result.payment),
     }
     emit(as_json, data, [result.text])
+    _say_paid(result.payment, quiet or as_json)
 
 
 def _image_paths(out: Path, n: int) -> list[Path]:
@@ -156,6 +195,8 @@ def image(
     socket: str | None,
     token_file: Path | None,
     api_key_file: Path | None,
+    timeout: float,
+    quiet: bool,
     model: str,
     count: int,
     size: str,
@@ -165,7 +206,7 @@ def image(
     as_json: bool,
 ) -> None:
     """Generate images for PROMPT and write them as PNG files."""
-    with _client(base_url, socket, token_file, api_key_file) as api:
+    with _client(base_url, socket, token_file, api_key_file, timeout) as api:
         result = api.images_result(model, prompt, n=count, size=size, provider=provider)
     paths = _image_paths(out, len(result.images))
     for path, data in zip(paths, result.images, strict=True):
@@ -175,6 +216,7 @@ def image(
         {"files": [str(p) for p in paths], "payment": _payment_data(result.payment)},
         [f"wrote {p} ({len(d)} bytes)" for p, d in zip(paths, result.images, strict=True)],
     )
+    _say_paid(result.payment, quiet or as_json)
 
 
 @click.command()
@@ -185,10 +227,12 @@ def models(
     socket: str | None,
     token_file: Path | None,
     api_key_file: Path | None,
+    timeout: float,
+    quiet: bool,
     as_json: bool,
 ) -> None:
-    """List the API's models."""
-    with _client(base_url, socket, token_file, api_key_file) as api:
+    """List the API's models (free: nothing is paid)."""
+    with _client(base_url, socket, token_file, api_key_file, timeout) as api:
         found = api.models()
     emit(
         as_json,

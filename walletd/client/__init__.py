@@ -35,12 +35,14 @@ from walletd.client._api_errors import (
 )
 from walletd.client._auth import (
     IDEMPOTENCY_HEADER,
+    LABELS_EXTENSION,
     Demand,
     PaymentAttempt,
     WalletdAuth,
     guard_payment_header,
     new_idempotency_key,
     payment_attempt,
+    request_labels,
 )
 from walletd.client._cluster import (
     AsyncChatStream,
@@ -109,6 +111,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "IDEMPOTENCY_HEADER",
+    "LABELS_EXTENSION",
     "AsyncChatStream",
     "AsyncClusterClient",
     "AsyncWalletClient",
@@ -177,5 +180,6 @@ __all__ = [
     "new_idempotency_key",
     "openai_http_client",
     "payment_attempt",
+    "request_labels",
     "walletd_openai",
 ]

@@ -37,12 +37,11 @@ import threading
 import uuid
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 
-from walletd.client._wallet import AsyncWalletClient, WalletClient
+from walletd.client._wallet import AsyncWalletClient, PathArg, WalletClient
 from walletd.domain.payment import PayReceipt
 from walletd.errors import InvalidRequestError, WalletdError
 
@@ -61,6 +60,13 @@ GUARD_EXTENSION = "walletd.redirect_guard"
 """Set by :func:`guard_payment_header` on every hop it sees: proof the client's
 redirect hops are checked, without which WalletdAuth will not pay."""
 """Key, in ``request.extensions``, of the URL a payment header was made for."""
+
+LABELS_EXTENSION = "walletd.labels"
+"""Key, in ``request.extensions``, of labels for this one request's payment (they win)."""
+
+MAX_LABELLED_BODY = 1 << 20
+"""Largest JSON request body read for its ``model`` (bytes); a larger one gets no model label."""
+MAX_LABEL_VALUE = 200
 
 FALLBACK_SUFFIX = ".fallback"
 """Appended to the idempotency key when a refused pre-payment falls back to a 402 round trip."""
@@ -167,6 +173,38 @@ async def async_guard_payment_header(request: httpx.Request) -> None:
     guard_payment_header(request)
 
 
+def request_labels(request: httpx.Request) -> dict[str, str]:
+    """The labels a payment for ``request`` gets by itself: its ``route`` and ``model``.
+
+    ``route`` is the URL path (``/v1/chat/completions``); ``model`` is the
+    ``model`` string of a JSON request body (chat, images, the openai SDK), so a
+    spend report can be grouped by model. A body that is streamed, not JSON, or
+    larger than :data:`MAX_LABELLED_BODY` gives no model label.
+    """
+    labels = {"route": request.url.path[:MAX_LABEL_VALUE]}
+    model = _body_model(request)
+    if model:
+        labels["model"] = model
+    return labels
+
+
+def _body_model(request: httpx.Request) -> str | None:
+    if "json" not in request.headers.get("content-type", ""):
+        return None
+    try:
+        content = request.content
+    except httpx.RequestNotRead:  # a streamed upload: never read here
+        return None
+    if not content or len(content) > MAX_LABELLED_BODY:
+        return None
+    try:
+        doc = json.loads(content)
+    except (ValueError, RecursionError):
+        return None
+    model = doc.get("model") if isinstance(doc, dict) else None
+    return model if isinstance(model, str) and len(model) <= MAX_LABEL_VALUE else None
+
+
 def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
     """(scheme, host, port) with the default port filled in."""
     default = {"http": 80, "https": 443}.get(url.scheme)
@@ -225,6 +263,9 @@ class WalletdAuth(httpx.Auth):
     ``wallet``/``async_wallet`` are created on first use from ``socket``,
     ``token``/``token_file`` (or ``$WALLETD_SOCKET``/``$WALLETD_TOKEN_FILE``), so a
     request that never meets a 402 needs no daemon at all.
+    ``labels`` go on every payment's ledger row, over the ``route`` and ``model``
+    each request gets by itself (:func:`request_labels`); labels in a request's
+    ``extensions["walletd.labels"]`` win over both.
     ``error_wrapper`` turns a walletd refusal into the exception the caller's
     SDK propagates without retrying (see ``walletd.client._openai``).
     """
@@ -236,9 +277,9 @@ class WalletdAuth(httpx.Auth):
         prepay: bool = False,
         wallet: WalletClient | None = None,
         async_wallet: AsyncWalletClient | None = None,
-        socket: str | Path | None = None,
+        socket: PathArg | None = None,
         token: str | None = None,
-        token_file: Path | None = None,
+        token_file: PathArg | None = None,
         labels: Mapping[str, str] | None = None,
         strip_authorization: bool = True,
         error_wrapper: Callable[[WalletdError], Exception] | None = None,
@@ -381,8 +422,14 @@ class WalletdAuth(httpx.Auth):
             "url": str(effect.request.url),
             "payment_required": effect.demand.payment_required,
             "body": effect.demand.body,
-            "labels": self._labels,
+            "labels": self._labels_for(effect.request),
         }
+
+    def _labels_for(self, request: httpx.Request) -> dict[str, str]:
+        """The request's own route and model, then this auth's labels, then the request's."""
+        extra = request.extensions.get(LABELS_EXTENSION)
+        given = {str(k): str(v) for k, v in extra.items()} if isinstance(extra, Mapping) else {}
+        return {**request_labels(request), **self._labels, **given}
 
     def _pay_sync(self, effect: _Pay) -> PayReceipt:
         try:

@@ -26,7 +26,6 @@ import random
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -47,7 +46,7 @@ from walletd.client._auth import (
     payment_attempt,
 )
 from walletd.client._http import DEFAULT_TIMEOUT, async_http_client, http_client
-from walletd.client._wallet import AsyncWalletClient, WalletClient
+from walletd.client._wallet import AsyncWalletClient, PathArg, WalletClient
 
 DEFAULT_PROVIDER = "venice"
 RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -415,9 +414,9 @@ class ClusterClient(_ClusterBase):
         api_key: str | None = None,
         prepay: bool = False,
         wallet: WalletClient | None = None,
-        socket: str | Path | None = None,
+        socket: PathArg | None = None,
         token: str | None = None,
-        token_file: Path | None = None,
+        token_file: PathArg | None = None,
         labels: Mapping[str, str] | None = None,
         provider: str = DEFAULT_PROVIDER,
         retry: RetryPolicy | None = None,
@@ -556,9 +555,9 @@ class AsyncClusterClient(_ClusterBase):
         api_key: str | None = None,
         prepay: bool = False,
         wallet: AsyncWalletClient | None = None,
-        socket: str | Path | None = None,
+        socket: PathArg | None = None,
         token: str | None = None,
-        token_file: Path | None = None,
+        token_file: PathArg | None = None,
         labels: Mapping[str, str] | None = None,
         provider: str = DEFAULT_PROVIDER,
         retry: RetryPolicy | None = None,

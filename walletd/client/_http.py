@@ -14,12 +14,11 @@ What they fix, and why:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from pathlib import Path
 
 import httpx
 
 from walletd.client._auth import WalletdAuth, async_guard_payment_header, guard_payment_header
-from walletd.client._wallet import AsyncWalletClient, WalletClient
+from walletd.client._wallet import AsyncWalletClient, PathArg, WalletClient
 from walletd.errors import WalletdError
 
 DEFAULT_TIMEOUT = httpx.Timeout(120.0, connect=5.0)
@@ -31,9 +30,9 @@ def http_client(
     auth: WalletdAuth | None = None,
     prepay: bool = False,
     wallet: WalletClient | None = None,
-    socket: str | Path | None = None,
+    socket: PathArg | None = None,
     token: str | None = None,
-    token_file: Path | None = None,
+    token_file: PathArg | None = None,
     labels: Mapping[str, str] | None = None,
     timeout: httpx.Timeout = DEFAULT_TIMEOUT,
     transport: httpx.BaseTransport | None = None,
@@ -68,9 +67,9 @@ def async_http_client(
     auth: WalletdAuth | None = None,
     prepay: bool = False,
     wallet: AsyncWalletClient | None = None,
-    socket: str | Path | None = None,
+    socket: PathArg | None = None,
     token: str | None = None,
-    token_file: Path | None = None,
+    token_file: PathArg | None = None,
     labels: Mapping[str, str] | None = None,
     timeout: httpx.Timeout = DEFAULT_TIMEOUT,
     transport: httpx.AsyncBaseTransport | None = None,
@@ -102,9 +101,9 @@ def openai_http_client(
     auth: WalletdAuth | None = None,
     prepay: bool = False,
     wallet: WalletClient | None = None,
-    socket: str | Path | None = None,
+    socket: PathArg | None = None,
     token: str | None = None,
-    token_file: Path | None = None,
+    token_file: PathArg | None = None,
     labels: Mapping[str, str] | None = None,
     timeout: httpx.Timeout = DEFAULT_TIMEOUT,
     transport: httpx.BaseTransport | None = None,
@@ -133,9 +132,9 @@ def async_openai_http_client(
     auth: WalletdAuth | None = None,
     prepay: bool = False,
     wallet: AsyncWalletClient | None = None,
-    socket: str | Path | None = None,
+    socket: PathArg | None = None,
     token: str | None = None,
-    token_file: Path | None = None,
+    token_file: PathArg | None = None,
     labels: Mapping[str, str] | None = None,
     timeout: httpx.Timeout = DEFAULT_TIMEOUT,
     transport: httpx.AsyncBaseTransport | None = None,

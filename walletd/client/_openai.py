@@ -18,7 +18,6 @@ This module imports ``openai``; ``walletd.client`` loads it only on demand.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,7 +25,7 @@ import openai
 
 from walletd.client._auth import IDEMPOTENCY_HEADER
 from walletd.client._http import DEFAULT_TIMEOUT, async_openai_http_client, openai_http_client
-from walletd.client._wallet import AsyncWalletClient, WalletClient
+from walletd.client._wallet import AsyncWalletClient, PathArg, WalletClient
 from walletd.errors import WalletdError
 
 PLACEHOLDER_API_KEY = "x402"
@@ -59,9 +58,9 @@ def walletd_openai(
     *,
     prepay: bool = False,
     wallet: WalletClient | None = None,
-    socket: str | Path | None = None,
+    socket: PathArg | None = None,
     token: str | None = None,
-    token_file: Path | None = None,
+    token_file: PathArg | None = None,
     labels: Mapping[str, str] | None = None,
     timeout: httpx.Timeout = DEFAULT_TIMEOUT,
     transport: httpx.BaseTransport | None = None,
@@ -91,9 +90,9 @@ def async_walletd_openai(
     *,
     prepay: bool = False,
     wallet: AsyncWalletClient | None = None,
-    socket: str | Path | None = None,
+    socket: PathArg | None = None,
     token: str | None = None,
-    token_file: Path | None = None,
+    token_file: PathArg | None = None,
     labels: Mapping[str, str] | None = None,
     timeout: httpx.Timeout = DEFAULT_TIMEOUT,
     transport: httpx.AsyncBaseTransport | None = None,

@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import TypeAlias
 
 import grpc
 import grpc.aio
@@ -37,6 +38,9 @@ from walletd.domain.report import (
 )
 from walletd.errors import InvalidRequestError, WalletdError
 from walletd.v1 import wallet_pb2 as pb, wallet_pb2_grpc as pb_grpc
+
+PathArg: TypeAlias = str | os.PathLike[str]
+"""A file path as the client takes it: ``str`` or any ``os.PathLike`` (``Path``)."""
 
 ENV_SOCKET = "WALLETD_SOCKET"
 ENV_TOKEN_FILE = "WALLETD_TOKEN_FILE"  # noqa: S105 - a variable name, not a secret
@@ -85,9 +89,9 @@ class ClientTls:
     server certificate is checked against (when dialing an IP, say).
     """
 
-    ca: Path | None = None
-    cert: Path | None = None
-    key: Path | None = None
+    ca: PathArg | None = None
+    cert: PathArg | None = None
+    key: PathArg | None = None
     server_name: str | None = None
 
     def credentials(self) -> grpc.ChannelCredentials:
@@ -99,10 +103,11 @@ class ClientTls:
         )
 
 
-def _read_file(path: Path | None, what: str) -> bytes | None:
+def _read_file(path: PathArg | None, what: str) -> bytes | None:
     """The bytes of an optional file, or InvalidRequestError naming it."""
     if path is None:
         return None
+    path = Path(path).expanduser()
     try:
         return path.read_bytes()
     except OSError as exc:
@@ -111,15 +116,15 @@ def _read_file(path: Path | None, what: str) -> bytes | None:
         ) from exc
 
 
-def load_token(token: str | None, token_file: Path | None) -> str | None:
+def load_token(token: str | None, token_file: PathArg | None) -> str | None:
     """The bearer token: ``token``, else the file ``token_file`` or ``$WALLETD_TOKEN_FILE``."""
     if token:
         return token
     if token_file is None and os.environ.get(ENV_TOKEN_FILE):
-        token_file = Path(os.environ[ENV_TOKEN_FILE])
+        token_file = os.environ[ENV_TOKEN_FILE]
     if token_file is None:
         return None
-    raw = _read_file(token_file.expanduser(), "token file") or b""
+    raw = _read_file(token_file, "token file") or b""
     value = raw.decode("utf-8", errors="replace").strip()
     if not value:
         raise InvalidRequestError(f"token file {token_file} is empty", {"path": str(token_file)})
@@ -135,7 +140,7 @@ class _Endpoint:
     options: tuple[tuple[str, str | int], ...]
 
 
-def _endpoint(socket: str | Path | None, target: str | None, tls: ClientTls | None) -> _Endpoint:
+def _endpoint(socket: PathArg | None, target: str | None, tls: ClientTls | None) -> _Endpoint:
     """Resolve the constructor's socket/target/tls into one endpoint.
 
     A TCP target without TLS is refused: the bearer token would cross the
@@ -300,9 +305,9 @@ class _ClientBase:
 
     def __init__(
         self,
-        socket: str | Path | None,
+        socket: PathArg | None,
         token: str | None,
-        token_file: Path | None,
+        token_file: PathArg | None,
         target: str | None,
         timeout: float,
         tls: ClientTls | None,
@@ -325,9 +330,9 @@ class WalletClient(_ClientBase):
 
     def __init__(
         self,
-        socket: str | Path | None = None,
+        socket: PathArg | None = None,
         token: str | None = None,
-        token_file: Path | None = None,
+        token_file: PathArg | None = None,
         target: str | None = None,
         timeout: float = 10.0,
         tls: ClientTls | None = None,
@@ -439,9 +444,9 @@ class AsyncWalletClient(_ClientBase):
 
     def __init__(
         self,
-        socket: str | Path | None = None,
+        socket: PathArg | None = None,
         token: str | None = None,
-        token_file: Path | None = None,
+        token_file: PathArg | None = None,
         target: str | None = None,
         timeout: float = 10.0,
         tls: ClientTls | None = None,

@@ -2,12 +2,16 @@
 
 Prints where everything listens, then waits for Ctrl-C or SIGTERM and shuts down cleanly.
 Everything binds 127.0.0.1 on free ports; the keys involved are anvil's public dev keys.
+
+``python -m walletd.devnet sample-demand [--url URL] [--amount USD] [--pay-to ADDRESS]``
+only prints a sample PAYMENT-REQUIRED value like the paid API's (see walletd.devnet.sample).
 """
 
 from __future__ import annotations
 
 import argparse
 import signal
+import sys
 import threading
 from collections.abc import Sequence
 from types import FrameType
@@ -48,7 +52,12 @@ def _stop_event() -> threading.Event:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Start the devnet, print its coordinates, run until told to stop."""
-    args = _parse_args(argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    if given[:1] == ["sample-demand"]:
+        from walletd.devnet.sample import main as sample_main
+
+        return sample_main(given[1:])
+    args = _parse_args(given)
     stop = _stop_event()
     with Devnet(pay_to=args.pay_to, api_keys=args.api_key) as devnet:
         for address in args.fund:

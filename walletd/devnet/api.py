@@ -31,6 +31,7 @@ authorization stays valid on chain until its ``validBefore``.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -610,6 +611,8 @@ class Faults:
       withheld, so the client cannot tell from the answer that it paid.
     * ``drop_connection_after_settle``: once, after a settlement, send a 200 status line and
       headers (without ``PAYMENT-RESPONSE``) and close the connection without a body.
+    * ``answer_delay_seconds``: wait this long before handling every request (any path but
+      ``/_devnet/``), as a slow or stuck upstream would; nothing is paid while waiting.
     """
 
     status_before_payment: int | None = None
@@ -617,6 +620,7 @@ class Faults:
     retry_after_seconds: int | None = None
     fail_after_settle_status: int | None = None
     drop_connection_after_settle: bool = False
+    answer_delay_seconds: float = 0.0
     _lock: threading.Lock = field(
         default_factory=threading.Lock, init=False, repr=False, compare=False
     )
@@ -649,6 +653,7 @@ class Faults:
             self.retry_after_seconds = None
             self.fail_after_settle_status = None
             self.drop_connection_after_settle = False
+            self.answer_delay_seconds = 0.0
 
 
 class ConnectionDroppedError(Exception):
@@ -834,6 +839,8 @@ class _Gateway:
         self, scope: Scope, receive: Receive, send: Send, authorization: str | None
     ) -> None:
         """Pick the fault, key or payment path for one request."""
+        if self._faults.answer_delay_seconds > 0:
+            await asyncio.sleep(self._faults.answer_delay_seconds)
         injected = self._faults.take_status_before_payment()
         if injected is not None:
             status, retry_after = injected

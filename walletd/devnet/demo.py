@@ -3,10 +3,12 @@
 ``make demo`` runs ``python -m walletd.devnet.demo``. It starts anvil with our
 test USDC at Base's address, the reference x402 facilitator and a
 Cluster-Protocol-style paid API, then sets up walletd exactly as an operator
-would (``walletd init``, ``client add``, ``budget set``, ``serve``), funds the
-wallet, makes a paid chat, a streamed chat and an image generation, prints the
-on-chain balances before and after and the ledger, and stops everything it
-started. Nothing leaves loopback.
+would (``walletd init``, ``client add``, ``budget set``, ``serve --rpc-url``),
+funds the wallet, makes a paid chat, a streamed chat and an image generation,
+runs one reconcile pass (``walletd reconcile``: each payment is checked on
+chain), prints the on-chain balances before and after and the ledger, checks
+that the ledger's settled payments add up to what moved on chain, and stops
+everything it started. Nothing leaves loopback.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from walletd.client import PaymentView, WalletClient
+from walletd.client import PaymentView, Tally, WalletClient
 from walletd.devnet import chain as devchain
 from walletd.devnet.servers import Devnet
 from walletd.domain.money import format_usd
@@ -42,10 +44,26 @@ class Walletd:
     address: str
     token_file: Path
     proc: subprocess.Popen[bytes]
+    env: dict[str, str]
+    rpc_url: str
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
 
     @property
     def socket(self) -> Path:
-        return self.root / "data" / "walletd.sock"
+        return self.data / "walletd.sock"
+
+    def reconcile(self) -> str:
+        """One reconcile pass, as an operator runs it (the daemon also runs one every 30 s)."""
+        print(f"$ walletd reconcile --data-dir {self.data} --rpc-url {self.rpc_url}")
+        out = _cli("reconcile", "--data-dir", str(self.data), "--rpc-url", self.rpc_url,
+                   env=self.env).strip()  # fmt: skip
+        print(f"  {out}")
+        if out.startswith("checked 0 "):
+            print("  (the daemon's own reconcile pass, every 30 s, had already checked them)")
+        return out
 
 
 def _cli(*args: str, env: dict[str, str]) -> str:
@@ -62,7 +80,7 @@ def _step(text: str) -> None:
 
 
 @contextmanager
-def _walletd(root: Path) -> Iterator[Walletd]:
+def _walletd(root: Path, rpc_url: str) -> Iterator[Walletd]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WALLETD_")}
     data = root / "data"
     passfile = root / "passphrase"
@@ -82,13 +100,13 @@ def _walletd(root: Path) -> Iterator[Walletd]:
     log = (root / "walletd.log").open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "walletd", "serve", "--data-dir", str(data),
-         "--passphrase-file", str(passfile)],
+         "--passphrase-file", str(passfile), "--rpc-url", rpc_url],
         env=env, stdout=log, stderr=log,
     )  # fmt: skip
-    running = Walletd(root, address, token_file, proc)
+    running = Walletd(root, address, token_file, proc, env, rpc_url)
     try:
         _wait_ready(running)
-        print(f"$ walletd serve   (pid {proc.pid}, socket {running.socket})")
+        print(f"$ walletd serve --rpc-url {rpc_url}   (pid {proc.pid}, socket {running.socket})")
         yield running
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -124,11 +142,21 @@ def _print_balances(label: str, net: Devnet, wallet: str) -> tuple[int, int]:
 
 
 def _print_ledger(rows: list[PaymentView]) -> None:
-    print(f"  {'payment':<28} {'status':<19} {'amount':>10}  {'labels':<10} url")
+    print(f"  {'payment':<28} {'status':<10} {'amount':>10}  {'model':<14} url")
     for row in reversed(rows):
-        labels = ",".join(f"{k}={v}" for k, v in sorted(row.labels.items()))
-        print(f"  {row.payment_id:<28} {row.status:<19} {format_usd(row.amount):>10}  "
-              f"{labels:<10} {row.url}")  # fmt: skip
+        model = row.labels.get("model", "")
+        print(f"  {row.payment_id:<28} {row.status:<10} {format_usd(row.amount):>10}  "
+              f"{model:<14} {row.url}")  # fmt: skip
+
+
+def _check_settled(rows: list[PaymentView], confirmed: Tally, moved: int) -> None:
+    """Every payment settled, confirmed on chain by its transaction, adding up to ``moved``."""
+    print(f"  confirmed on chain: {confirmed.count} payments, {format_usd(confirmed.amount)} USDC")
+    open_rows = [r.payment_id for r in rows if r.status != "settled"]
+    if open_rows:
+        raise SystemExit(f"payments not settled after reconciling: {', '.join(open_rows)}")
+    if (confirmed.count, confirmed.amount) != (len(rows), moved):
+        raise SystemExit("the ledger's confirmed payments and the chain disagree")
 
 
 def main() -> None:
@@ -143,14 +171,17 @@ def main() -> None:
             print(f"  anvil {net.rpc_url} (pid {net.anvil.pid})")
             print(f"  paid API {net.api.base_url}  (chat $0.003, image $0.02)")
             _step("setting up walletd (SQLite ledger)")
-            with _walletd(root) as wd:
+            with _walletd(root, net.rpc_url) as wd:
                 devchain.mint(net.w3, wd.address, FUNDING)
                 _step("balances before")
                 before = _print_balances("before", net, wd.address)
                 _step("paying for requests through walletd")
                 with WalletClient(socket=wd.socket, token_file=wd.token_file) as wallet:
                     demo_requests.run(net.api.base_url, wallet, MODEL, IMAGE_MODEL, root)
+                    _step("checking every payment on chain")
+                    wd.reconcile()
                     rows = wallet.list_payments()
+                    confirmed = wallet.get_spend_report().totals.confirmed
                 _step("balances after")
                 after = _print_balances("after", net, wd.address)
                 spent = before[0] - after[0]
@@ -160,6 +191,7 @@ def main() -> None:
                 _print_ledger(rows)
                 if spent != sum(r.amount for r in rows) or after[1] - before[1] != spent:
                     raise SystemExit("on-chain transfers and the ledger disagree")
+                _check_settled(rows, confirmed, spent)
         _step(f"done in {time.monotonic() - started:.1f} s; everything started has stopped")
     finally:
         shutil.rmtree(root, ignore_errors=True)
