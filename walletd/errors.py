@@ -35,7 +35,10 @@ use it without the daemon's dependencies::
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, overload
 
 
 class WalletdError(Exception):
@@ -55,6 +58,28 @@ class WalletdError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+class Detail:
+    """An error's attribute that reads one of its ``details`` ("" when absent)::
+
+    class PolicyDeniedError(RefusedError):
+        rule = Detail("The name of the rule that refused the demand.")
+    """
+
+    def __init__(self, doc: str) -> None:
+        self.__doc__ = doc
+        self.name = ""
+
+    def __set_name__(self, owner: type[WalletdError], name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, obj: None, owner: Any) -> Detail: ...
+    @overload
+    def __get__(self, obj: WalletdError, owner: Any) -> str: ...
+    def __get__(self, obj: WalletdError | None, owner: Any) -> Detail | str:
+        return self if obj is None else obj.details.get(self.name, "")
 
 
 class RefusedError(WalletdError):
@@ -77,10 +102,7 @@ class PolicyDeniedError(RefusedError):
     reason = "POLICY_DENIED"
     grpc_code = "PERMISSION_DENIED"
 
-    @property
-    def rule(self) -> str:
-        """The name of the rule that refused the demand."""
-        return self.details.get("rule", "")
+    rule = Detail("The name of the rule that refused the demand.")
 
 
 class BudgetExceededError(RefusedError):
@@ -252,3 +274,13 @@ def error_class_for_reason(reason: str) -> type[WalletdError]:
         if cls.reason == reason:
             return cls
     return WalletdError
+
+
+def read_named_file(path: str | os.PathLike[str], what: str) -> bytes:
+    """The bytes of a file a user named, or InvalidRequestError saying which and why."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise InvalidRequestError(
+            f"cannot read {what} {path}: {exc.strerror}", {"path": str(path)}
+        ) from exc
