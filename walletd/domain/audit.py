@@ -271,7 +271,7 @@ class Break:
 
 @dataclass(frozen=True)
 class AuditResult:
-    """The outcome of recomputing both chains."""
+    """The outcome of recomputing every chain, the client and wallet rows and the running totals."""
 
     events: int
     decisions: int
