@@ -67,7 +67,10 @@ def run(
             store, signer, settings.limits(), settings.proof_headers(), transfer_opener(settings),
             funds=funds, receipt_timeout_s=settings.direct_receipt_timeout_seconds,
         )  # fmt: skip
-        service = WalletService(store, signer, settings.limits(), funds=funds, direct=direct)
+        chain = chain_opener(settings) if settings.rpc_url else None
+        service = WalletService(
+            store, signer, settings.limits(), funds=funds, direct=direct, chain=chain
+        )
         api: WalletApi = service
         if metrics:
             api, metrics_server = _serve_metrics(metrics, service, store, funds, signer.address)

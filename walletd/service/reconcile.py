@@ -394,6 +394,21 @@ def _already_final_on_chain(chain: ChainReader, row: TrackedPayment) -> Decision
     return Decision(PaymentStatus.SETTLED, "authorization_used_on_chain", data, used)
 
 
+def answer_lost_decision(chain: ChainReader, row: TrackedPayment) -> Decision | None:
+    """For a payment a server just refused: the decision if the chain already used it.
+
+    A retry of a request whose first attempt settled re-sends the same
+    authorization, and the server refuses it as already used: the money moved,
+    only the answer was lost. Returns None when the authorization is unused (a
+    real refusal) or when the row is not an authorization on this chain.
+    """
+    if row.kind == KIND_TRANSFER or row.network != chain.network.caip2:
+        return None
+    if not chain.authorization_state(row.payer, row.nonce):
+        return None
+    return _already_final_on_chain(chain, row)
+
+
 def cancel_payment(
     store: Store,
     chain: ChainReader,
@@ -405,10 +420,12 @@ def cancel_payment(
     """Cancel a payment's authorization on chain; return the payment's status afterwards.
 
     Re-running after a crash is safe: an authorization the chain already shows
-    as cancelled (or used) is recorded as such without sending anything.
+    as cancelled (or used) is recorded as such without sending anything; one
+    already used (the server settled it) is recorded ``settled`` and refused.
 
     Raises:
-        NotFoundError, InvalidRequestError: not this wallet's, or not cancellable.
+        NotFoundError, InvalidRequestError: not this wallet's, not cancellable, or
+            already settled on chain (then the ledger is moved to ``settled``).
         ChainError: the node failed, or the cancel reverted (e.g. the server won the race).
     """
     with store.read() as tx:
@@ -419,6 +436,14 @@ def cancel_payment(
     if chain.authorization_state(row.payer, row.nonce):
         decision = _already_final_on_chain(chain, row)
         apply_decision(store, row, decision, clock())
+        if decision.target == PaymentStatus.SETTLED:
+            used_tx = decision.settled_tx or ""
+            where = f" in {used_tx}" if used_tx else ""
+            raise InvalidRequestError(
+                f"payment {row.id} was already settled on chain{where}: nothing was cancelled "
+                "(the ledger now shows it settled)",
+                {"payment_id": row.id, "status": PaymentStatus.SETTLED, "tx": used_tx},
+            )
         return decision.target
     if chain.block_timestamp() >= row.valid_before:
         raise InvalidRequestError(f"payment {row.id} is past validBefore: `walletd reconcile`")

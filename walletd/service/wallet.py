@@ -21,7 +21,7 @@ from functools import lru_cache
 from urllib.parse import urlsplit
 
 from walletd.db.ledger import LedgerTx, NewDecision, NewPayment, Store, StoredPayment
-from walletd.domain import policy
+from walletd.domain import lifecycle, policy
 from walletd.domain.budget import BudgetState, window_states
 from walletd.domain.demand import Demand, Requirement, decode_demand
 from walletd.domain.direct import DirectDemand, as_demand, parse_direct
@@ -42,6 +42,7 @@ from walletd.errors import (
     IdempotencyConflictError,
     InvalidRequestError,
     NotFoundError,
+    PaidAnswerLostError,
     StorageError,
     UnauthenticatedError,
     WalletdError,
@@ -50,8 +51,8 @@ from walletd.service import outcome, report
 from walletd.service.clock import now_ms
 from walletd.service.direct import DirectPayments, DirectRequest, Pending
 from walletd.service.group import GroupCommit
-from walletd.service.ports import Signer
-from walletd.service.reconcile import FundsCache, require_funds
+from walletd.service.ports import ChainReader, Signer
+from walletd.service.reconcile import Decision, FundsCache, answer_lost_decision, require_funds
 from walletd.service.tokens import hash_token
 
 log = logging.getLogger("walletd.pay")
@@ -196,8 +197,11 @@ class WalletService:
         clock: Callable[[], int] = now_ms,
         funds: FundsCache | None = None,
         direct: DirectPayments | None = None,
+        chain: Callable[[], ChainReader] | None = None,
     ) -> None:
         self._store = store
+        self._chain = chain
+        """Opens a chain reader (the daemon's RPC); None without one."""
         self._funds = funds
         self._direct = direct
         self._signer = signer
@@ -485,10 +489,17 @@ class WalletService:
     ) -> str:
         """Record what the client saw after paying; return the payment's status.
 
+        A refusal (a 402 after paying, ``success: false``) is checked on chain
+        at once when the daemon has an RPC: if the authorization is already
+        used, the payment is recorded ``settled`` and PaidAnswerLostError tells
+        the caller that it paid and only the answer was lost.
+
         Raises:
             NotFoundError: no such payment for this caller.
+            PaidAnswerLostError: the server refused a payment the chain shows settled.
         """
         seen = outcome.decode_outcome(http_status, payment_response)
+        lost = self._answer_lost(caller, payment_id) if outcome.refused(seen) else None
         now = self._clock()
         with self._store.write() as tx:
             row = tx.payment(payment_id)
@@ -497,14 +508,53 @@ class WalletService:
             claimed = outcome.claimed_tx(seen)
             if claimed:
                 tx.record_reported_tx(payment_id, claimed)
-            status = outcome.next_status(row.status, seen)
+            status, cause = outcome.next_status(row.status, seen), "client_report"
+            facts, settled_tx = seen.as_data(), None
+            if lost is not None and lifecycle.may_move(row.status, lost.target):
+                status, cause, settled_tx = lost.target, lost.cause, lost.settled_tx
+                facts |= lost.data
             moved = status != row.status and tx.move(
-                payment_id, row.status, status, now, "client_report", seen.as_data()
+                payment_id, row.status, status, now, cause, facts, settled_tx=settled_tx
             )
             if not moved:
                 status = row.status
                 tx.add_event(payment_id, now, status, "client_report", seen.as_data())
+        if outcome.refused(seen) and status == PaymentStatus.SETTLED:
+            raise self._answer_lost_error(payment_id, seen, lost)
         return status
+
+    def _answer_lost(self, caller: Caller, payment_id: str) -> Decision | None:
+        """The on-chain decision for a refused payment the chain already used, if any.
+
+        Read outside any write transaction; a node that fails leaves the report
+        as it would be without one (the reconciler decides later).
+        """
+        if self._chain is None:
+            return None
+        with self._store.read() as tx:
+            row = tx.tracked_payment(payment_id)
+        if row.client_id != caller.client_id:
+            raise NotFoundError(f"no payment {payment_id!r}")
+        if row.status not in (PaymentStatus.SIGNED, PaymentStatus.REJECTED):
+            return None
+        try:
+            return answer_lost_decision(self._chain(), row)
+        except ChainError as err:
+            log.warning("payment %s: refusal not checked on chain: %s", row.id, err.message)
+            return None
+
+    @staticmethod
+    def _answer_lost_error(
+        payment_id: str, seen: outcome.Outcome, lost: Decision | None
+    ) -> PaidAnswerLostError:
+        tx = (lost.settled_tx if lost is not None else None) or ""
+        where = f" in {tx}" if tx else ""
+        return PaidAnswerLostError(
+            f"payment {payment_id} went through on chain{where}, but the server refused the "
+            f"request (HTTP {seen.http_status}) and its answer is lost; sending the request "
+            "again is a new payment",
+            {"payment_id": payment_id, "tx": tx, "server_reason": seen.error_reason},
+        )
 
     def get_budget(self, caller: Caller) -> BudgetState:
         """What remains in each of the caller's windows and the global ones."""
