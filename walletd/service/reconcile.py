@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -34,6 +35,7 @@ from typing import Any
 from walletd.db.ledger import Store, TrackedPayment
 from walletd.domain import lifecycle
 from walletd.domain.direct import KIND_TRANSFER
+from walletd.domain.money import format_usd
 from walletd.domain.payment import PaymentStatus
 from walletd.errors import ChainError, InsufficientFundsError, InvalidRequestError, WalletdError
 from walletd.service.clock import now_ms
@@ -267,18 +269,29 @@ def apply_decision(store: Store, row: TrackedPayment, decision: Decision, at_ms:
 # ---------------------------------------------------------------------------- funds
 
 
+REFRESH_MIN_AGE_S = 1.0
+"""A balance read this recently is not read again before refusing for funds."""
+
+
 class FundsCache:
     """The wallet's last USDC balance read from chain: written by the loop, read by Pay.
 
-    Pay never calls the node (it runs inside the ledger's write lock), so it
-    judges funds by this cached value less the authorizations still counted;
-    with no value yet (no RPC, or the node never answered) Pay does not check.
+    Pay never calls the node inside the ledger's write lock, so it judges funds
+    by this cached value less the authorizations still counted; with no value
+    yet (no RPC, or the node never answered) Pay does not check. Before it
+    *refuses* for funds, Pay reads the balance afresh through ``source`` (set
+    by the daemon), outside the lock, at most once per ``REFRESH_MIN_AGE_S``:
+    a wallet funded since the loop's last pass pays at once.
     """
 
-    def __init__(self, low_balance: int = 0) -> None:
+    def __init__(self, low_balance: int = 0, source: Callable[[], int] | None = None) -> None:
         self.low_balance = low_balance
+        self.source = source
+        """Reads the balance from chain now (may raise ChainError); None: no refresh."""
         self._lock = threading.Lock()
+        self._refresh_lock = threading.Lock()
         self._balance: int | None = None
+        self._read_at: float | None = None
 
     def balance(self) -> int | None:
         """The last balance read, or None before the first read."""
@@ -289,10 +302,57 @@ class FundsCache:
         """Store a fresh balance; warn when it is under the low-balance threshold."""
         with self._lock:
             self._balance = balance
+            self._read_at = time.monotonic()
         if balance < self.low_balance:
             log.warning(
                 "low USDC balance: %d < threshold %d (atomic units)", balance, self.low_balance
             )
+
+    def can_refresh(self) -> bool:
+        """Whether ``refresh`` would read the chain (a source, and no read just now)."""
+        with self._lock:
+            read_at = self._read_at
+        recent = read_at is not None and time.monotonic() - read_at < REFRESH_MIN_AGE_S
+        return self.source is not None and not recent
+
+    def refresh(self) -> int | None:
+        """Read the balance from chain now (unless one just did); the balance after.
+
+        A node that fails leaves the cached value (Pay then judges by it).
+        Concurrent callers share one read.
+        """
+        with self._refresh_lock:
+            if self.source is not None and self.can_refresh():
+                try:
+                    self.update(self.source())
+                except WalletdError as err:
+                    log.warning("balance not refreshed: %s: %s", err.reason, err.message)
+        return self.balance()
+
+
+def funds_shortfall(
+    cache: FundsCache | None, outstanding: int, amount: int
+) -> InsufficientFundsError | None:
+    """The refusal when the wallet's USDC, less what it already promised, cannot cover ``amount``.
+
+    None when it can, or when the balance is unknown. The message gives the
+    figures in USD; ``details`` in atomic units.
+    """
+    balance = cache.balance() if cache is not None else None
+    if balance is None or outstanding + amount <= balance:
+        return None
+    available = max(balance - outstanding, 0)
+    return InsufficientFundsError(
+        f"insufficient USDC: {format_usd(available)} USD available (balance "
+        f"{format_usd(balance)} less {format_usd(outstanding)} outstanding in authorizations "
+        f"not yet settled or released), {format_usd(amount)} USD asked",
+        {
+            "balance": str(balance),
+            "outstanding": str(outstanding),
+            "available": str(available),
+            "requested": str(amount),
+        },
+    )
 
 
 def require_funds(cache: FundsCache | None, outstanding: int, amount: int) -> None:
@@ -301,13 +361,9 @@ def require_funds(cache: FundsCache | None, outstanding: int, amount: int) -> No
     Raises:
         InsufficientFundsError: with the balance, outstanding and requested amounts.
     """
-    balance = cache.balance() if cache is not None else None
-    if balance is None or outstanding + amount <= balance:
-        return
-    raise InsufficientFundsError(
-        "USDC balance less outstanding authorizations cannot cover this payment",
-        {"balance": str(balance), "outstanding": str(outstanding), "requested": str(amount)},
-    )
+    short = funds_shortfall(cache, outstanding, amount)
+    if short is not None:
+        raise short
 
 
 # --------------------------------------------------------------------------- the loop

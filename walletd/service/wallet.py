@@ -52,7 +52,7 @@ from walletd.service.clock import now_ms
 from walletd.service.direct import DirectPayments, DirectRequest, Pending
 from walletd.service.group import GroupCommit
 from walletd.service.ports import ChainReader, Signer
-from walletd.service.reconcile import Decision, FundsCache, answer_lost_decision, require_funds
+from walletd.service.reconcile import Decision, FundsCache, answer_lost_decision, funds_shortfall
 from walletd.service.tokens import hash_token
 
 log = logging.getLogger("walletd.pay")
@@ -126,6 +126,8 @@ class _Attempt:
     choice: policy.Choice | None = None
     transfer: Pending | None = None
     """A direct transfer recorded by ``_pay``, whose outcome ``pay`` still has to follow."""
+    funds_refreshed: bool = False
+    """True once the balance was read afresh for this Pay (it is refused on funds only then)."""
     refusal: WalletdError | None = None
     """The refusal the Pay transaction wrote to the decision log (if its commit fails, not)."""
     recorded: bool = False
@@ -142,6 +144,14 @@ class _Attempt:
             return "", 0
         cheapest = min(entries, key=lambda e: e.amount)
         return cheapest.pay_to, cheapest.amount
+
+
+class _StaleFunds(Exception):
+    """Pay would refuse for funds on a balance not read just now: refresh it and run again.
+
+    Not a WalletdError: the job returns it (it wrote nothing), and ``_pay``
+    reads the balance outside the transaction before the second run.
+    """
 
 
 @dataclass(frozen=True)
@@ -287,10 +297,16 @@ class WalletService:
         intent = _Intent(caller, cmd, host, demand, fingerprint, attempt)
         try:
             outcome = self._writes.run(lambda tx: self._pay_job(tx, intent))
+            if isinstance(outcome, _StaleFunds) and self._funds is not None:
+                self._funds.refresh()  # outside the transaction: the node may be slow
+                attempt.funds_refreshed = True
+                outcome = self._writes.run(lambda tx: self._pay_job(tx, intent))
         except StorageError:
             if attempt.refusal is not None:  # refused, but the commit of its record failed
                 raise attempt.refusal from None
             raise
+        if isinstance(outcome, _StaleFunds):  # unreachable: the second run has funds_refreshed
+            raise RuntimeError("Pay asked twice for a fresh balance")
         if isinstance(outcome, WalletdError):
             attempt.recorded = True
             raise outcome
@@ -305,10 +321,12 @@ class WalletService:
             )
         return outcome
 
-    def _pay_job(self, tx: LedgerTx, intent: _Intent) -> PayReceipt | WalletdError:
+    def _pay_job(self, tx: LedgerTx, intent: _Intent) -> PayReceipt | WalletdError | _StaleFunds:
         """One Pay inside a (group) write transaction; a refusal is logged there and returned."""
         try:
             return self._pay_in(tx, intent)
+        except _StaleFunds as stale:  # nothing written, nothing logged: refresh and run again
+            return stale
         except (AuthError, StorageError):
             raise
         except WalletdError as err:
@@ -342,9 +360,13 @@ class WalletService:
         )
         choice = attempt.choice = policy.choose(demand, ctx)
         if self._funds is not None:
-            require_funds(
+            short = funds_shortfall(
                 self._funds, tx.outstanding(self._signer.address)[1], choice.requirement.amount
             )
+            if short is not None and not attempt.funds_refreshed and self._funds.can_refresh():
+                raise _StaleFunds
+            if short is not None:
+                raise short
         new = self._sign(client.id, cmd, intent.host, intent.fingerprint, choice, demand, now)
         with tx.pipelined():  # the row, its event, totals and decision: one round trip
             tx.add_payment(new, PaymentStatus.SIGNED, "pay")
