@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 from walletd.db.ledger import LedgerTx, NewDecision, NewPayment, Store, StoredPayment
 from walletd.domain import lifecycle, policy
 from walletd.domain.budget import BudgetState, window_states
-from walletd.domain.demand import Demand, Requirement, decode_demand
+from walletd.domain.demand import Demand, InvalidEntry, Requirement, decode_demand
 from walletd.domain.direct import DirectDemand, as_demand, parse_direct
 from walletd.domain.eip3009 import Authorization, authorization_digest, payment_header
 from walletd.domain.money import MAX_AMOUNT
@@ -133,17 +133,26 @@ class _Attempt:
     recorded: bool = False
     """True once the refusal is committed to the decision log."""
 
-    def subject(self) -> tuple[str, int]:
-        """The payee and amount walletd would have paid: the choice, else the cheapest entry."""
+    def subject(self, err: WalletdError | None = None) -> tuple[str, int]:
+        """The payee and amount walletd was asked to pay, as far as the demand says.
+
+        The amount a budget or funds check refused (``requested``), else the
+        chosen entry, else the cheapest well-formed entry, else the cheapest
+        amount that could be read from a malformed one; 0 only when none is known.
+        """
+        requested = err.details.get("requested", "") if err is not None else ""
         if self.choice is not None:
             return self.choice.requirement.pay_to, self.choice.requirement.amount
-        entries = [
-            e for e in (self.demand.entries if self.demand else ()) if isinstance(e, Requirement)
-        ]
-        if not entries:
-            return "", 0
-        cheapest = min(entries, key=lambda e: e.amount)
-        return cheapest.pay_to, cheapest.amount
+        entries = self.demand.entries if self.demand else ()
+        valid = [e for e in entries if isinstance(e, Requirement)]
+        if valid:
+            cheapest = min(valid, key=lambda e: e.amount)
+            if requested.isdigit():  # the budget judged this amount, not the cheapest overall
+                asked = [e for e in valid if e.amount == int(requested)]
+                cheapest = asked[0] if asked else cheapest
+            return cheapest.pay_to, cheapest.amount
+        known = [e.amount for e in entries if isinstance(e, InvalidEntry) and e.amount is not None]
+        return "", min(known) if known else 0
 
 
 class _StaleFunds(Exception):
@@ -425,7 +434,7 @@ class WalletService:
         self, caller: Caller, cmd: PayCommand, attempt: _Attempt, err: WalletdError
     ) -> NewDecision:
         """The decision-log entry of a refusal (logged here too)."""
-        payee, amount = attempt.subject()
+        payee, amount = attempt.subject(err)
         rule = _refusal_rule(err)
         decision = NewDecision(
             at_ms=self._clock(),
