@@ -63,11 +63,17 @@ def run(
         store = Store(engines)
         require_current_key(store, signer.address)  # not a key rotated away, e.g. on a replica
         funds = _funds_cache(settings, metrics)
+        if funds is not None:  # Pay reads the balance afresh before refusing for funds
+            read_chain = chain_opener(settings)
+            funds.source = lambda: read_chain().usdc_balance(signer.address)
         direct = DirectPayments(
             store, signer, settings.limits(), settings.proof_headers(), transfer_opener(settings),
             funds=funds, receipt_timeout_s=settings.direct_receipt_timeout_seconds,
         )  # fmt: skip
-        service = WalletService(store, signer, settings.limits(), funds=funds, direct=direct)
+        chain = chain_opener(settings) if settings.rpc_url else None
+        service = WalletService(
+            store, signer, settings.limits(), funds=funds, direct=direct, chain=chain
+        )
         api: WalletApi = service
         if metrics:
             api, metrics_server = _serve_metrics(metrics, service, store, funds, signer.address)

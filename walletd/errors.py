@@ -21,6 +21,7 @@ use it without the daemon's dependencies::
     │   └── PermissionDeniedError         PERMISSION_DENIED     PERMISSION_DENIED
     ├── InvalidRequestError               INVALID_REQUEST       INVALID_ARGUMENT
     ├── NotFoundError                     NOT_FOUND             NOT_FOUND
+    ├── PaidAnswerLostError               PAID_ANSWER_LOST      DATA_LOSS
     ├── KeyStoreError                     KEYSTORE              FAILED_PRECONDITION
     │   └── WrongPassphraseError          WRONG_PASSPHRASE      FAILED_PRECONDITION
     ├── SchemaOutOfDateError              SCHEMA_OUT_OF_DATE    FAILED_PRECONDITION
@@ -159,6 +160,31 @@ class NotFoundError(WalletdError):
 
     reason = "NOT_FOUND"
     grpc_code = "NOT_FOUND"
+
+
+class PaidAnswerLostError(WalletdError):
+    """The payment went through on chain, but the server's answer to the request was lost.
+
+    Typically a retry after a timeout: the first attempt settled, the server's
+    answer never arrived, and the retry (same authorization) was refused as
+    already used (``invalid_exact_evm_nonce_already_used``). The chain shows the
+    authorization used, so the ledger records the payment ``settled``. Sending
+    the request again is a *new* payment. ``details``: ``payment_id``, ``tx``
+    (the settlement transaction, "" when the node could not find its log).
+    """
+
+    reason = "PAID_ANSWER_LOST"
+    grpc_code = "DATA_LOSS"
+
+    @property
+    def payment_id(self) -> str:
+        """walletd's id of the settled payment."""
+        return self.details.get("payment_id", "")
+
+    @property
+    def tx(self) -> str:
+        """The transaction that settled it, or "" when not found."""
+        return self.details.get("tx", "")
 
 
 class KeyStoreError(WalletdError):

@@ -153,9 +153,9 @@ def payment_cancel(
     settings = _settings(data_dir, config_path, db_url, rpc_url)
     store = open_store(settings)
     try:
-        reader = _reader(settings)
         with store.read() as tx:  # the payment's own payer: the current key or a retired one
-            payer = tx.tracked_payment(payment_id).payer
+            payer = tx.tracked_payment(payment_id).payer  # NotFoundError before any chain call
+        reader = _reader(settings)
         path = keystore_for(settings.data_dir, settings.keystore_path, payer)
         signer = LocalSigner(keystore.unlock(path, read_passphrase(passphrase_file)))
         result = cancel_payment(store, reader, Web3ChainSender(reader), signer, payment_id)

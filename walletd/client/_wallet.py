@@ -368,7 +368,11 @@ class WalletClient(_ClientBase):
         return _receipt(resp)
 
     def report_outcome(self, payment_id: str, http_status: int, payment_response: str = "") -> str:
-        """Tell the daemon what the paid request returned; returns the payment's status."""
+        """Tell the daemon what the paid request returned; returns the payment's status.
+
+        Raises PaidAnswerLostError when the server refused a payment that the
+        chain shows already used (the daemon has recorded it settled).
+        """
         req = pb.ReportOutcomeRequest(
             payment_id=payment_id, http_status=http_status, payment_response=payment_response
         )
@@ -494,7 +498,11 @@ class AsyncWalletClient(_ClientBase):
     async def report_outcome(
         self, payment_id: str, http_status: int, payment_response: str = ""
     ) -> str:
-        """Tell the daemon what the paid request returned; returns the payment's status."""
+        """Tell the daemon what the paid request returned; returns the payment's status.
+
+        Raises PaidAnswerLostError when the server refused a payment that the
+        chain shows already used (the daemon has recorded it settled).
+        """
         req = pb.ReportOutcomeRequest(
             payment_id=payment_id, http_status=http_status, payment_response=payment_response
         )
