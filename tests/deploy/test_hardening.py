@@ -73,17 +73,12 @@ def nobody_daemon(wallet_home: WalletHome) -> Iterator[subprocess.Popen[bytes]]:
         log.close()
 
 
-def _python_pid(launcher: subprocess.Popen[bytes]) -> int:
-    """setpriv execs python in place, so the launcher's pid is the daemon's."""
-    return launcher.pid
-
-
 @pytest.mark.slow
 @needs_root
 def test_the_daemon_is_not_dumpable_and_has_no_core_limit(
     nobody_daemon: subprocess.Popen[bytes],
 ) -> None:
-    pid = _python_pid(nobody_daemon)
+    pid = nobody_daemon.pid  # setpriv execs python in place: the same pid
     status = Path(f"/proc/{pid}/status").read_text()
     assert re.search(rf"^Uid:\s+{NOBODY}\b", status, re.M), status
     # The kernel gives a non-dumpable process's /proc files to root: uid 65534 cannot
@@ -124,9 +119,7 @@ def test_after_unlock_the_daemon_holds_one_copy_of_the_key_and_no_passphrase(
     wallet_home.admin("budget", "set", "svc", "--daily", "1")
     with WalletClient(socket=wallet_home.socket, token_file=token) as client:
         client.pay("k1", "GET", "http://127.0.0.1:9/v1/x", payment_required=demand_header())
-    key_copies, passphrase_copies = _memory_counts(
-        _python_pid(nobody_daemon), [key, PASSPHRASE.encode()]
-    )
+    key_copies, passphrase_copies = _memory_counts(nobody_daemon.pid, [key, PASSPHRASE.encode()])
     assert (key_copies, passphrase_copies) == (1, 0)
 
 
@@ -153,7 +146,7 @@ def test_metrics_bound_beyond_loopback_log_a_warning(caplog: pytest.LogCaptureFi
 
     from walletd import metrics
 
-    server = metrics.serve("0.0.0.0:0", CollectorRegistry())  # noqa: S104 - the point of the test
+    server = metrics.serve("0.0.0.0:0", CollectorRegistry())  # all interfaces: the point
     server.stop()
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert any("without authentication" in w and "not loopback" in w for w in warnings)
@@ -205,9 +198,8 @@ def test_a_socket_in_a_directory_others_can_write_is_refused(daemon: Daemon) -> 
 def test_a_missing_socket_fails_at_once_naming_the_path(tmp_path: Path) -> None:
     path = tmp_path / "walletd.sock"
     started = time.monotonic()
-    with pytest.raises(DaemonUnavailableError) as info:
-        with WalletClient(socket=path, token="t") as client:
-            client.pay("k", "GET", "http://127.0.0.1:9/x", payment_required="e30=")
+    with pytest.raises(DaemonUnavailableError) as info, WalletClient(socket=path, token="t") as c:
+        c.pay("k", "GET", "http://127.0.0.1:9/x", payment_required="e30=")
     assert time.monotonic() - started < 2
     assert f"nothing is listening at {path}" in str(info.value)
     token = tmp_path / "token"
