@@ -424,8 +424,8 @@ class _ClientBase:
         tls: ClientTls | None,
         socket_owner: int | str | None,
     ) -> None:
+        tok = load_token(token, token_file)  # local mistakes first, then the socket probe
         self._endpoint = _endpoint(socket, target, tls, socket_owner)
-        tok = load_token(token, token_file)
         self._metadata: tuple[tuple[str, str], ...] = (
             (("authorization", f"Bearer {tok}"),) if tok else ()
         )
