@@ -4,9 +4,10 @@ Python cannot promise that a secret exists exactly once: ``bytes`` are
 immutable, freed objects are not zeroed, and a str from a prompt is interned
 wherever CPython likes. What this module does control:
 
-* ``SecretBuffer`` is a fixed-size bytearray pinned by a ctypes view (so it
-  never moves or grows), ``mlock``ed where the OS allows (best effort: an
-  RLIMIT_MEMLOCK of 0 only logs), and zeroed by ``wipe``. The daemon decrypts
+* ``SecretBuffer`` is a small anonymous mapping of its own (so it never moves
+  or grows, and shares its page with nothing), ``mlock``ed where the OS allows
+  (best effort: a refused lock only logs), and zeroed by ``wipe`` (also when
+  it is garbage-collected). The daemon decrypts
   the wallet key straight into one, and the signer signs from it.
 * ``harden_process`` makes the process non-dumpable (``PR_SET_DUMPABLE`` 0: no
   core file, no ptrace or /proc/<pid>/mem by other unprivileged processes of
@@ -15,9 +16,11 @@ wherever CPython likes. What this module does control:
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import logging
+import mmap
 import resource
 import sys
 from dataclasses import dataclass
@@ -52,14 +55,15 @@ class SecretBuffer:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._buf = bytearray(size)
-        # A ctypes view exports the buffer, so the bytearray can no longer be resized.
+        # Its own anonymous mapping: page-aligned, never moved or resized, and not
+        # shared with other objects, so munlock on wipe cannot unlock anything else.
+        self._buf = mmap.mmap(-1, max(size, mmap.PAGESIZE))
         self._pin = (ctypes.c_char * size).from_buffer(self._buf)
         self.locked = _mlock(ctypes.addressof(self._pin), size)
 
     def view(self) -> memoryview:
         """A writable view of the whole buffer."""
-        return memoryview(self._buf)
+        return memoryview(self._buf)[: self.size]
 
     def wipe(self) -> None:
         """Zero the buffer (and unlock it)."""
@@ -71,6 +75,10 @@ class SecretBuffer:
                     ctypes.c_void_p(ctypes.addressof(self._pin)), ctypes.c_size_t(self.size)
                 )
             self.locked = False
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):  # at interpreter exit ctypes may be gone
+            self.wipe()
 
     def __repr__(self) -> str:
         return f"SecretBuffer(size={self.size}, locked={self.locked})"
