@@ -47,6 +47,7 @@ def test_a_direct_transfer_above_the_fee_cap_is_refused_with_its_reason(
         assert info.value.details["cap"] == str(CAP)
         assert int(info.value.details["needed"]) > CAP
         assert wallet.list_payments() == []  # nothing recorded, nothing counted as spent
+        assert all(w.spent == 0 for w in wallet.get_budget().windows)
     assert chain.w3.eth.get_transaction_count(home.address) == sent_before  # type: ignore[arg-type]
 
 
