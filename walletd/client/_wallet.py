@@ -167,9 +167,11 @@ def check_socket(path: Path, owner: int | str | None = None) -> None:
       socket's directory.
 
     Nothing is sent on the probe connection: the token only ever goes to a
-    daemon that passed these checks.
+    daemon that passed these checks. A symlink is followed: the checks apply to
+    the socket it points at.
     """
     details = {"socket": str(path)}
+    path = path.resolve()
     try:
         directory = os.stat(path.parent)
     except OSError as exc:
