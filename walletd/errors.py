@@ -15,10 +15,12 @@ use it without the daemon's dependencies::
     │   ├── BudgetExceededError           BUDGET_EXCEEDED       RESOURCE_EXHAUSTED
     │   ├── InsufficientFundsError        INSUFFICIENT_FUNDS    FAILED_PRECONDITION
     │   ├── FrozenError                   FROZEN                FAILED_PRECONDITION
+    │   ├── FeeTooHighError               FEE_TOO_HIGH          FAILED_PRECONDITION
     │   └── IdempotencyConflictError      IDEMPOTENCY_CONFLICT  ALREADY_EXISTS
     ├── AuthError
     │   ├── UnauthenticatedError          UNAUTHENTICATED       UNAUTHENTICATED
-    │   └── PermissionDeniedError         PERMISSION_DENIED     PERMISSION_DENIED
+    │   ├── PermissionDeniedError         PERMISSION_DENIED     PERMISSION_DENIED
+    │   └── UntrustedSocketError          UNTRUSTED_SOCKET      PERMISSION_DENIED
     ├── InvalidRequestError               INVALID_REQUEST       INVALID_ARGUMENT
     ├── NotFoundError                     NOT_FOUND             NOT_FOUND
     ├── PaidAnswerLostError               PAID_ANSWER_LOST      DATA_LOSS
@@ -120,6 +122,16 @@ class FrozenError(RefusedError):
     grpc_code = "FAILED_PRECONDITION"
 
 
+class FeeTooHighError(RefusedError):
+    """The node's gas fee is above ``[chain] max_fee_per_gas_wei``; nothing was signed.
+
+    ``details`` carry ``needed`` (base fee + tip the node asks, in wei) and ``cap``.
+    """
+
+    reason = "FEE_TOO_HIGH"
+    grpc_code = "FAILED_PRECONDITION"
+
+
 class IdempotencyConflictError(RefusedError):
     """The idempotency key was already used for a different demand."""
 
@@ -145,6 +157,18 @@ class PermissionDeniedError(AuthError):
     """The token lacks the scope for this call, or the object is another client's."""
 
     reason = "PERMISSION_DENIED"
+    grpc_code = "PERMISSION_DENIED"
+
+
+class UntrustedSocketError(AuthError):
+    """The daemon's Unix socket cannot be trusted: the client refused to talk to it.
+
+    Its directory is writable by others (anyone could have put it there), or the
+    socket file or the process listening on it belongs to another user than the
+    expected owner. Raised only by the client library, before any token is sent.
+    """
+
+    reason = "UNTRUSTED_SOCKET"
     grpc_code = "PERMISSION_DENIED"
 
 

@@ -134,15 +134,21 @@ class Daemon:
 
     def _wait_ready(self, timeout: float = 30) -> None:
         from walletd.client import WalletClient
+        from walletd.errors import DaemonUnavailableError
 
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(f"walletd serve exited {self.proc.returncode}: {self.logs()}")
             if self.home.socket.exists():
-                with WalletClient(socket=self.home.socket, token="probe", timeout=2) as c:
-                    if c.health():
-                        return
+                try:
+                    probe = WalletClient(socket=self.home.socket, token="probe", timeout=2)
+                except DaemonUnavailableError:  # the socket file exists before it accepts
+                    probe = None
+                if probe is not None:
+                    with probe as c:
+                        if c.health():
+                            return
             time.sleep(0.05)
         raise AssertionError(f"walletd serve not ready: {self.logs()}")
 

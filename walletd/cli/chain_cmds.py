@@ -25,7 +25,7 @@ def _rpc_option(func: click.decorators.FC) -> click.decorators.FC:
         "--rpc-url",
         default="",
         callback=http_url_check("http", "https"),
-        help="Chain JSON-RPC URL (default: [chain] rpc_url).",
+        help="Chain JSON-RPC URL (default: [chain] rpc_url); no API key here, it would show in ps.",
     )(func)
 
 
@@ -158,7 +158,8 @@ def payment_cancel(
         reader = _reader(settings)
         path = keystore_for(settings.data_dir, settings.keystore_path, payer)
         signer = LocalSigner(keystore.unlock(path, read_passphrase(passphrase_file)))
-        result = cancel_payment(store, reader, Web3ChainSender(reader), signer, payment_id)
+        sender = Web3ChainSender(reader, settings.max_fee_per_gas_wei)
+        result = cancel_payment(store, reader, sender, signer, payment_id)
     finally:
         store.engines.dispose()
     emit(as_json, {"payment_id": payment_id, "status": result}, [f"payment {payment_id} {result}"])
