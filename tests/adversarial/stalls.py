@@ -12,16 +12,22 @@ the test suite at a few hundred (``test_stress_smoke.py``, ``tests/rpc/test_limi
 
 from __future__ import annotations
 
+import os
 import resource
+import shutil
 import socket
 import sqlite3
 import struct
+import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.plugins.daemon import Daemon
 from walletd.client import WalletClient
 from walletd.domain.payment import MAX_LABELS, MAX_URL_BYTES
 from walletd.errors import WalletdError
@@ -29,8 +35,11 @@ from walletd.rpc.intake import REQUEST_WAIT_S
 
 PAY_PATH = "/walletd.v1.WalletService/Pay"
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-RESTALL_S = REQUEST_WAIT_S / 2
-"""How often each held connection opens a new stalled call (the daemon drops old ones)."""
+RESTALL_S = REQUEST_WAIT_S + 0.5
+"""How often each held connection opens a new stalled call: one is stalled on each at a time.
+
+More per connection would pass the daemon's call limit (``MAX_CONCURRENT_RPCS``):
+what that does is in docs/reliability.md."""
 URL = "http://127.0.0.1:9/v1/chat/completions"
 
 
@@ -120,6 +129,8 @@ class StallFigures:
     pays: Counter[str] = field(default_factory=Counter)
     latencies: list[float] = field(default_factory=list)
     oversized: Counter[str] = field(default_factory=Counter)
+    answered: int = 0
+    """The real client's Pays the service decided (each writes one decision row)."""
     extra_decisions: int | None = None
     daemon_fds: int = 0
     daemon_fd_limit: str = ""
@@ -235,8 +246,10 @@ def run_stalls(
             try:
                 payer.pay(f"stall-pay-{n}", "POST", URL, payment_required=demand)
                 figures.pays["paid"] += 1
+                figures.answered += 1
             except WalletdError as err:
-                figures.pays[err.reason] += 1
+                figures.pays[err.details.get("grpc_code", err.reason)] += 1
+                figures.answered += "grpc_code" not in err.details
             figures.latencies.append(time.monotonic() - t0)
             time.sleep(0.05)
 
@@ -250,9 +263,11 @@ def run_stalls(
     try:
         while time.monotonic() - started < seconds:
             _daemon_sample(pid, figures)
-            for stall in held:
+            for stall in held:  # spread out, so the daemon ends old calls as new ones come
+                if time.monotonic() - started >= seconds:
+                    break
                 stall.poke()
-            time.sleep(RESTALL_S)
+                time.sleep(RESTALL_S / len(held))
     finally:
         stop.set()
         for thread in threads:
@@ -264,5 +279,41 @@ def run_stalls(
         payer.close()
     after = _decisions(ledger)
     if before is not None and after is not None:
-        figures.extra_decisions = after - before - sum(figures.pays.values())
+        figures.extra_decisions = after - before - figures.answered
     return figures
+
+
+@contextmanager
+def own_daemon() -> Iterator[tuple[Daemon, str]]:
+    """A fresh data dir and ``walletd serve`` on it (as the daemon fixture); and a pay token."""
+    from tests.plugins.daemon import PASSPHRASE, WalletHome
+
+    root = Path(tempfile.mkdtemp(prefix="wd-", dir="/tmp"))
+    passfile = root / "passphrase"
+    passfile.write_text(PASSPHRASE + "\n")
+    passfile.chmod(0o600)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WALLETD_")}
+    env.pop("CREDENTIALS_DIRECTORY", None)
+    home = WalletHome(root, root / "data", passfile, env=env)
+    home.run("init", "--data-dir", str(home.data_dir), "--passphrase-file", str(passfile),
+             "--kdf-log-n", "10")  # fmt: skip
+    token = home.add_client("payer").read_text().strip()
+    home.admin("budget", "set", "payer", "--per-request", "0.01", "--daily", "1000")
+    daemon = Daemon(home)
+    try:
+        yield daemon, token
+    finally:
+        daemon.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def run_against_own_daemon(stalls: int, seconds: float, oversized: int = 40) -> StallFigures:
+    """``run_stalls`` against a daemon of its own, on its SQLite ledger."""
+    from tests.plugins.daemon import demand_header
+
+    with own_daemon() as (daemon, token):
+        home = daemon.home
+        return run_stalls(
+            home.socket, token, demand_header("1000"), stalls=stalls, seconds=seconds,
+            oversized=oversized, pid=daemon.proc.pid, ledger=home.data_dir / "walletd.db",
+        )  # fmt: skip
