@@ -90,6 +90,7 @@ class Stall:
         self.connect()
 
     def connect(self) -> None:
+        """Open the connection and its first stalled call; ``sock`` stays None if refused."""
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.settimeout(2.0)
@@ -97,21 +98,20 @@ class Stall:
             sock.sendall(stall_opening())
         except OSError:
             sock.close()
-            raise
+            return
         self.sock, self.stream = sock, 1
 
     def poke(self) -> None:
-        self.stream += 2
-        try:
-            assert self.sock is not None
-            self.sock.sendall(stalled_headers(self.stream))
-        except OSError:
-            self.close()
-            self.reconnects += 1
+        """Open the next stalled call, or re-connect when the daemon closed the connection."""
+        if self.sock is not None:
+            self.stream += 2
             try:
-                self.connect()
+                self.sock.sendall(stalled_headers(self.stream))
+                return
             except OSError:
-                self.sock = None
+                self.close()
+        self.reconnects += 1
+        self.connect()
 
     def close(self) -> None:
         if self.sock is not None:
@@ -156,7 +156,7 @@ class StallFigures:
     def render(self) -> str:
         return (
             f"stalled connections held: {self.stalls} for {self.seconds:.0f} s "
-            f"(re-opened after the daemon closed them: {self.reconnects})\n"
+            f"(re-opened after the daemon closed or refused them: {self.reconnects})\n"
             f"real client Pays: {dict(self.pays)}; latency p50 {self.quantile(0.5) * 1000:.0f} ms, "
             f"p99 {self.quantile(0.99) * 1000:.0f} ms, max {max(self.latencies or [0]) * 1000:.0f} ms\n"
             f"oversized requests: {dict(self.oversized)}; decision rows they wrote: "
@@ -284,8 +284,11 @@ def run_stalls(
 
 
 @contextmanager
-def own_daemon() -> Iterator[tuple[Daemon, str]]:
-    """A fresh data dir and ``walletd serve`` on it (as the daemon fixture); and a pay token."""
+def own_daemon(nofile: int | None = None) -> Iterator[tuple[Daemon, str]]:
+    """A fresh data dir and ``walletd serve`` on it (as the daemon fixture); and a pay token.
+
+    ``nofile`` caps the daemon's open files (soft and hard), as a host with a low limit would.
+    """
     from tests.plugins.daemon import PASSPHRASE, WalletHome
 
     root = Path(tempfile.mkdtemp(prefix="wd-", dir="/tmp"))
@@ -299,7 +302,7 @@ def own_daemon() -> Iterator[tuple[Daemon, str]]:
              "--kdf-log-n", "10")  # fmt: skip
     token = home.add_client("payer").read_text().strip()
     home.admin("budget", "set", "payer", "--per-request", "0.01", "--daily", "1000")
-    daemon = Daemon(home)
+    daemon = Daemon(home, nofile=nofile)
     try:
         yield daemon, token
     finally:
@@ -307,11 +310,13 @@ def own_daemon() -> Iterator[tuple[Daemon, str]]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def run_against_own_daemon(stalls: int, seconds: float, oversized: int = 40) -> StallFigures:
+def run_against_own_daemon(
+    stalls: int, seconds: float, oversized: int = 40, nofile: int | None = None
+) -> StallFigures:
     """``run_stalls`` against a daemon of its own, on its SQLite ledger."""
     from tests.plugins.daemon import demand_header
 
-    with own_daemon() as (daemon, token):
+    with own_daemon(nofile) as (daemon, token):
         home = daemon.home
         return run_stalls(
             home.socket, token, demand_header("1000"), stalls=stalls, seconds=seconds,

@@ -250,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=None, help="crash-loop seed")
     parser.add_argument("--stalls", type=int, default=1200, help="stalled connections (0 skips)")
     parser.add_argument("--stall-seconds", type=float, default=60.0, help="how long to hold them")
+    parser.add_argument("--stall-nofile", type=int, default=0,
+                        help="the stalled daemon's open-file limit (0: inherited)")  # fmt: skip
     parser.add_argument("--figures", type=Path, help="also merge the figures into this JSON file")
     parser.add_argument("--smoke", action="store_true", help="a tiny run: " + " ".join(SMOKE))
     raw = list(sys.argv[1:] if argv is None else argv)
@@ -284,7 +286,8 @@ def main(argv: list[str] | None = None) -> int:
         from tests.adversarial.stalls import run_against_own_daemon
 
         print(f"[stalls] {args.stalls} connections, {args.stall_seconds:g} s", flush=True)
-        stall_figures = run_against_own_daemon(args.stalls, args.stall_seconds)
+        nofile = args.stall_nofile or None
+        stall_figures = run_against_own_daemon(args.stalls, args.stall_seconds, nofile=nofile)
         stall_lines = stall_figures.render()
         problems += [f"stalls: {p}" for p in stall_figures.problems()]
     crash_results: list[CrashResult] = []
