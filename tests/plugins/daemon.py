@@ -121,15 +121,17 @@ def wallet_home() -> Iterator[WalletHome]:
     shutil.rmtree(root, ignore_errors=True)
 
 
-def _limit_fds(n: int) -> None:
-    resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
+def _limit_fds(n: int | tuple[int, int]) -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, n if isinstance(n, tuple) else (n, n))
 
 
 class Daemon:
     """A running `walletd serve` subprocess."""
 
-    def __init__(self, home: WalletHome, *extra: str, nofile: int | None = None) -> None:
-        """``nofile`` sets the daemon's RLIMIT_NOFILE (soft and hard) before it starts."""
+    def __init__(
+        self, home: WalletHome, *extra: str, nofile: int | tuple[int, int] | None = None
+    ) -> None:
+        """``nofile`` sets the daemon's RLIMIT_NOFILE (both, or (soft, hard)) before it starts."""
         self.home = home
         self.log = (home.root / "daemon.log").open("ab")
         argv = [
