@@ -27,7 +27,7 @@ from walletd.db.ledger import Store
 from walletd.keys import keystore
 from walletd.keys.memory import Hardening, harden_process, wipe_bytearray
 from walletd.keys.signer import LocalSigner
-from walletd.rpc.server import TlsFiles, build_server
+from walletd.rpc.server import TlsFiles, build_server, max_connections, raise_fd_limit
 from walletd.service.direct import DirectPayments
 from walletd.service.keys import require_current_key
 from walletd.service.ports import ChainReader, TransferChain, WalletApi
@@ -104,6 +104,8 @@ def run(
         api: WalletApi = service
         if metrics:
             api, metrics_server = _serve_metrics(metrics, service, store, funds, signer.address)
+        fds = raise_fd_limit()
+        log.info("open-file limit %d: at most %d connections", fds, max_connections())
         server = build_server(
             api,
             socket_path=settings.socket_path,

@@ -33,6 +33,7 @@ from walletd.domain.payment import (
     PaymentStatus,
     PaymentView,
     PayReceipt,
+    check_pay_sizes,
 )
 from walletd.domain.report import ReportQuery, SpendReport
 from walletd.errors import (
@@ -273,14 +274,17 @@ class WalletService:
         transaction; a refusal inside the Pay transaction in that transaction
         (the refused Pay wrote nothing else), one before it (a malformed demand)
         in a small transaction of its own. Authentication failures are not
-        recorded. Concurrent Pays may share one transaction and its commit
-        (``walletd.service.group``); each still runs every check, in order.
+        recorded, and neither is an oversized request (``check_pay_sizes``):
+        it is refused before anything is written. Concurrent Pays may share one
+        transaction and its commit (``walletd.service.group``); each still runs
+        every check, in order.
 
         Raises:
             InvalidRequestError, InvalidDemandError, PolicyDeniedError,
             BudgetExceededError, InsufficientFundsError, FrozenError, IdempotencyConflictError,
             UnauthenticatedError, StorageError.
         """
+        check_pay_sizes(cmd)
         attempt = _Attempt()
         try:
             receipt = self._pay(caller, cmd, attempt)
