@@ -30,7 +30,9 @@ class ClusterError(WalletdError):
     """The paid API answered with an error (or not at all).
 
     ``details``: ``status``, ``code``, ``type`` from the server's
-    ``{"error": {"message", "type", "code"}}``.
+    ``{"error": {"message", "type", "code"}}``; when walletd paid for the
+    request, also ``payment_id`` and ``reused`` (the authorization stays
+    outstanding until the ledger shows it settled or released).
     """
 
     reason = "API_ERROR"
@@ -50,6 +52,8 @@ class ClusterError(WalletdError):
 
     code = Detail("The server's machine-readable error code, e.g. ``model_not_found``.")
     type = Detail("The server's error type, e.g. ``invalid_request_error``.")
+
+    payment_id = Detail("walletd's id of the payment made for the request; empty when none was.")
 
 
 class ClusterBadRequestError(ClusterError, reason="API_BAD_REQUEST", grpc_code="INVALID_ARGUMENT"):
@@ -79,7 +83,6 @@ class PaymentRejectedError(
     sent on an earlier attempt of the same request).
     """
 
-    payment_id = Detail("walletd's id of the refused payment.")
     payment_reason = Detail("Why the server refused it, in its own words.")
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
 
 from walletd.client._wallet import AsyncWalletClient, PathArg, WalletClient
 
@@ -38,13 +39,21 @@ class WalletdSettings:
     prepay: bool = False
     """After a route's first 402, attach a payment to its next request before sending it."""
 
+    socket_owner: int | str | None = None
+    """The uid or user name the daemon must run as; None: ``$WALLETD_SOCKET_OWNER``, else
+    the owner of the socket's directory (see ``walletd.client._wallet.check_socket``)."""
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "labels", MappingProxyType(dict(self.labels)))
 
     def connect(self) -> WalletClient:
         """A new blocking walletd client for these settings."""
-        return WalletClient(socket=self.socket, token=self.token, token_file=self.token_file)
+        return WalletClient(**self._connection())
 
     def connect_async(self) -> AsyncWalletClient:
         """A new asyncio walletd client for these settings."""
-        return AsyncWalletClient(socket=self.socket, token=self.token, token_file=self.token_file)
+        return AsyncWalletClient(**self._connection())
+
+    def _connection(self) -> dict[str, Any]:
+        names = ("socket", "token", "token_file", "socket_owner")
+        return {name: getattr(self, name) for name in names}

@@ -8,19 +8,21 @@ Database failures surface as ``StorageError`` and never as SQLAlchemy errors.
 The ledger is hash-chained (``walletd.domain.audit``): appending an event or a
 decision reads the chain's tail and writes the next link, which is only correct
 if no other writer appends in between. So every write transaction locks the
-wallet_state row *before its first write* to payments, events or decisions
-(``_serialise``) — Pay, client reports, the reconciler, cancels and refusal
-records alike, on every backend — and no payment row is ever locked by a
-writer that does not already hold it (no lock-order deadlock). Transactions
-that only change clients, budgets or the freeze flag write no chained rows and
-do not take it. Chained rows get explicit ids (tail + 1) under that lock, so id
-order is chain order, and a writer that read a stale tail collides on the id
-(StorageError) instead of forking the chain.
+wallet_state row *before its first write* to payments, events, decisions,
+key events or admin events (``_serialise``) — Pay, client reports, the
+reconciler, cancels, refusal records and client, budget or freeze changes
+alike, on every backend — and no payment row is ever locked by a writer that
+does not already hold it (no lock-order deadlock). Chained rows get explicit
+ids (tail + 1) under that lock, so id order is chain order, and a writer that
+read a stale tail collides on the id (StorageError) instead of forking the
+chain. Every change to a client, a budget or the freeze flag appends an admin
+event holding the state it left, in the same transaction (``_admin_event``).
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -359,21 +361,41 @@ class LedgerTx:
         row = self._session.get_one(tables.WalletState, 1)
         return row.frozen, _budget(row)
 
-    def set_frozen(self, frozen: bool) -> None:
-        """Stop or resume every payment."""
+    def set_frozen(self, frozen: bool, at_ms: int | None = None) -> None:
+        """Stop or resume every payment (recorded as an admin event)."""
+        self._serialise()
         self._state = None
         self._session.execute(
             update(tables.WalletState).where(tables.WalletState.id == 1).values(frozen=frozen)
         )
+        self._admin_event(audit.FREEZE, "", {"frozen": frozen}, at_ms)
 
-    def set_global_budget(self, budget: Budget) -> None:
-        """Replace the budget that caps all clients together."""
+    def set_global_budget(self, budget: Budget, at_ms: int | None = None) -> None:
+        """Replace the budget that caps all clients together (recorded as an admin event)."""
+        self._serialise()
         self._state = None
+        values = _budget_values(budget)
         self._session.execute(
-            update(tables.WalletState)
-            .where(tables.WalletState.id == 1)
-            .values(**_budget_values(budget))
+            update(tables.WalletState).where(tables.WalletState.id == 1).values(**values)
         )
+        self._admin_event(audit.BUDGET_SET, "", values, at_ms)
+
+    def _admin_event(
+        self, operation: str, client: str, data: Mapping[str, object], at_ms: int | None
+    ) -> None:
+        """Append one admin event (the state a change left) to its chain, in this transaction."""
+        self._serialise()
+        last_id, prev = self._tail(tables.AdminEvent)
+        doc: dict[str, object] = {
+            "id": last_id + 1,
+            "at_ms": time.time_ns() // 1_000_000 if at_ms is None else at_ms,
+            "operation": operation,
+            "client": client,
+            "data": json.dumps(data, sort_keys=True),
+            "prev_hash": prev,
+        }
+        self._session.add(tables.AdminEvent(**doc, hash=audit.admin_event_hash(doc)))
+        self._session.flush()
 
     # --- clients ------------------------------------------------------------------
 
@@ -401,21 +423,23 @@ class LedgerTx:
         return _raw_client(row)
 
     def add_client(self, name: str, token_hash: str, scopes: str, now_ms: int) -> None:
-        """Create a client; its name must be new."""
-        self._session.add(
-            tables.Client(
-                name=name,
-                token_hash=token_hash,
-                scopes=scopes,
-                created_at_ms=now_ms,
-                payees="",
-                hosts="",
-            )
+        """Create a client (recorded as an admin event); its name must be new."""
+        self._serialise()
+        row = tables.Client(
+            name=name,
+            token_hash=token_hash,
+            scopes=scopes,
+            created_at_ms=now_ms,
+            payees="",
+            hosts="",
         )
+        self._session.add(row)
         try:
             self._session.flush()
         except IntegrityError as exc:
             raise InvalidRequestError(f"a client named {name!r} already exists") from exc
+        state = audit.client_state({c: getattr(row, c) for c in audit.CLIENT_FIELDS})
+        self._admin_event(audit.CLIENT_ADD, name, state, now_ms)
 
     def list_clients(self) -> list[ClientRecord]:
         """Every client, by name."""
@@ -423,20 +447,26 @@ class LedgerTx:
         return [_client_record(row) for row in rows.scalars()]
 
     def revoke_client(self, name: str, now_ms: int) -> None:
-        """Revoke a client's token at once."""
+        """Revoke a client's token at once (recorded as an admin event, unless it already was)."""
+        self._serialise()
         self.client_by_name(name)
-        self._session.execute(
+        result = self._session.execute(
             update(tables.Client)
             .where(tables.Client.name == name, tables.Client.revoked_at_ms.is_(None))
             .values(revoked_at_ms=now_ms)
         )
+        if getattr(result, "rowcount", 0) == 1:
+            self._admin_event(audit.CLIENT_REVOKE, name, {"revoked_at_ms": now_ms}, now_ms)
 
-    def set_client_budget(self, name: str, budget: Budget) -> None:
-        """Replace a client's budget."""
+    def set_client_budget(self, name: str, budget: Budget, at_ms: int | None = None) -> None:
+        """Replace a client's budget (recorded as an admin event)."""
+        self._serialise()
         self.client_by_name(name)
+        values = _budget_values(budget)
         self._session.execute(
-            update(tables.Client).where(tables.Client.name == name).values(**_budget_values(budget))
+            update(tables.Client).where(tables.Client.name == name).values(**values)
         )
+        self._admin_event(audit.BUDGET_SET, name, values, at_ms)
 
     # --- payments -----------------------------------------------------------------
 
@@ -657,7 +687,11 @@ class LedgerTx:
         return tail
 
     def _tail(
-        self, model: type[tables.PaymentEvent] | type[tables.Decision] | type[tables.KeyEvent]
+        self,
+        model: type[tables.PaymentEvent]
+        | type[tables.Decision]
+        | type[tables.KeyEvent]
+        | type[tables.AdminEvent],
     ) -> tuple[int, str]:
         """The id and hash of a chain's newest row (0 and GENESIS when it is empty)."""
         last = self._session.execute(
