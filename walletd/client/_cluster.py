@@ -14,6 +14,12 @@ Every attempt of one call carries the same ``Idempotency-Key``, so walletd hands
 back the same signed authorization and a retried request never pays twice. A
 stream that breaks after its first byte is not retried (it would duplicate
 output); the error is raised instead.
+
+Both clients are one core, ``_ClusterCore``: the constructor, the request
+bodies, the retry loop and the parsing of answers are written there once, as
+plans of effects (send, read, close, sleep; see ``walletd.client._effects``).
+Each client's methods run a plan with its own ``_perform``, four lines of
+blocking or awaited I/O.
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ from walletd.client._auth import (
     payment_attempt,
     payment_refusal_reason,
 )
-from walletd.client._effects import AsyncClosing, Closing, Plan, arun, run
+from walletd.client._effects import AsyncClosing, Closing, Plan, arun, check_options, run
 from walletd.client._http import DEFAULT_TIMEOUT, open_client
 from walletd.client._settings import WalletdSettings
 from walletd.client._wallet import AsyncWalletClient, WalletClient
@@ -401,6 +407,7 @@ class _ClusterCore(Generic[W, Tr, H]):
     # ---- plans -----------------------------------------------------------
 
     def _chat(self, model: str, messages: Messages, options: ChatOptions) -> _Plan[ChatResult]:
+        check_options(options, ChatOptions, "chat")
         body = self._chat_body(model, messages, options, stream=False)
         response = yield from self._call("POST", "/chat/completions", body)
         return _chat_result(response.json(), payment_attempt(response))
@@ -408,10 +415,12 @@ class _ClusterCore(Generic[W, Tr, H]):
     def _chat_stream(
         self, model: str, messages: Messages, options: ChatOptions
     ) -> _Plan[httpx.Response]:
+        check_options(options, ChatOptions, "chat_stream")
         body = self._chat_body(model, messages, options, stream=True)
         return (yield from self._call("POST", "/chat/completions", body, stream=True))
 
     def _images(self, model: str, prompt: str, options: ImageOptions) -> _Plan[ImagesResult]:
+        check_options(options, ImageOptions, "images")
         body = {
             "model": model,
             "prompt": prompt,

@@ -17,7 +17,7 @@ walletd refusal is wrapped, a failed report is only logged).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable, Generator, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Self, TypeAlias, TypeVar
 
@@ -82,6 +82,17 @@ async def arun(plan: Plan[E, T], perform: Callable[[E], Awaitable[Any]]) -> T:
     while not isinstance(effect, Done):
         effect = step(plan, await aattempt(perform, effect))
     return effect.value
+
+
+def check_options(options: Mapping[str, object], allowed: Any, caller: str) -> None:
+    """Refuse a keyword the TypedDict ``allowed`` does not name, as a signature would.
+
+    ``**options: Unpack[...]`` is checked by type checkers only; at run time a
+    misspelt option would otherwise be ignored without a word.
+    """
+    unknown = sorted(set(options) - allowed.__required_keys__ - allowed.__optional_keys__)
+    if unknown:
+        raise TypeError(f"{caller}() got an unexpected keyword argument {unknown[0]!r}")
 
 
 class Closing:

@@ -19,6 +19,7 @@ from typing import Any, TypedDict, TypeVar, Unpack
 import httpx
 
 from walletd.client._auth import WalletdAuth, async_guard_payment_header, guard_payment_header
+from walletd.client._effects import check_options
 from walletd.client._settings import WalletdSettings
 from walletd.client._wallet import AsyncWalletClient, WalletClient
 from walletd.errors import WalletdError
@@ -76,6 +77,7 @@ def _auth(
     error_wrapper: Callable[[WalletdError], Exception] | None = None,
 ) -> WalletdAuth:
     """The caller's payment flow, or a new one limited to ``base_url``'s origin."""
+    check_options(options, HttpOptions, "http_client")
     given = options.get("auth")
     if given is not None:
         return given

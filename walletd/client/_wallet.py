@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypedDict, TypeVar, U
 import grpc
 import grpc.aio
 
-from walletd.client._effects import AsyncClosing, Closing
+from walletd.client._effects import AsyncClosing, Closing, check_options
 from walletd.client._errors import map_rpc_errors
 from walletd.domain.budget import BudgetState, WindowState
 from walletd.domain.payment import PaymentView, PayReceipt
@@ -409,6 +409,7 @@ class _Rpc(Generic[T]):
 
 
 def _pay(key: str, method: str, url: str, options: PayOptions) -> _Rpc[PayReceipt]:
+    check_options(options, PayOptions, "pay")
     request = pb.PayRequest(
         idempotency_key=key,
         method=method,
@@ -429,6 +430,7 @@ def _report_outcome(payment_id: str, http_status: int, payment_response: str) ->
 
 def _spend_report_rpc(options: ReportOptions) -> _Rpc[SpendReport]:
     """None is "no bound", 0 on the wire."""
+    check_options(options, ReportOptions, "get_spend_report")
     request = pb.GetSpendReportRequest(
         since_ms=options.get("since_ms") or 0,
         until_ms=options.get("until_ms") or 0,
