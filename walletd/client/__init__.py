@@ -10,6 +10,13 @@ Paying HTTP requests (see _auth, _cluster, _http, _openai):
     with ClusterClient("https://api.example/v1") as api:   # walletd pays each 402
         print(api.chat("llama-3.3-70b", "hello").text)
 
+    billing = WalletdSettings(token_file="billing.token", labels={"app": "billing"})
+    api = ClusterClient("https://api.example/v1", walletd=billing)
+
+Every payer takes its walletd side as one ``WalletdSettings`` (``walletd=``).
+Each blocking class has an asyncio twin with the same methods (``Async...``,
+closed with ``aclose()``); both run one core (see _effects).
+
     client = OpenAI(base_url=url, api_key="x402", http_client=openai_http_client(url))
 
 This package is the base install: it needs grpcio, protobuf and httpx only, and
