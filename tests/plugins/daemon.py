@@ -133,6 +133,10 @@ class Daemon:
     ) -> None:
         """``nofile`` sets the daemon's RLIMIT_NOFILE (both, or (soft, hard)) before it starts."""
         self.home = home
+        self.socket = (
+            Path(extra[extra.index("--socket") + 1]) if "--socket" in extra else home.socket
+        )
+        """The socket this daemon listens on (``--socket`` in ``extra``, else the home's)."""
         self.log = (home.root / "daemon.log").open("ab")
         argv = [
             sys.executable, "-m", "walletd", "serve", "--data-dir", str(home.data_dir),
@@ -152,9 +156,9 @@ class Daemon:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(f"walletd serve exited {self.proc.returncode}: {self.logs()}")
-            if self.home.socket.exists():
+            if self.socket.exists():
                 try:
-                    probe = WalletClient(socket=self.home.socket, token="probe", timeout=2)
+                    probe = WalletClient(socket=self.socket, token="probe", timeout=2)
                 except DaemonUnavailableError:  # the socket file exists before it accepts
                     probe = None
                 if probe is not None:
