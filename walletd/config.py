@@ -14,7 +14,6 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from walletd.db.engine import sqlite_url
 from walletd.domain.direct import DEFAULT_PROOF_HEADER, ProofHeaders, check_header_name
 from walletd.domain.money import parse_usd
 from walletd.domain.networks import DEFAULT_ENABLED, KNOWN_NETWORKS
@@ -23,6 +22,11 @@ from walletd.errors import InvalidRequestError
 
 SOCKET_MODES = ("0600", "0660")
 """The Unix socket modes walletd allows: owner only, or owner and group (never others)."""
+
+
+def sqlite_url(data_dir: Path) -> str:
+    """The default ledger URL: ``walletd.db`` inside the data dir."""
+    return f"sqlite:///{data_dir / 'walletd.db'}"
 
 
 def default_data_dir() -> Path:
