@@ -38,7 +38,7 @@ MINUTES ?= 10
 fuzz: setup
 	$(PY) -m tests.adversarial.campaign --minutes $(MINUTES)
 
-# Issue 8's figures (docs/reliability.md): demands by family, accepted/refused by reason,
+# The reliability figures (docs/reliability.md): demands by family, accepted/refused by reason,
 # overspend, lost rows, crashes and faults survived. Starts its own anvil, daemons and,
 # without WALLETD_TEST_PG_URL, a throwaway PostgreSQL. MINUTES caps the demand phase.
 #   make stress DEMANDS=100000 CRASHES=20 MINUTES=10
@@ -47,7 +47,7 @@ CRASHES ?= 20
 stress: setup
 	$(PY) -m tests.adversarial.stress --demands $(DEMANDS) --crashes $(CRASHES) --minutes $(MINUTES)
 
-# Issue 9's figures (docs/benchmarks.md): the x402 SDK anchor, Pay over the socket on
+# The benchmark figures (docs/benchmarks.md): the x402 SDK anchor, Pay over the socket on
 # SQLite (and, with WALLETD_TEST_PG_URL or BENCH_ARGS="--pg URL", on PostgreSQL), and paid
 # vs unpaid chat through the local paid API. BENCH_ARGS=--smoke only checks that it runs.
 bench: setup
