@@ -6,7 +6,9 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 EXTRAS := server,postgres,devnet,openai,dev
 
-.PHONY: setup demo test check stress bench protos contracts clean fuzz pg
+# `make test-fast`: the quick lane for while you work (under 2 minutes on 2 cores): no
+# anvil, no PostgreSQL, no slow tests, small Hypothesis runs. `make test` runs everything.
+.PHONY: setup demo test test-fast check stress bench protos contracts clean fuzz pg
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +26,10 @@ demo: setup
 
 test: setup
 	scripts/test
+
+test-fast: setup
+	WALLETD_HYPOTHESIS_PROFILE=fast WALLETD_FUZZ_PROFILE=dev \
+	$(PY) -m pytest -n 2 -q -m "not slow and not chain and not postgres" $(PYTEST_ARGS)
 
 check: setup
 	scripts/check

@@ -18,6 +18,7 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from tests.plugins.daemon import demand_header
@@ -83,6 +84,8 @@ def _terminal_events(store: Store) -> Counter[str]:
     return Counter({str(pid): int(n) for pid, n in rows})
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(360)
 def test_replicas_reconcile_each_payment_exactly_once(ledger_url: str) -> None:
     engines = make_engines(ledger_url)
     try:

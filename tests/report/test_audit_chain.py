@@ -113,6 +113,7 @@ def test_each_kind_of_edit_is_caught(
     assert first is not None and first.table == table and problem in first.problem, first
 
 
+@pytest.mark.slow
 def test_audit_head_prints_the_last_hash_and_an_anchor_catches_a_rewrite(
     sqlite_books: Books,
 ) -> None:

@@ -25,6 +25,8 @@ from walletd.errors import (
     UnauthenticatedError,
 )
 
+pytestmark = pytest.mark.slow  # each test runs the real daemon and CLI
+
 URL = "https://api.example/v1/chat/completions"
 
 

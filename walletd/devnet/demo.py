@@ -45,6 +45,7 @@ class Walletd:
 
     @property
     def socket(self) -> Path:
+        """The daemon's Unix socket in this wallet's data dir."""
         return self.root / "data" / "walletd.sock"
 
 
