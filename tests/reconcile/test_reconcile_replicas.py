@@ -17,6 +17,7 @@ import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -55,7 +56,7 @@ def _open_payments(store: Store) -> dict[str, tuple[str, int]]:
     return made
 
 
-def _race(ledger_url: str) -> list[dict]:
+def _race(ledger_url: str) -> list[dict[str, Any]]:
     """Run the replicas at once; their JSON reports."""
     ready = Path(tempfile.mkdtemp(prefix="wd-race-", dir="/tmp"))
     argv = [sys.executable, "-m", "tests.reconcile.reconcile_worker", ledger_url, str(ready),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -38,7 +39,7 @@ def _some_history(books: Books) -> list[PayReceipt]:
     return paid
 
 
-def _verify_json(url: str) -> tuple[int, dict]:
+def _verify_json(url: str) -> tuple[int, dict[str, Any]]:
     proc = walletd("audit", "verify", "--db-url", url, "--json")
     return proc.returncode, json.loads(proc.stdout)
 

@@ -10,6 +10,7 @@ import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -70,7 +71,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _ledger_json(home: WalletHome, *args: str) -> dict:
+def _ledger_json(home: WalletHome, *args: str) -> Any:
     proc = home.admin("spend-report", "--format", "json", *args)
     return json.loads(proc.stdout)
 
