@@ -1,4 +1,4 @@
-"""Faults (issue 8): each makes Pay fail closed with a clear error; the daemon serves on after.
+"""Faults: each makes Pay fail closed with a clear error; the daemon serves on after.
 
 Every scenario runs against a real ``walletd serve`` subprocess through the real
 client: inject the fault, Pay, check the exact error class and that nothing was

@@ -17,14 +17,19 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.plugins.daemon import PASSPHRASE, Daemon, WalletHome
-from walletd.db.engine import make_engines, sqlite_url
-from walletd.db.ledger import Store
+from tests.plugins.lazy import LazyModule
 from walletd.domain.money import parse_usd
-from walletd.service import admin
+
+if TYPE_CHECKING:
+    from walletd.db.ledger import Store
+    from walletd.service import admin
+else:  # SQLAlchemy is imported on first use: registering this plugin stays cheap
+    admin = LazyModule("walletd.service.admin")
 
 
 @contextmanager
@@ -66,6 +71,9 @@ def operator_store(home: WalletHome) -> Iterator[Store]:
     Faster than a CLI subprocess (about 1 s each) for setting up many clients;
     the daemon sees the changes on its next call, exactly as with the CLI.
     """
+    from walletd.db.engine import make_engines, sqlite_url
+    from walletd.db.ledger import Store
+
     engines = make_engines(sqlite_url(home.data_dir))
     try:
         yield Store(engines)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from typing import Any
 
 import pytest
 
@@ -52,7 +53,7 @@ def test_concurrent_pays_share_commits_and_keep_the_budget_exact(
     batches: list[int] = []
     real = GroupCommit._transaction
 
-    def counted(self: GroupCommit, batch: list) -> None:
+    def counted(self: GroupCommit, batch: list[Any]) -> None:
         batches.append(len(batch))
         real(self, batch)
 
@@ -68,7 +69,7 @@ def test_concurrent_pays_share_commits_and_keep_the_budget_exact(
     assert paid == {"paid": 25, "refused": 23}  # every decision logged, in one chain
 
 
-def _decisions(tx: LedgerTx) -> list[dict]:
+def _decisions(tx: LedgerTx) -> list[dict[str, Any]]:
     from sqlalchemy import text
 
     rows = tx._session.execute(text("SELECT outcome FROM decisions ORDER BY id")).mappings()
@@ -92,7 +93,7 @@ def test_a_job_failing_after_its_writes_is_run_out_of_the_batch(ledger: Ledger) 
         tx.prune_spend_buckets(2)
         return 7
 
-    def run(name: str, job) -> None:  # type: ignore[no-untyped-def]
+    def run(name: str, job) -> None:
         try:
             results[name] = group.run(job)
         except Exception as exc:

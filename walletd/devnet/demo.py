@@ -53,6 +53,7 @@ class Walletd:
 
     @property
     def socket(self) -> Path:
+        """The daemon's Unix socket in this wallet's data dir."""
         return self.data / "walletd.sock"
 
     def reconcile(self) -> str:
