@@ -169,18 +169,17 @@ class StallFigures:
 def _oversized_pays(client: WalletClient, n: int) -> Counter[str]:
     """Over the gRPC receive limit, over the label count, a label value, the URL."""
     demand = "e30="  # never decoded: the size check comes first
-    shapes = [
-        {"url": URL, "labels": {"blob": "x" * (3_800_000)}},
-        {"url": URL, "labels": {f"k{i}": "v" for i in range(MAX_LABELS + 1)}},
-        {"url": URL, "labels": {"model": "m" * 4096}},
-        {"url": URL + "?" + "q" * MAX_URL_BYTES, "labels": {}},
+    shapes: list[tuple[str, dict[str, str]]] = [
+        (URL, {"blob": "x" * (3_800_000)}),
+        (URL, {f"k{i}": "v" for i in range(MAX_LABELS + 1)}),
+        (URL, {"model": "m" * 4096}),
+        (URL + "?" + "q" * MAX_URL_BYTES, {}),
     ]
     seen: Counter[str] = Counter()
     for i in range(n):
-        shape = shapes[i % len(shapes)]
+        url, labels = shapes[i % len(shapes)]
         try:
-            client.pay(f"oversized-{i}", "POST", shape["url"], payment_required=demand,
-                       labels=shape["labels"])  # fmt: skip
+            client.pay(f"oversized-{i}", "POST", url, payment_required=demand, labels=labels)
             seen["accepted"] += 1
         except WalletdError as err:
             seen[err.details.get("grpc_code", err.reason)] += 1

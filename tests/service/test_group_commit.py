@@ -158,7 +158,7 @@ def test_a_refusal_after_an_orm_write_rolls_its_writes_back(ledger: Ledger, flus
         tx.prune_spend_buckets(3)
         return 7
 
-    def run(name: str, job) -> None:  # type: ignore[no-untyped-def]
+    def run(name: str, job) -> None:
         try:
             results[name] = group.run(job)
         except Exception as exc:

@@ -99,14 +99,17 @@ def _sqlite_engine(url: str, begin: str) -> Engine:
     return engine
 
 
-def url_problems(url: str) -> list[str]:
-    """Why ``url`` cannot be a ledger URL (for ``config check``); empty when it can."""
+def url_problems(url: str, name: str = "db.url") -> list[str]:
+    """Why ``url`` cannot be a ledger URL (``config check``, ``--db-url``); empty when it can."""
     try:
         backend = make_url(url).get_backend_name()
     except ArgumentError:
-        return ["db.url is not a database URL (e.g. postgresql+psycopg://user@host/db)"]
+        return [
+            f"{name} is not a database URL "
+            "(e.g. sqlite:////var/lib/walletd/walletd.db or postgresql+psycopg://user@host/db)"
+        ]
     if backend not in ("sqlite", "postgresql"):
-        return [f"db.url: walletd supports sqlite and postgresql, not {backend}"]
+        return [f"{name}: walletd supports sqlite and postgresql, not {backend}"]
     return []
 
 

@@ -49,6 +49,7 @@ class Walletd:
 
     @property
     def data(self) -> Path:
+        """This wallet's data dir (keystore, ledger, socket)."""
         return self.root / "data"
 
     @property
