@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.plugins.daemon import PASSPHRASE, Daemon, WalletHome
+from tests.plugins.daemon import Daemon, WalletHome, init_home
 from tests.plugins.lazy import LazyModule
 from walletd.domain.money import parse_usd
 
@@ -35,22 +35,11 @@ else:  # SQLAlchemy is imported on first use: registering this plugin stays chea
 @contextmanager
 def new_wallet_home() -> Iterator[WalletHome]:
     """A fresh data dir made by `walletd init` (cheap KDF), removed afterwards."""
-    root = Path(tempfile.mkdtemp(prefix="wd-adv-", dir="/tmp"))
-    passfile = root / "passphrase"
-    passfile.write_text(PASSPHRASE + "\n")
-    passfile.chmod(0o600)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WALLETD_")}
-    env.pop("CREDENTIALS_DIRECTORY", None)
-    home = WalletHome(root, root / "data", passfile, env=env)
-    out = home.run(
-        "init", "--data-dir", str(home.data_dir), "--passphrase-file", str(passfile),
-        "--kdf-log-n", "10",
-    )  # fmt: skip
-    home.address = out.stdout.splitlines()[-1]
+    home = init_home(Path(tempfile.mkdtemp(prefix="wd-adv-", dir="/tmp")))
     try:
         yield home
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(home.root, ignore_errors=True)
 
 
 @contextmanager
