@@ -7,7 +7,13 @@ from typing import TYPE_CHECKING
 
 import click
 
-from walletd.cli._common import http_url_check, ledger_options, open_store, settings_from
+from walletd.cli._common import (
+    SOCKET_HELP,
+    http_url_check,
+    ledger_options,
+    open_store,
+    settings_from,
+)
 from walletd.cli._output import emit, json_option
 
 if TYPE_CHECKING:
@@ -240,7 +246,7 @@ def db_current(data_dir: Path | None, config_path: Path | None, db_url: str, as_
     # readable=False: a socket we may not connect to is "not serving" (exit 1), not a usage error
     type=click.Path(path_type=Path, dir_okay=False, readable=False),
     default=None,
-    help="Daemon socket (default $WALLETD_SOCKET, else ~/.local/share/walletd/walletd.sock).",
+    help=SOCKET_HELP,
 )
 @click.option(
     "--timeout",
