@@ -99,3 +99,19 @@ def open_store(settings: Settings, *, check_schema: bool = True) -> Store:
     if check_schema:
         migrate.require_current(engines.read)
     return Store(engines)
+
+
+_HELP_PASSFILE = (
+    "File holding the passphrase "
+    "(else $CREDENTIALS_DIRECTORY/walletd-passphrase, else a TTY prompt)."
+)
+
+
+def passphrase_option(func: click.decorators.FC) -> click.decorators.FC:
+    """``--passphrase-file``: where the key's passphrase comes from (never argv or the env)."""
+    return click.option(
+        "--passphrase-file",
+        type=click.Path(path_type=Path, dir_okay=False, exists=True),
+        default=None,
+        help=_HELP_PASSFILE,
+    )(func)
