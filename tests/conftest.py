@@ -40,7 +40,9 @@ pytest_plugins = [
 ]
 
 POSTGRES_FIXTURES = frozenset({"pg_server_url", "pg_url"})
-DAEMON_FIXTURES = frozenset({"wallet_home", "daemon", "module_wallet_home", "module_daemon"})
+DAEMON_FIXTURES = frozenset(
+    {"wallet_home", "daemon", "module_wallet_home", "module_daemon", "pay_daemon"}
+)
 E2E = Path(__file__).parent / "e2e"
 SLOW_TIMEOUT = 300
 HYPOTHESIS_ENV = "WALLETD_HYPOTHESIS_PROFILE"
