@@ -24,7 +24,7 @@ _KEYWORDS = frozenset((
 """SQL words and functions the hot statements use (anything else is a table, alias or column)."""
 _TABLE = re.compile(r"\b(?:FROM|INTO|UPDATE|JOIN)\s+(\w+)(?:\s+(\w+))?")
 _NAME = re.compile(r"\b([A-Za-z_]\w*)(?:\.([A-Za-z_]\w*))?")
-_CHAINS = (audit.EVENTS, audit.DECISIONS, audit.KEY_EVENTS)
+_CHAINS = audit.CHAINS
 
 
 def _statements(dialect: str) -> Iterator[str]:

@@ -27,7 +27,6 @@ from tests.plugins.pg import libpq_url, require_psycopg
 from walletd.db import migrate, tables
 from walletd.db.engine import Engines, make_engines
 from walletd.db.ledger import NewPayment, Store
-from walletd.domain.budget import Budget
 from walletd.domain.payment import PayCommand, PaymentStatus, PayReceipt
 from walletd.domain.policy import Limits
 from walletd.errors import BudgetExceededError, IdempotencyConflictError, StorageError
@@ -291,10 +290,13 @@ def test_deadlock_between_two_writers_is_a_storage_error_for_one(pg_wallet: PgWa
     order = (("svc", "other"), ("other", "svc"))
 
     def cross(i: int) -> str:
+        # Every ledger write method takes the wallet_state lock first, so it cannot
+        # deadlock; plain UPDATEs in the same Store transaction still can.
+        change = text("UPDATE clients SET total = :total WHERE name = :name")
         with stores[i].write() as tx:
-            tx.set_client_budget(order[i][0], Budget(total=PRICE))
+            tx._session.execute(change, {"total": PRICE, "name": order[i][0]})
             both_hold_one.wait()
-            tx.set_client_budget(order[i][1], Budget(total=PRICE))
+            tx._session.execute(change, {"total": PRICE, "name": order[i][1]})
         return "committed"
 
     outcomes = in_threads(2, cross)

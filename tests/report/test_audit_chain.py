@@ -130,7 +130,7 @@ def test_audit_head_prints_the_last_hash_and_an_anchor_catches_a_rewrite(
                  f"WHERE id = {events['id']}")  # fmt: skip
     proc = walletd("audit", "verify", "--db-url", sqlite_books.url, "--anchor", anchor)
     assert proc.returncode == 1
-    assert f"anchor event {events['id']} no longer has hash" in proc.stdout
+    assert f"anchor payment_events: row {events['id']} no longer has hash" in proc.stdout
 
 
 def test_migration_chains_the_events_that_were_there(sqlite_ledger_url: str) -> None:

@@ -21,7 +21,7 @@ from walletd.domain.report import DIMENSIONS, ReportQuery, check_group_by, parse
 from walletd.errors import InvalidRequestError
 
 if TYPE_CHECKING:
-    from walletd.domain.audit import AuditResult
+    from walletd.domain.audit import Anchor, AuditResult
 
 EXIT_AUDIT_FAILED = 4
 """spend-report wrote its output, but the ledger's hash chain does not verify."""
@@ -141,16 +141,25 @@ def spend_report(
 
 @click.group()
 def audit() -> None:
-    """The tamper-evident ledger: verify the hash chains, print the head to anchor."""
+    """The tamper-evident ledger: verify the hash chains, print their heads to anchor."""
 
 
 def _anchor(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> list[Any]:
+    from walletd.domain.audit import parse_anchors
+
     anchors = []
     for value in values:
-        ident, sep, digest = value.partition(":")
-        if not sep or not ident.isdigit() or len(digest) != 64:
-            raise click.BadParameter(f"{value!r} is not EVENT_ID:HASH (from `walletd audit head`)")
-        anchors.append((int(ident), digest.lower()))
+        text = value
+        if value.startswith("@"):
+            source = value[1:]
+            try:
+                text = sys.stdin.read() if source == "-" else Path(source).read_text("utf-8")
+            except OSError as exc:
+                raise click.BadParameter(f"cannot read {source}: {exc.strerror}") from exc
+        try:
+            anchors += parse_anchors(text)
+        except ValueError as exc:
+            raise click.BadParameter(f"{exc} (give what `walletd audit head` printed)") from exc
     return anchors
 
 
@@ -160,44 +169,66 @@ def _anchor(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...
     "--anchor",
     multiple=True,
     callback=_anchor,
-    help="EVENT_ID:HASH printed earlier by `audit head`; it must still be in the chain.",
+    help="What `audit head` printed earlier (text or --json; @FILE reads a file, @- stdin), "
+    "or one CHAIN ID:HASH; a bare ID:HASH is a payment_events head. Each anchored row "
+    "must still be in its chain with that hash. Repeatable.",
 )
 @json_option
 def audit_verify(
     data_dir: Path | None,
     config_path: Path | None,
     db_url: str,
-    anchor: list[tuple[int, str]],
+    anchor: list[Anchor],
     as_json: bool,
 ) -> None:
-    """Recompute every hash chain; name the first broken link (exit 1 if any)."""
+    """Recompute every hash chain, the client and budget state and the running totals;
+    name every problem (exit 1 if any)."""
     from walletd.db import queries
-    from walletd.domain.audit import EVENTS
+    from walletd.domain.audit import anchor_holds
     from walletd.report.json_format import audit_doc
 
     with queries.read_only(_url(data_dir, config_path, db_url)) as conn:
         result = queries.verify_chain(conn)
-        moved = [(i, h) for i, h in anchor if queries.row_hash(conn, EVENTS, i) != h]
+        checked = [(a, anchor_holds(a, queries.row_hash(conn, a.chain, a.row_id))) for a in anchor]
     doc = audit_doc(result)
     doc["breaks"] = [
-        {"table": b.table, "id": b.row_id, "payment_id": b.payment_id, "problem": b.problem}
+        {
+            "table": b.table,
+            "id": b.row_id,
+            "payment_id": b.payment_id,
+            "subject": b.subject,
+            "problem": b.problem,
+        }
         for b in result.breaks
     ]
-    doc["anchors"] = [{"id": i, "hash": h, "ok": (i, h) not in moved} for i, h in anchor]
+    doc["anchors"] = [
+        {
+            "chain": a.chain,
+            "id": a.row_id,
+            "hash": a.hash,
+            "ok": problem is None,
+            "problem": problem,
+        }
+        for a, problem in checked
+    ]
     doc.update(key_events=result.key_events, key_events_head=result.key_events_head)
-    ok = result.ok and not moved
+    doc.update(admin_events=result.admin_events, admin_events_head=result.admin_events_head)
+    doc.update(clients=result.clients, buckets=result.buckets)
+    ok = result.ok and all(problem is None for _, problem in checked)
     doc["ok"] = ok
-    emit(as_json, doc, _verify_lines(result, moved))
+    emit(as_json, doc, _verify_lines(result, checked))
     if not ok:
         sys.exit(EXIT_ERROR)
 
 
-def _verify_lines(result: AuditResult, moved: list[tuple[int, str]]) -> list[str]:
+def _verify_lines(result: AuditResult, checked: list[tuple[Anchor, str | None]]) -> list[str]:
     lines = []
     if result.ok:
         lines.append(
             f"ok: {result.events} events, {result.decisions} decisions, "
-            f"{result.key_events} key events, {result.payments} payments verified"
+            f"{result.key_events} key events, {result.admin_events} admin events, "
+            f"{result.payments} payments, {result.clients} clients, "
+            f"{result.buckets} spend buckets verified"
         )
     else:
         first = result.first_break
@@ -206,10 +237,12 @@ def _verify_lines(result: AuditResult, moved: list[tuple[int, str]]) -> list[str
             f"{first.describe() if first else '?'}"
         )
         lines += [f"  {b.describe()}" for b in result.breaks[1:10]]
-    lines += [f"FAILED: anchor event {i} no longer has hash {h}" for i, h in moved]
-    lines.append(f"head payment_events {result.events_head}")
-    lines.append(f"head decisions {result.decisions_head}")
-    lines.append(f"head key_events {result.key_events_head}")
+    for a, problem in checked:
+        if problem is None:
+            lines.append(f"anchor ok: {a.describe()}")
+        else:
+            lines.append(f"FAILED: anchor {a.chain}: {problem}")
+    lines += [f"head {chain} {digest}" for chain, digest in result.heads.items()]
     return lines
 
 

@@ -1,4 +1,5 @@
-"""The hash-chained tables (``walletd.domain.audit``): payment events, decisions, key events.
+"""The hash-chained tables (``walletd.domain.audit``): payment events, decisions, key events
+and admin events.
 
 Appending reads the chain's tail and writes the next link, which is only
 correct while no other writer appends in between, so every append first
@@ -11,6 +12,7 @@ writer that read a stale tail collides on the id instead of forking the chain.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 
 from sqlalchemy import select
@@ -133,6 +135,27 @@ class ChainsTx(Transaction):
         doc["hash"] = audit.key_event_hash(doc)
         self._session.add(tables.KeyEvent(**doc))
         self._tails[audit.KEY_EVENTS] = (last_id + 1, str(doc["hash"]))
+
+    # --- admin events ---------------------------------------------------------------------
+
+    def _admin_event(
+        self, operation: str, client: str, data: Mapping[str, object], at_ms: int | None
+    ) -> None:
+        """Append one admin event (the state a change left) to its chain, in this transaction."""
+        self._serialise()
+        last_id, prev = self._tail(audit.ADMIN_EVENTS)
+        doc: dict[str, object] = {
+            "id": last_id + 1,
+            "at_ms": time.time_ns() // 1_000_000 if at_ms is None else at_ms,
+            "operation": operation,
+            "client": client,
+            "data": json.dumps(data, sort_keys=True),
+            "prev_hash": prev,
+        }
+        doc["hash"] = audit.admin_event_hash(doc)
+        self._session.add(tables.AdminEvent(**doc))
+        self._session.flush()
+        self._tails[audit.ADMIN_EVENTS] = (last_id + 1, str(doc["hash"]))
 
     def key_events(self) -> list[KeyEventRecord]:
         """Every key operation, oldest first."""

@@ -8,20 +8,22 @@ Database failures surface as ``StorageError`` and never as SQLAlchemy errors.
 The ledger is hash-chained (``walletd.domain.audit``): appending an event or a
 decision reads the chain's tail and writes the next link, which is only correct
 if no other writer appends in between. So every write transaction locks the
-wallet_state row *before its first write* to payments, events or decisions
-(``_serialise``) — Pay, client reports, the reconciler, cancels and refusal
-records alike, on every backend — and no payment row is ever locked by a
-writer that does not already hold it (no lock-order deadlock). Transactions
-that only change clients, budgets or the freeze flag write no chained rows and
-do not take it. Chained rows get explicit ids (tail + 1) under that lock, so id
-order is chain order, and a writer that read a stale tail collides on the id
-(StorageError) instead of forking the chain.
+wallet_state row *before its first write* to payments, events, decisions,
+key events or admin events (``_serialise``) — Pay, client reports, the
+reconciler, cancels, refusal records and client, budget or freeze changes
+alike, on every backend — and no payment row is ever locked by a writer that
+does not already hold it (no lock-order deadlock). Chained rows get explicit
+ids (tail + 1) under that lock, so id order is chain order, and a writer that
+read a stale tail collides on the id (StorageError) instead of forking the
+chain. Every change to a client, a budget or the freeze flag appends an admin
+event holding the state it left, in the same transaction (``_admin_event``).
 
 ``LedgerTx`` is one object per transaction, assembled from one part per
 concern, each in its own module sharing the transaction (``transaction.py``):
 clients, the wallet row and budgets (``clients.py``), the running spend totals
 (``spending.py``), Pay's record (``pay.py``), settlement (``settlement.py``),
-and the hash chains of events, decisions and key operations (``chains.py``).
+and the hash chains of payment events, decisions, key and admin events
+(``chains.py``).
 The records it takes and hands out are in ``records.py``.
 """
 

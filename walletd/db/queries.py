@@ -35,7 +35,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from walletd.db import tables
 from walletd.db.migrate import require_current
-from walletd.domain import audit, report
+from walletd.domain import audit, buckets, report
 from walletd.domain.report import (
     PAYMENT_BUCKETS,
     REFUSED,
@@ -391,18 +391,46 @@ def _stream(conn: Connection, stmt: Any) -> Iterator[Mapping[str, Any]]:
 
 
 def verify_chain(conn: Connection) -> audit.AuditResult:
-    """Recompute every chain and check every payment row against its newest event."""
+    """Recompute every chain, check every payment row against its newest event, replay the
+    admin events against the client and wallet rows, and recompute the running totals."""
     events, decisions, payments = audit.events_walk(), audit.decisions_walk(), audit.PaymentCheck()
+    spend = _bucket_check(conn)
     event_cols = [getattr(tables.PaymentEvent, f) for f in (*audit.EVENT_FIELDS, "hash")]
     for row in _stream(conn, select(*event_cols).order_by(tables.PaymentEvent.id)):
         events.feed(row)
         payments.saw_event(row)
     for row in _stream(conn, select(*P.__table__.columns).order_by(P.id)):
         payments.feed(row)
+        spend.saw_payment(row)
+    B = tables.SpendBucket
+    for row in _stream(
+        conn, select(B.scope, B.span, B.start_ms, B.amount).order_by(*B.__table__.primary_key)
+    ):
+        spend.feed(row)
+    spend.finish()
     decision_cols = [getattr(D, f) for f in (*audit.DECISION_FIELDS, "hash")]
     for row in _stream(conn, select(*decision_cols).order_by(D.id)):
         decisions.feed(row)
-    return audit.result(events, payments, decisions, _walk_key_events(conn))
+    return audit.result(
+        events, payments, decisions, _walk_key_events(conn), _replay_admin(conn), spend
+    )
+
+
+def _bucket_check(conn: Connection) -> audit.BucketCheck:
+    """A BucketCheck knowing the prune horizon, the saturated scopes and the client names."""
+    B = tables.SpendBucket
+    horizon = conn.execute(
+        select(B.amount).where(
+            B.scope == audit.HORIZON_KEY[0],
+            B.span == audit.HORIZON_KEY[1],
+            B.start_ms == audit.HORIZON_KEY[2],
+        )
+    ).scalar_one_or_none()
+    saturated = conn.execute(
+        select(B.scope).where(B.span == buckets.LIFETIME, B.amount == buckets.SATURATED)
+    ).scalars()
+    names = {int(i): str(n) for i, n in conn.execute(select(C.id, C.name))}
+    return audit.BucketCheck(int(horizon or 0), [int(s) for s in saturated], names)
 
 
 def _walk_key_events(conn: Connection) -> audit.ChainWalk:
@@ -414,10 +442,32 @@ def _walk_key_events(conn: Connection) -> audit.ChainWalk:
     return walk
 
 
-_CHAINS: dict[str, type[tables.PaymentEvent] | type[tables.Decision] | type[tables.KeyEvent]] = {
+def _replay_admin(conn: Connection) -> tuple[audit.ChainWalk, audit.AdminReplay]:
+    """The admin-event chain, walked and replayed, then the client and wallet rows checked."""
+    walk, replay, A = audit.admin_events_walk(), audit.AdminReplay(), tables.AdminEvent
+    cols = [getattr(A, f) for f in (*audit.ADMIN_EVENT_FIELDS, "hash")]
+    for row in _stream(conn, select(*cols).order_by(A.id)):
+        walk.feed(row)
+        replay.feed(row)
+    for row in _stream(conn, select(*C.__table__.columns).order_by(C.id)):
+        replay.check_client(row)
+    W = tables.WalletState
+    wallet = conn.execute(select(*W.__table__.columns).where(W.id == 1)).mappings().first()
+    replay.check_wallet(None if wallet is None else dict(wallet))
+    return walk, replay
+
+
+_CHAINS: dict[
+    str,
+    type[tables.PaymentEvent]
+    | type[tables.Decision]
+    | type[tables.KeyEvent]
+    | type[tables.AdminEvent],
+] = {
     audit.EVENTS: tables.PaymentEvent,
     audit.DECISIONS: tables.Decision,
     audit.KEY_EVENTS: tables.KeyEvent,
+    audit.ADMIN_EVENTS: tables.AdminEvent,
 }
 
 

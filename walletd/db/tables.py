@@ -201,6 +201,29 @@ class KeyEvent(Base):
     hash: Mapped[str] = mapped_column(String(64))
 
 
+class AdminEvent(Base):
+    """Every change of a client, a budget or the freeze switch, with the state it left.
+
+    Written in the same transaction as the change; the first row is a
+    ``snapshot`` of every client and the wallet row. Hash-chained like the
+    events; ``walletd audit verify`` replays it and compares the result with
+    the ``clients`` and ``wallet_state`` rows (``walletd.domain.audit``).
+    """
+
+    __tablename__ = "admin_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at_ms: Mapped[int] = mapped_column(BigInteger)
+    operation: Mapped[str] = mapped_column(String(32))
+    """``snapshot``, ``client-add``, ``client-revoke``, ``budget-set`` or ``freeze``."""
+    client: Mapped[str] = mapped_column(String(64))
+    """The client's name; empty for the wallet-wide state (global budget, freeze)."""
+    data: Mapped[str] = mapped_column(Text)
+    """JSON object: the state the change left (never a token, only its hash)."""
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
 class SpendBucket(Base):
     """Running totals of unreleased spending, so budget windows are read without a scan.
 

@@ -1,7 +1,7 @@
 """The tamper-evident ledger: what each hash covers, and the walk that checks the chains.
 
-Three append-only tables are hash-chained: ``payment_events``, ``decisions``
-and ``key_events`` (each its own chain).
+Four append-only tables are hash-chained: ``payment_events``, ``decisions``,
+``key_events`` and ``admin_events`` (each its own chain).
 Each row stores ``prev_hash`` (the ``hash`` of the row before it in id order,
 or ``GENESIS`` for the first) and its own ``hash``::
 
@@ -24,22 +24,40 @@ What is covered, and why:
 * **a decision**: every column (``DECISION_FIELDS``).
 * **a key event** (passphrase change, rotation): every column
   (``KEY_EVENT_FIELDS``), so which key signed when cannot be rewritten quietly.
+* **an admin event** (client added or revoked, budget set, freeze or resume):
+  every column (``ADMIN_EVENT_FIELDS``); its ``data`` holds the state the
+  change left (``AdminReplay`` says how each operation applies). The first
+  one is a ``snapshot`` of every client and the wallet row, written when the
+  table was created. Replaying the chain gives what the ``clients`` rows and
+  the ``wallet_state`` row must hold now; each column that differs is named.
+* **the running totals** (``spend_buckets``, what Pay reads to enforce budget
+  windows) are not hashed but recomputed: ``BucketCheck`` sums every payment
+  that counts as spent into the buckets ``walletd.domain.buckets`` says it adds
+  to, and names every bucket whose stored amount differs. Fine buckets older
+  than the prune horizon are skipped (they may have been deleted, and no
+  window reads them), and so is a scope whose lifetime total saturated (its
+  windows are summed from the payment rows, which the chain covers).
 
-What it cannot see: the clients table (budgets and tokens are operator
-settings, not money movements), and a cut-off tail (deleting the newest rows
-leaves a shorter but consistent chain). The tail is what ``walletd audit head``
-is for: anchor the printed head off-site and compare later. Anyone who can
-write the database *and* run this code can rebuild every hash; the chain makes
-edits evident, the anchored head makes rewriting history evident.
+What the chains alone cannot see is a cut-off tail (deleting the newest rows
+leaves a shorter but consistent chain). That is what ``walletd audit head`` is
+for: keep its output (one head per chain) somewhere walletd cannot write, and
+pass it back to ``walletd audit verify --anchor``; every anchored row must
+still be there with the same hash. Anyone who can write the database *and* run
+this code can rebuild every hash; the chain makes edits evident, the anchored
+heads make rewriting or truncating history evident.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
+
+from walletd.domain import buckets, lifecycle
 
 SCHEME = "walletd-ledger-v1"
 """Part of every hashed document; a change of encoding must change it."""
@@ -124,10 +142,63 @@ KEY_EVENT_FIELDS: tuple[str, ...] = (
 )
 """The columns of ``key_events`` a key event's ``hash`` covers (all but ``hash``)."""
 
+ADMIN_EVENT_FIELDS: tuple[str, ...] = (
+    "id",
+    "at_ms",
+    "operation",
+    "client",
+    "data",
+    "prev_hash",
+)
+"""The columns of ``admin_events`` an admin event's ``hash`` covers (all but ``hash``)."""
+
 EVENTS = "payment_events"
 DECISIONS = "decisions"
 PAYMENTS = "payments"
 KEY_EVENTS = "key_events"
+ADMIN_EVENTS = "admin_events"
+CLIENTS = "clients"
+WALLET = "wallet_state"
+BUCKETS = "spend_buckets"
+
+CHAINS: tuple[str, ...] = (EVENTS, DECISIONS, KEY_EVENTS, ADMIN_EVENTS)
+"""Every hash-chained table, in the order ``audit head`` prints them."""
+
+LIMIT_FIELDS: tuple[str, ...] = (
+    "per_request",
+    "hourly",
+    "daily",
+    "monthly",
+    "total",
+    "payees",
+    "hosts",
+)
+"""A budget's columns (in ``clients`` and ``wallet_state``)."""
+
+CLIENT_FIELDS: tuple[str, ...] = (
+    "id",
+    "name",
+    "token_hash",
+    "scopes",
+    "created_at_ms",
+    "revoked_at_ms",
+    *LIMIT_FIELDS,
+)
+"""Every column of ``clients``: what a ``client-add`` and a ``snapshot`` record."""
+
+WALLET_FIELDS: tuple[str, ...] = ("frozen", *LIMIT_FIELDS)
+"""The columns of the ``wallet_state`` row the admin events decide."""
+
+SNAPSHOT = "snapshot"
+"""data: ``{"clients": [every CLIENT_FIELDS row], "wallet": WALLET_FIELDS}``; replaces all."""
+CLIENT_ADD = "client-add"
+"""client: the name; data: the new row's ``CLIENT_FIELDS``."""
+CLIENT_REVOKE = "client-revoke"
+"""client: the name; data: ``{"revoked_at_ms": ...}``."""
+BUDGET_SET = "budget-set"
+"""client: the name, or empty for the global budget; data: the new ``LIMIT_FIELDS``."""
+FREEZE = "freeze"
+"""client: empty; data: ``{"frozen": true|false}`` (freeze, or resume)."""
 
 
 def canonical(doc: Mapping[str, Any]) -> bytes:
@@ -169,28 +240,38 @@ def key_event_hash(row: Mapping[str, Any]) -> str:
     return _digest("key_event", KEY_EVENT_FIELDS, row)
 
 
+def admin_event_hash(row: Mapping[str, Any]) -> str:
+    """The hash of one admin event (``ADMIN_EVENT_FIELDS``, ``prev_hash`` included)."""
+    return _digest("admin_event", ADMIN_EVENT_FIELDS, row)
+
+
 @dataclass(frozen=True)
 class Break:
     """One place where the ledger does not match its chain."""
 
     table: str
-    """``payment_events``, ``decisions``, ``key_events`` or ``payments``."""
+    """A chained table, ``payments``, ``clients``, ``wallet_state`` or ``spend_buckets``."""
     row_id: int | None
     """The event or decision id (for a payment, its newest event's id, if any)."""
     payment_id: str | None
     problem: str
+    subject: str | None = None
+    """What the problem is about, when not a chained row: ``client alpha``, ``global``,
+    or a bucket such as ``client alpha day 2026-12-07T00:00:00Z``."""
 
     def describe(self) -> str:
         """One line naming the row, for humans."""
         where = f"{self.table} id={self.row_id}" if self.row_id is not None else self.table
         if self.payment_id:
             where += f" payment={self.payment_id}"
+        if self.subject:
+            where += f" ({self.subject})"
         return f"{where}: {self.problem}"
 
 
 @dataclass(frozen=True)
 class AuditResult:
-    """The outcome of recomputing both chains."""
+    """The outcome of recomputing every chain, the client and wallet rows and the running totals."""
 
     events: int
     decisions: int
@@ -202,6 +283,22 @@ class AuditResult:
     break_count: int = 0
     key_events: int = 0
     key_events_head: str = GENESIS
+    admin_events: int = 0
+    admin_events_head: str = GENESIS
+    clients: int = 0
+    """Client rows checked against the admin events."""
+    buckets: int = 0
+    """Running-total buckets compared with the sums of the payments."""
+
+    @property
+    def heads(self) -> dict[str, str]:
+        """The newest hash of each chain, by table."""
+        return {
+            EVENTS: self.events_head,
+            DECISIONS: self.decisions_head,
+            KEY_EVENTS: self.key_events_head,
+            ADMIN_EVENTS: self.admin_events_head,
+        }
 
     @property
     def ok(self) -> bool:
@@ -269,6 +366,11 @@ def key_events_walk() -> ChainWalk:
     return ChainWalk(KEY_EVENTS, KEY_EVENT_FIELDS, "key_event")
 
 
+def admin_events_walk() -> ChainWalk:
+    """A walk over ``admin_events``."""
+    return ChainWalk(ADMIN_EVENTS, ADMIN_EVENT_FIELDS, "admin_event")
+
+
 class PaymentCheck:
     """Checks each payment row against the snapshot its newest event recorded."""
 
@@ -308,6 +410,201 @@ class PaymentCheck:
         self._latest.clear()
 
 
+def _value(name: str, value: Any) -> Any:
+    """A column as the admin events record it (``frozen`` is a bool on every backend)."""
+    return bool(value) if name == "frozen" else value
+
+
+def client_state(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``clients`` row as an admin event records it (``CLIENT_FIELDS``)."""
+    return {name: row[name] for name in CLIENT_FIELDS}
+
+
+def wallet_state(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``wallet_state`` row as an admin event records it (``WALLET_FIELDS``)."""
+    return {name: _value(name, row[name]) for name in WALLET_FIELDS}
+
+
+class AdminReplay:
+    """Replays the admin events into the client and wallet state they must have left.
+
+    Fed the chain in id order (after ``ChainWalk`` checked each hash), then the
+    live ``clients`` rows and the ``wallet_state`` row; every column that differs
+    from the replayed state is a break naming the client (or ``global``). A new
+    kind of policy object gets its own operation here and its own check.
+    """
+
+    def __init__(self) -> None:
+        self.clients: dict[str, dict[str, Any]] = {}
+        self.wallet: dict[str, Any] | None = None
+        self.count = 0
+        self.breaks: list[Break] = []
+        self._seen: set[str] = set()
+
+    def feed(self, row: Mapping[str, Any]) -> None:
+        """Apply one admin event (a mapping with ``ADMIN_EVENT_FIELDS``)."""
+        op, name, ident = str(row["operation"]), str(row["client"]), int(row["id"])
+        try:
+            data = json.loads(row["data"])
+            self._apply(op, name, data)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            self.breaks.append(
+                Break(ADMIN_EVENTS, ident, None, f"cannot replay {op!r}: {exc!r}", name or None)
+            )
+
+    def _apply(self, op: str, name: str, data: dict[str, Any]) -> None:
+        if op == SNAPSHOT:
+            self.clients = {str(c["name"]): client_state(c) for c in data["clients"]}
+            self.wallet = wallet_state(data["wallet"])
+        elif op == CLIENT_ADD:
+            self.clients[name] = client_state(data)
+        elif op == CLIENT_REVOKE:
+            self.clients[name]["revoked_at_ms"] = data["revoked_at_ms"]
+        elif op == BUDGET_SET:
+            target = self.clients[name] if name else self.wallet
+            if target is None:
+                raise KeyError("no wallet state before this event")
+            target.update({f: data[f] for f in LIMIT_FIELDS})
+        elif op == FREEZE:
+            if self.wallet is None:
+                raise KeyError("no wallet state before this event")
+            self.wallet["frozen"] = bool(data["frozen"])
+        else:
+            raise ValueError("unknown operation")
+
+    def check_client(self, row: Mapping[str, Any]) -> None:
+        """Compare one live ``clients`` row with the replayed state."""
+        self.count += 1
+        name = str(row["name"])
+        self._seen.add(name)
+        subject = f"client {name}"
+        expected = self.clients.get(name)
+        if expected is None:
+            problem = "client is not in the admin events (added outside walletd)"
+            self.breaks.append(Break(CLIENTS, int(row["id"]), None, problem, subject))
+            return
+        self._differ(CLIENTS, int(row["id"]), subject, client_state(row), expected)
+
+    def check_wallet(self, row: Mapping[str, Any] | None) -> None:
+        """Compare the live ``wallet_state`` row (freeze flag, global budget)."""
+        if self.wallet is None or row is None:
+            if self.wallet is not None or row is not None:
+                problem = "the wallet row and the admin events disagree on whether it exists"
+                self.breaks.append(Break(WALLET, None, None, problem, "global"))
+            return
+        self._differ(WALLET, None, "global", wallet_state(row), self.wallet)
+
+    def _differ(
+        self,
+        table: str,
+        row_id: int | None,
+        subject: str,
+        live: Mapping[str, Any],
+        expected: Mapping[str, Any],
+    ) -> None:
+        for column, value in live.items():
+            if value != expected.get(column):
+                what = "budget" if column in LIMIT_FIELDS else "row"
+                problem = (
+                    f"{what} edited: {column} is {value!r}, "
+                    f"the admin events say {expected.get(column)!r}"
+                )
+                self.breaks.append(Break(table, row_id, None, problem, subject))
+
+    def finish(self) -> None:
+        """Report clients the events added whose rows are gone."""
+        for name in sorted(set(self.clients) - self._seen):
+            problem = "client row is missing (the admin events added it)"
+            self.breaks.append(Break(CLIENTS, None, None, problem, f"client {name}"))
+
+
+SPAN_NAMES: Mapping[int, str] = {
+    buckets.SECOND: "second",
+    buckets.MINUTE: "minute",
+    buckets.HOUR: "hour",
+    buckets.DAY: "day",
+    buckets.LIFETIME: "lifetime",
+}
+
+
+class BucketCheck:
+    """Recomputes the running totals (``spend_buckets``) from the payment rows, exactly.
+
+    A payment counts in its client's scope and the global scope (0), in every
+    bucket ``buckets.bucket_keys`` gives for its creation time, unless its
+    status releases the budget (``lifecycle.releases``). Fine buckets starting
+    before ``horizon_ms`` are not compared (pruning deletes them; every window
+    that would read them sums the rows instead), nor are ``saturated`` scopes
+    (their lifetime total outgrew BIGINT and every window of theirs reads rows).
+    """
+
+    def __init__(self, horizon_ms: int, saturated: Iterable[int], names: Mapping[int, str]) -> None:
+        self.horizon_ms = horizon_ms
+        self.saturated = frozenset(saturated)
+        self.names = names
+        self.expected: dict[tuple[int, int, int], int] = defaultdict(int)
+        self.count = 0
+        self.breaks: list[Break] = []
+
+    def _kept(self, scope: int, span: int, start: int) -> bool:
+        if scope in self.saturated:
+            return False
+        return not (span in buckets.FINE_SPANS and start < self.horizon_ms)
+
+    def saw_payment(self, row: Mapping[str, Any]) -> None:
+        """Add one payment row (``client_id``, ``amount``, ``status``, ``created_at_ms``)."""
+        if lifecycle.releases(str(row["status"])):
+            return
+        for scope in (int(row["client_id"]), GLOBAL_SCOPE):
+            for span, start in buckets.bucket_keys(int(row["created_at_ms"])):
+                if self._kept(scope, span, start):
+                    self.expected[(scope, span, start)] += int(row["amount"])
+
+    def feed(self, row: Mapping[str, Any]) -> None:
+        """Compare one stored bucket (``scope``, ``span``, ``start_ms``, ``amount``)."""
+        key = (int(row["scope"]), int(row["span"]), int(row["start_ms"]))
+        if key == HORIZON_KEY or not self._kept(*key):
+            return
+        self.count += 1
+        if key[1] not in SPAN_NAMES:
+            self._break(key, int(row["amount"]), 0, "not a bucket walletd writes")
+            return
+        expected = self.expected.pop(key, 0)
+        if int(row["amount"]) != expected:
+            self._break(key, int(row["amount"]), expected, "")
+
+    def finish(self) -> None:
+        """Report buckets the payments fill that the table does not hold."""
+        for key, expected in sorted(self.expected.items()):
+            if expected != 0:
+                self._break(key, None, expected, "")
+        self.expected.clear()
+
+    def describe(self, key: tuple[int, int, int]) -> str:
+        """``client alpha day 2026-12-07T00:00:00Z``, ``global lifetime`` and so on."""
+        scope, span, start = key
+        who = "global" if scope == GLOBAL_SCOPE else f"client {self.names.get(scope, scope)}"
+        if span == buckets.LIFETIME:
+            return f"{who} lifetime"
+        when = datetime.fromtimestamp(start // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return f"{who} {SPAN_NAMES.get(span, f'span={span}')} {when}"
+
+    def _break(self, key: tuple[int, int, int], live: int | None, expected: int, why: str) -> None:
+        stored = "missing" if live is None else f"{live}"
+        problem = why or (
+            f"running total edited: stored {stored}, the payments sum to {expected} "
+            f"(scope={key[0]} span={key[1]} start_ms={key[2]})"
+        )
+        self.breaks.append(Break(BUCKETS, None, None, problem, self.describe(key)))
+
+
+GLOBAL_SCOPE = 0
+"""The scope of the every-client totals (``walletd.db.hot.GLOBAL_SCOPE``)."""
+
+HORIZON_KEY = (GLOBAL_SCOPE, -1, 0)
+"""The (scope, span, start) of the row that holds the prune horizon, not a bucket."""
+
+
 def _order(brk: Break) -> tuple[int, int]:
     return (0 if brk.row_id is not None else 1, brk.row_id or 0)
 
@@ -317,15 +614,26 @@ def result(
     payments: PaymentCheck,
     decisions: ChainWalk,
     keys: ChainWalk | None = None,
+    admin: tuple[ChainWalk, AdminReplay] | None = None,
+    spend: BucketCheck | None = None,
 ) -> AuditResult:
-    """Combine the walks: event problems by event id first, then decisions, then key events."""
+    """Combine the walks.
+
+    Event problems by event id first, then decisions, key events and admin
+    events, then the client and wallet rows, then the running totals.
+    """
     payments.finish()
     keys = keys if keys is not None else key_events_walk()
+    admin_walk, replay = admin if admin is not None else (admin_events_walk(), AdminReplay())
+    replay.finish()
     event_breaks = sorted([*events.breaks, *payments.breaks], key=_order)
     all_breaks: Iterable[Break] = [
         *event_breaks,
         *sorted(decisions.breaks, key=_order),
         *sorted(keys.breaks, key=_order),
+        *sorted(admin_walk.breaks, key=_order),
+        *replay.breaks,
+        *(spend.breaks if spend is not None else ()),
     ]
     listed = tuple(all_breaks)
     return AuditResult(
@@ -338,4 +646,84 @@ def result(
         break_count=len(listed),
         key_events=keys.count,
         key_events_head=keys.head,
+        admin_events=admin_walk.count,
+        admin_events_head=admin_walk.head,
+        clients=replay.count,
+        buckets=spend.count if spend is not None else 0,
     )
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """A chain's head as ``walletd audit head`` printed it: that row must still hold that hash."""
+
+    chain: str
+    row_id: int
+    hash: str
+
+    def describe(self) -> str:
+        """``payment_events 5:<hash>``, the form ``audit head`` prints."""
+        return f"{self.chain} {self.row_id}:{self.hash}"
+
+
+def _anchor(chain: str, ident: object, digest: object) -> Anchor:
+    if chain not in CHAINS:
+        raise ValueError(f"unknown chain {chain!r} (one of {', '.join(CHAINS)})")
+    text = str(digest).lower()
+    if (
+        not str(ident).isdigit()
+        or len(text) != 64
+        or any(c not in "0123456789abcdef" for c in text)
+    ):
+        raise ValueError(
+            f"{chain} anchor must be ID:HASH (a 64-hex-digit hash), not {ident}:{digest}"
+        )
+    return Anchor(chain, int(str(ident)), text)
+
+
+def parse_anchors(text: str) -> list[Anchor]:
+    """The anchors in ``text``: what ``walletd audit head`` printed, as JSON or as text.
+
+    Accepted, one per line (or the whole JSON object ``audit head --json`` prints):
+    ``CHAIN ID:HASH`` (the text form), ``CHAIN:ID:HASH``, and ``ID:HASH``, which
+    anchors ``payment_events`` (the form from before every chain had an anchor).
+
+    Raises:
+        ValueError: nothing that reads as an anchor, or a malformed one.
+    """
+    stripped = text.strip()
+    if stripped.startswith("{"):
+        doc = json.loads(stripped)
+        if not isinstance(doc, dict):
+            raise ValueError("the JSON anchor must be the object `audit head --json` prints")
+        return [_anchor(str(c), h.get("id"), h.get("hash")) for c, h in doc.items()]
+    found: list[Anchor] = []
+    for line in stripped.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        chain, _, rest = line.rpartition(" ")
+        parts = rest.split(":")
+        if not chain and len(parts) == 3:
+            chain, parts = parts[0], parts[1:]
+        if len(parts) != 2:
+            raise ValueError(f"{line!r} is not CHAIN ID:HASH, CHAIN:ID:HASH or ID:HASH")
+        found.append(_anchor(chain.strip() or EVENTS, parts[0], parts[1]))
+    if not found:
+        raise ValueError("no anchor given")
+    return found
+
+
+def anchor_holds(anchor: Anchor, stored: str | None) -> str | None:
+    """None when the anchored row still has its hash, else what is wrong with it.
+
+    ``stored`` is the hash the row with the anchor's id holds now (None: no such
+    row). An anchor of an empty chain (id 0, ``GENESIS``) always holds.
+    """
+    if anchor.row_id == 0 and anchor.hash == GENESIS:
+        return None
+    if stored is None:
+        return f"row {anchor.row_id} is gone (the chain was cut back)"
+    if stored != anchor.hash:
+        return f"row {anchor.row_id} no longer has hash {anchor.hash} (rewritten)"
+    return None

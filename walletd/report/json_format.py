@@ -53,6 +53,7 @@ def _break_doc(brk: Break | None) -> dict[str, Any] | None:
         "id": brk.row_id,
         "payment_id": brk.payment_id,
         "problem": brk.problem,
+        "subject": brk.subject,
     }
 
 

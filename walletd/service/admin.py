@@ -3,7 +3,9 @@
 The CLI runs these directly against the ledger (the operator owns the data
 dir), so they work whether or not the daemon runs; the daemon reads clients,
 budgets and the freeze flag inside every Pay transaction, so changes take
-effect on the next payment.
+effect on the next payment. Each change is recorded by the ledger as a
+hash-chained admin event in its own transaction (``walletd audit verify``
+replays them against the rows).
 """
 
 from __future__ import annotations
@@ -74,10 +76,10 @@ def set_budget(store: Store, name: str | None, change: BudgetChange) -> Budget:
     with store.write() as tx:
         if name is None:
             budget = _apply(tx.lock_state().budget, change)
-            tx.set_global_budget(budget)
+            tx.set_global_budget(budget, now_ms())
         else:
             budget = _apply(tx.client_by_name(name).budget, change)
-            tx.set_client_budget(name, budget)
+            tx.set_client_budget(name, budget, now_ms())
     return budget
 
 
@@ -97,4 +99,4 @@ def show_budget(store: Store, name: str | None) -> tuple[Budget, BudgetState]:
 def set_frozen(store: Store, frozen: bool) -> None:
     """Stop (or resume) every payment at once."""
     with store.write() as tx:
-        tx.set_frozen(frozen)
+        tx.set_frozen(frozen, now_ms())
