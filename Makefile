@@ -41,11 +41,14 @@ fuzz: setup
 # Issue 8's figures (docs/reliability.md): demands by family, accepted/refused by reason,
 # overspend, lost rows, crashes and faults survived. Starts its own anvil, daemons and,
 # without WALLETD_TEST_PG_URL, a throwaway PostgreSQL. MINUTES caps the demand phase.
-#   make stress DEMANDS=100000 CRASHES=20 MINUTES=10
+# Then STALLS stalled HTTP/2 connections held against a daemon while a real client pays.
+#   make stress DEMANDS=100000 CRASHES=20 MINUTES=10 STALLS=1200
 DEMANDS ?= 100000
 CRASHES ?= 20
+STALLS ?= 1200
 stress: setup
-	$(PY) -m tests.adversarial.stress --demands $(DEMANDS) --crashes $(CRASHES) --minutes $(MINUTES)
+	$(PY) -m tests.adversarial.stress --demands $(DEMANDS) --crashes $(CRASHES) --minutes $(MINUTES) \
+		--stalls $(STALLS)
 
 # Issue 9's figures (docs/benchmarks.md): the x402 SDK anchor, Pay over the socket on
 # SQLite (and, with WALLETD_TEST_PG_URL or BENCH_ARGS="--pg URL", on PostgreSQL), and paid

@@ -3,6 +3,11 @@
 Nothing is built at import time; everything the daemon holds is made here, in
 the order that makes failure cheap: settings, database schema check, key
 unlock, then the listener. SIGTERM and SIGINT stop it cleanly.
+
+Secrets: ``harden`` (before the passphrase is read) makes the process
+non-dumpable with no core file; the passphrase buffer is zeroed as soon as the
+key is unlocked, and the key is decrypted into the one mlocked buffer the
+signer signs from, wiped at exit.
 """
 
 from __future__ import annotations
@@ -20,8 +25,9 @@ from walletd.db import migrate
 from walletd.db.engine import make_engines
 from walletd.db.ledger import Store
 from walletd.keys import keystore
+from walletd.keys.memory import Hardening, harden_process, wipe_bytearray
 from walletd.keys.signer import LocalSigner
-from walletd.rpc.server import TlsFiles, build_server
+from walletd.rpc.server import TlsFiles, build_server, max_connections, raise_fd_limit
 from walletd.service.direct import DirectPayments
 from walletd.service.keys import require_current_key
 from walletd.service.ports import ChainReader, TransferChain, WalletApi
@@ -46,31 +52,60 @@ def _tls(settings: Settings) -> TlsFiles | None:
     )
 
 
+def harden() -> Hardening:
+    """Non-dumpable, no core file: call first, before any secret is read."""
+    done = harden_process()
+    log.debug("process hardening: dumpable=%s core_limit=%s", done.dumpable, done.core_limit)
+    return done
+
+
+def unlock(settings: Settings, passphrase: bytearray) -> LocalSigner:
+    """The signer over the one copy of the key; ``passphrase`` is zeroed, whatever happens."""
+    try:
+        secret = keystore.unlock_secret(settings.keystore_path, passphrase)
+    finally:
+        wipe_bytearray(passphrase)
+    signer = LocalSigner.from_secret(secret)
+    if not signer.memory_locked:
+        log.warning("the key is not locked in memory (mlock refused): it may reach swap")
+    return signer
+
+
 def run(
-    settings: Settings, passphrase: bytes, *, auto_migrate: bool = False, metrics: str = ""
+    settings: Settings, passphrase: bytearray, *, auto_migrate: bool = False, metrics: str = ""
 ) -> None:
     """Serve until SIGTERM/SIGINT; raises a WalletdError if it cannot start.
 
-    ``metrics`` (HOST:PORT) also serves Prometheus metrics there (``walletd.metrics``).
+    ``passphrase`` is zeroed once the key is unlocked (or could not be).
+    ``metrics`` ([HOST:]PORT) also serves Prometheus metrics there (``walletd.metrics``).
     """
     engines = make_engines(settings.ledger_url)
     metrics_server: MetricsServer | None = None
+    signer: LocalSigner | None = None
     try:
         if auto_migrate:
             migrate.upgrade(engines.write)
         migrate.require_current(engines.read)
-        signer = LocalSigner(keystore.unlock(settings.keystore_path, passphrase))
+        signer = unlock(settings, passphrase)
         store = Store(engines)
         require_current_key(store, signer.address)  # not a key rotated away, e.g. on a replica
         funds = _funds_cache(settings, metrics)
+        if funds is not None:  # Pay reads the balance afresh before refusing for funds
+            read_chain = chain_opener(settings)
+            funds.source = lambda: read_chain().usdc_balance(signer.address)
         direct = DirectPayments(
             store, signer, settings.limits(), settings.proof_headers(), transfer_opener(settings),
             funds=funds, receipt_timeout_s=settings.direct_receipt_timeout_seconds,
         )  # fmt: skip
-        service = WalletService(store, signer, settings.limits(), funds=funds, direct=direct)
+        chain = chain_opener(settings) if settings.rpc_url else None
+        service = WalletService(
+            store, signer, settings.limits(), funds=funds, direct=direct, chain=chain
+        )
         api: WalletApi = service
         if metrics:
             api, metrics_server = _serve_metrics(metrics, service, store, funds, signer.address)
+        fds = raise_fd_limit()
+        log.info("open-file limit %d: at most %d connections", fds, max_connections())
         server = build_server(
             api,
             socket_path=settings.socket_path,
@@ -87,9 +122,12 @@ def run(
         if reconciler is not None:
             reconciler.join(SHUTDOWN_GRACE_S)
     finally:
+        wipe_bytearray(passphrase)  # when the schema check failed before the unlock
         if metrics_server is not None:
             metrics_server.stop()
         engines.dispose()
+        if signer is not None:
+            signer.close()
 
 
 def _funds_cache(settings: Settings, metrics: str) -> FundsCache | None:
@@ -133,7 +171,8 @@ def transfer_opener(settings: Settings) -> Callable[[], TransferChain] | None:
         from walletd.chain.reader import Web3ChainReader
         from walletd.chain.sender import Web3TransferSender
 
-        return Web3TransferSender(Web3ChainReader.open(settings.rpc_url, settings.networks))
+        reader = Web3ChainReader.open(settings.rpc_url, settings.networks)
+        return Web3TransferSender(reader, settings.max_fee_per_gas_wei)
 
     return open_transfer_chain
 

@@ -15,12 +15,15 @@ use it without the daemon's dependencies::
     │   ├── BudgetExceededError           BUDGET_EXCEEDED       RESOURCE_EXHAUSTED
     │   ├── InsufficientFundsError        INSUFFICIENT_FUNDS    FAILED_PRECONDITION
     │   ├── FrozenError                   FROZEN                FAILED_PRECONDITION
+    │   ├── FeeTooHighError               FEE_TOO_HIGH          FAILED_PRECONDITION
     │   └── IdempotencyConflictError      IDEMPOTENCY_CONFLICT  ALREADY_EXISTS
     ├── AuthError
     │   ├── UnauthenticatedError          UNAUTHENTICATED       UNAUTHENTICATED
-    │   └── PermissionDeniedError         PERMISSION_DENIED     PERMISSION_DENIED
+    │   ├── PermissionDeniedError         PERMISSION_DENIED     PERMISSION_DENIED
+    │   └── UntrustedSocketError          UNTRUSTED_SOCKET      PERMISSION_DENIED
     ├── InvalidRequestError               INVALID_REQUEST       INVALID_ARGUMENT
     ├── NotFoundError                     NOT_FOUND             NOT_FOUND
+    ├── PaidAnswerLostError               PAID_ANSWER_LOST      DATA_LOSS
     ├── KeyStoreError                     KEYSTORE              FAILED_PRECONDITION
     │   └── WrongPassphraseError          WRONG_PASSPHRASE      FAILED_PRECONDITION
     ├── SchemaOutOfDateError              SCHEMA_OUT_OF_DATE    FAILED_PRECONDITION
@@ -119,6 +122,16 @@ class FrozenError(RefusedError):
     grpc_code = "FAILED_PRECONDITION"
 
 
+class FeeTooHighError(RefusedError):
+    """The node's gas fee is above ``[chain] max_fee_per_gas_wei``; nothing was signed.
+
+    ``details`` carry ``needed`` (base fee + tip the node asks, in wei) and ``cap``.
+    """
+
+    reason = "FEE_TOO_HIGH"
+    grpc_code = "FAILED_PRECONDITION"
+
+
 class IdempotencyConflictError(RefusedError):
     """The idempotency key was already used for a different demand."""
 
@@ -147,6 +160,18 @@ class PermissionDeniedError(AuthError):
     grpc_code = "PERMISSION_DENIED"
 
 
+class UntrustedSocketError(AuthError):
+    """The daemon's Unix socket cannot be trusted: the client refused to talk to it.
+
+    Its directory is writable by others (anyone could have put it there), or the
+    socket file or the process listening on it belongs to another user than the
+    expected owner. Raised only by the client library, before any token is sent.
+    """
+
+    reason = "UNTRUSTED_SOCKET"
+    grpc_code = "PERMISSION_DENIED"
+
+
 class InvalidRequestError(WalletdError):
     """A request field (not the 402 demand itself) is malformed."""
 
@@ -159,6 +184,31 @@ class NotFoundError(WalletdError):
 
     reason = "NOT_FOUND"
     grpc_code = "NOT_FOUND"
+
+
+class PaidAnswerLostError(WalletdError):
+    """The payment went through on chain, but the server's answer to the request was lost.
+
+    Typically a retry after a timeout: the first attempt settled, the server's
+    answer never arrived, and the retry (same authorization) was refused as
+    already used (``invalid_exact_evm_nonce_already_used``). The chain shows the
+    authorization used, so the ledger records the payment ``settled``. Sending
+    the request again is a *new* payment. ``details``: ``payment_id``, ``tx``
+    (the settlement transaction, "" when the node could not find its log).
+    """
+
+    reason = "PAID_ANSWER_LOST"
+    grpc_code = "DATA_LOSS"
+
+    @property
+    def payment_id(self) -> str:
+        """walletd's id of the settled payment."""
+        return self.details.get("payment_id", "")
+
+    @property
+    def tx(self) -> str:
+        """The transaction that settled it, or "" when not found."""
+        return self.details.get("tx", "")
 
 
 class KeyStoreError(WalletdError):

@@ -14,8 +14,11 @@ Two halves, both kept out of the domain and the service:
   and how long ago the last pass ended.
 
 Labels never carry secrets: client names, outcomes, reason codes, rule and
-window names only. ``serve(listen, ...)`` exposes ``/metrics`` over plain
-HTTP; bind it to loopback (``127.0.0.1:9464``) or a private interface.
+window names only, but those names, budgets and spend are business facts, and
+``serve(listen, ...)`` exposes ``/metrics`` over plain HTTP with no
+authentication. A bare port (``9464``, ``:9464``) binds loopback (127.0.0.1);
+any other host is bound as asked, with a warning in the log: only put it on a
+private interface that only the scraper can reach.
 """
 
 from __future__ import annotations
@@ -299,16 +302,19 @@ class MetricsServer:
         self.thread.join(5)
 
 
+DEFAULT_METRICS_HOST = "127.0.0.1"
+
+
 def parse_listen(listen: str) -> tuple[str, int]:
-    """``HOST:PORT`` (``[::1]:PORT`` for IPv6) as a host and a port.
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6), or a bare ``PORT``/``:PORT`` on loopback.
 
     Raises:
-        InvalidRequestError: not HOST:PORT.
+        InvalidRequestError: neither.
     """
-    host, sep, port = listen.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise InvalidRequestError(f"--metrics must be HOST:PORT, got {listen!r}")
+    host, _sep, port = listen.rpartition(":")
+    host = host.strip("[]") or DEFAULT_METRICS_HOST
+    if not port.isdigit() or int(port) > 65535:
+        raise InvalidRequestError(f"--metrics must be [HOST:]PORT, got {listen!r}")
     return host, int(port)
 
 
@@ -330,6 +336,8 @@ def serve(listen: str, registry: CollectorRegistry) -> MetricsServer:
     Raises:
         InvalidRequestError: a bad address, or the port cannot be bound.
     """
+    from walletd.config import is_loopback_host
+
     host, port = parse_listen(listen)
     try:
         httpd, thread = start_http_server(port, addr=host, registry=registry)
@@ -337,4 +345,11 @@ def serve(listen: str, registry: CollectorRegistry) -> MetricsServer:
         raise InvalidRequestError(f"cannot serve metrics on {listen}: {exc.strerror}") from exc
     server = MetricsServer(httpd, thread)
     log.info("walletd metrics on http://%s/metrics", server.address)
+    if not is_loopback_host(host):
+        log.warning(
+            "metrics are served without authentication on %s, not loopback: anyone who can "
+            "reach it sees client names, budgets and spend; bind 127.0.0.1 or a private "
+            "interface only the scraper reaches",
+            server.address,
+        )
     return server

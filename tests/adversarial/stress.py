@@ -4,7 +4,7 @@
     make stress DEMANDS=100000 CRASHES=20 MINUTES=10
     .venv/bin/python -m tests.adversarial.stress --smoke              # seconds; CI runs this
 
-Four phases, each optional:
+Five phases, each optional:
 
 1. **demands** (``--demands N``, ``--minutes M``, ``--jobs J``): the fuzz properties
    that make 402 demands (``tests/adversarial/properties.py``: valid demands,
@@ -18,15 +18,20 @@ Four phases, each optional:
    server in ``--pg-url`` / ``$WALLETD_TEST_PG_URL``, else a throwaway cluster
    from ``scripts/pg`` (stopped at the end);
 4. **faults** (``--faults all|none|NAME,...``): ``tests/adversarial/faults.py``'s
-   scenarios through its ``run_faults``.
+   scenarios through its ``run_faults``;
+5. **stalls** (``--stalls N``, ``--stall-seconds S``; 0 skips): N stalled HTTP/2
+   connections held against a daemon of its own for S seconds, with oversized
+   Pays sent alongside, while a real client keeps paying (``tests/adversarial/stalls.py``).
 
 anvil with TestUSDC is started for phases 3 and 4 and stopped at the end; each
 crash run and the fault phase run inside an ``evm_snapshot``, reverted after.
 
 Prints one report: demands tried by family with accepted and refused by reason,
 then overspend (atomic units), ledger rows lost, crashes survived and faults
-survived. Exit status 1 if overspend or lost rows are not 0, a property failed,
-a crash run broke an invariant, a fault was not survived, or a phase failed.
+survived, and the stall figures. Exit status 1 if overspend or lost rows are not
+0, a property failed, a crash run broke an invariant, a fault was not survived,
+a real client's Pay failed under the stalls, an oversized request was accepted
+or wrote a row, or a phase failed.
 """
 
 from __future__ import annotations
@@ -63,7 +68,8 @@ ROTATION = (
 """The demand-making properties, in the order chunks cycle through them (Pay gets half)."""
 SMOKE = [
     "--demands", "200", "--minutes", "1", "--jobs", "1", "--crashes", "1", "--cold-every", "1",
-    "--backends", "sqlite", "--no-hostile", "--faults", "none",
+    "--backends", "sqlite", "--no-hostile", "--faults", "none", "--stalls", "100",
+    "--stall-seconds", "4",
 ]  # fmt: skip
 """``--smoke``: every phase but the slow ones, tiny (flags given after ``--smoke`` win)."""
 
@@ -242,6 +248,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="every n-th restart is a cold `python -m walletd serve`")  # fmt: skip
     parser.add_argument("--faults", default="all", help="all, none, or NAME,NAME")
     parser.add_argument("--seed", type=int, default=None, help="crash-loop seed")
+    parser.add_argument("--stalls", type=int, default=1200, help="stalled connections (0 skips)")
+    parser.add_argument("--stall-seconds", type=float, default=60.0, help="how long to hold them")
+    parser.add_argument("--stall-nofile", type=int, default=0,
+                        help="the stalled daemon's open-file limit (0: inherited)")  # fmt: skip
     parser.add_argument("--figures", type=Path, help="also merge the figures into this JSON file")
     parser.add_argument("--smoke", action="store_true", help="a tiny run: " + " ".join(SMOKE))
     raw = list(sys.argv[1:] if argv is None else argv)
@@ -271,6 +281,15 @@ def main(argv: list[str] | None = None) -> int:
         figures, line = run_hostile()
         FIGURES.merge(figures)
         print(f"[hostile] {line} ({time.monotonic() - t0:.0f} s)", flush=True)
+    stall_lines = ""
+    if args.stalls > 0:
+        from tests.adversarial.stalls import run_against_own_daemon
+
+        print(f"[stalls] {args.stalls} connections, {args.stall_seconds:g} s", flush=True)
+        nofile = args.stall_nofile or None
+        stall_figures = run_against_own_daemon(args.stalls, args.stall_seconds, nofile=nofile)
+        stall_lines = stall_figures.render()
+        problems += [f"stalls: {p}" for p in stall_figures.problems()]
     crash_results: list[CrashResult] = []
     fault_lines = ""
     fault_count = (0, 0)
@@ -304,6 +323,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\ncrash runs:\n" + crash_table(crash_results))
     if fault_lines:
         print("\nfaults:\n" + fault_lines)
+    if stall_lines:
+        print("\nstalls:\n" + stall_lines)
     survived, total_faults = fault_count
     problems += [f"property {p} failed" for p in FIGURES.failures]
     print(

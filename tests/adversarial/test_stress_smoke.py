@@ -1,7 +1,8 @@
 """``make stress`` works end to end, tiny: ``python -m tests.adversarial.stress --smoke``.
 
 Runs the command's ``main`` in this process with the smoke sizes (200 demands,
-one kill -9 on SQLite with its own anvil) so CI proves every phase is wired and
+one kill -9 on SQLite with its own anvil, 100 stalled connections for 4 s) so
+CI proves every phase is wired and
 the report carries every figure. The fault phase goes through the real hook
 with ``run_faults`` stubbed (the scenarios themselves are ``test_faults.py``).
 The full run and its figures are in docs/reliability.md.
@@ -53,6 +54,8 @@ def test_stress_smoke_prints_every_figure_and_passes(
         "crashes survived: 1 (sqlite 1)\n",
         "faults survived: 1/1\n",
         "| sqlite | 1 | 1 |",
+        "stalled connections held: 100 for ",
+        "decision rows they wrote: 0\n",
         "verdict: PASS",
     ):
         assert line in out, out

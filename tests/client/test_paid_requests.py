@@ -11,6 +11,7 @@ from walletd.client import (
     AsyncClusterClient,
     ClusterClient,
     ClusterNotFoundError,
+    ClusterUnavailableError,
     PaymentRejectedError,
     RetryPolicy,
 )
@@ -20,10 +21,10 @@ FAST = RetryPolicy(max_retries=2, backoff=0.05)
 
 
 def _client(wallet: Wallet, **kwargs) -> ClusterClient:
+    kwargs.setdefault("retry", FAST)
     return ClusterClient(
-        wallet.api.base_url, socket=wallet.socket, token_file=wallet.token_file, retry=FAST,
-        **kwargs,
-    )  # fmt: skip
+        wallet.api.base_url, socket=wallet.socket, token_file=wallet.token_file, **kwargs
+    )
 
 
 def assert_paid_once(wallet: Wallet, before: tuple[int, int], price: int) -> None:
@@ -102,6 +103,17 @@ def test_server_failing_after_settling_is_retried_without_a_second_settlement(
     assert_paid_once(wallet, before, CHAT_PRICE)
     (row,) = wallet.new_payments()
     assert row.payment_id == info.value.payment_id
+
+
+def test_a_503_after_paying_names_the_outstanding_payment(wallet: Wallet) -> None:
+    wallet.api.faults.fail_after_settle_status = 503
+    no_retry = RetryPolicy(max_retries=0)
+    with _client(wallet, retry=no_retry) as api, pytest.raises(ClusterUnavailableError) as info:
+        api.chat(CHAT_MODEL, "fail after settle")
+    (row,) = wallet.new_payments()
+    assert info.value.payment_id == row.payment_id
+    assert info.value.details["reused"] == "false"
+    assert row.payment_id in str(info.value)
 
 
 def test_429_before_payment_is_retried_and_paid_once(wallet: Wallet) -> None:

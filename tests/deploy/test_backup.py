@@ -110,7 +110,9 @@ def test_backup_never_overwrites(wallet_home: WalletHome) -> None:
 def test_backup_of_a_postgresql_ledger_points_at_pg_dump(wallet_home: WalletHome) -> None:
     dest = wallet_home.root / "ledger.backup"
     url = "postgresql+psycopg://walletd:pw-s3cret@127.0.0.1:1/walletd"
-    out = wallet_home.admin("db", "backup", str(dest), "--db-url", url, check=False)
+    config = wallet_home.root / "pg.toml"  # a URL with a password is refused in argv
+    config.write_text(f'[db]\nurl = "{url}"\n')
+    out = wallet_home.admin("db", "backup", str(dest), "--config", str(config), check=False)
     assert out.returncode == 1
     assert "pg_dump" in out.stderr
     assert "pw-s3cret" not in out.stderr

@@ -48,16 +48,21 @@ class Replica(Daemon):
         if self._booting:  # called by Daemon.__init__: defer to ready()
             self._booting = False
             return
-        from walletd.client import WalletClient
+        from walletd.client import DaemonUnavailableError, WalletClient
 
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(f"replica exited {self.proc.returncode}: {self.logs()}")
             if self.socket.exists():
-                with WalletClient(socket=self.socket, token="probe", timeout=2) as c:
-                    if c.health():
-                        return
+                try:  # the socket file exists a moment before it accepts
+                    probe = WalletClient(socket=self.socket, token="probe", timeout=2)
+                except DaemonUnavailableError:
+                    probe = None
+                if probe is not None:
+                    with probe as c:
+                        if c.health():
+                            return
             time.sleep(0.05)
         raise AssertionError(f"replica not ready: {self.logs()}")
 

@@ -8,8 +8,10 @@ the default cost is measured by bench/kdf_cost.py.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -119,30 +121,46 @@ def wallet_home() -> Iterator[WalletHome]:
     shutil.rmtree(root, ignore_errors=True)
 
 
+def _limit_fds(n: int | tuple[int, int]) -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, n if isinstance(n, tuple) else (n, n))
+
+
 class Daemon:
     """A running `walletd serve` subprocess."""
 
-    def __init__(self, home: WalletHome, *extra: str) -> None:
+    def __init__(
+        self, home: WalletHome, *extra: str, nofile: int | tuple[int, int] | None = None
+    ) -> None:
+        """``nofile`` sets the daemon's RLIMIT_NOFILE (both, or (soft, hard)) before it starts."""
         self.home = home
         self.log = (home.root / "daemon.log").open("ab")
         argv = [
             sys.executable, "-m", "walletd", "serve", "--data-dir", str(home.data_dir),
             "--passphrase-file", str(home.passphrase_file), *extra,
         ]  # fmt: skip
-        self.proc = subprocess.Popen(argv, env=home.env, stdout=self.log, stderr=self.log)
+        limit = None if nofile is None else functools.partial(_limit_fds, nofile)
+        self.proc = subprocess.Popen(
+            argv, env=home.env, stdout=self.log, stderr=self.log, preexec_fn=limit
+        )
         self._wait_ready()
 
     def _wait_ready(self, timeout: float = 30) -> None:
         from walletd.client import WalletClient
+        from walletd.errors import DaemonUnavailableError
 
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(f"walletd serve exited {self.proc.returncode}: {self.logs()}")
             if self.home.socket.exists():
-                with WalletClient(socket=self.home.socket, token="probe", timeout=2) as c:
-                    if c.health():
-                        return
+                try:
+                    probe = WalletClient(socket=self.home.socket, token="probe", timeout=2)
+                except DaemonUnavailableError:  # the socket file exists before it accepts
+                    probe = None
+                if probe is not None:
+                    with probe as c:
+                        if c.health():
+                            return
             time.sleep(0.05)
         raise AssertionError(f"walletd serve not ready: {self.logs()}")
 

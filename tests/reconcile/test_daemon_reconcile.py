@@ -151,3 +151,41 @@ def test_settled_payment_is_found_by_the_cli_with_an_explicit_rpc_url(
             assert settled_tx(paid).startswith("0x")
     finally:
         assert daemon.stop() == 0, daemon.logs()
+
+
+def test_cli_cancel_of_a_payment_that_settled_on_chain_exits_non_zero(
+    chain: Chain, devnet_api: DevnetApi, wallet_home: WalletHome, http: httpx.Client
+) -> None:
+    """The ledger says rejected (a daemon without an RPC), the chain says the server settled it."""
+    chain.mint(wallet_home.address, 1_000_000)
+    chain.set_eth_balance(wallet_home.address, 10**18)
+    wallet_home.add_client("svc")
+    wallet_home.admin("budget", "set", "svc", "--daily", "1")
+    daemon = Daemon(wallet_home)
+    try:
+        with svc_client(wallet_home) as wallet:
+            receipt = _pay(wallet, devnet_api, http, "k1")
+            paid = _send(devnet_api, http, receipt)
+            assert paid.status_code == 200, paid.text
+            assert wallet.report_outcome(receipt.payment_id, 402, "") == S.REJECTED
+            proc = wallet_home.admin(
+                "payment", "cancel", receipt.payment_id, "--rpc-url", chain.rpc_url,
+                "--passphrase-file", str(wallet_home.passphrase_file), "--json", check=False,
+            )  # fmt: skip
+            assert proc.returncode != 0, proc.stdout
+            error = json.loads(proc.stderr)["error"]
+            assert "already settled on chain" in error["message"]
+            assert error["details"]["tx"] == settled_tx(paid)
+            assert _statuses(wallet)[receipt.payment_id] == S.SETTLED
+    finally:
+        assert daemon.stop() == 0, daemon.logs()
+
+
+def test_cli_cancel_of_an_unknown_payment_says_it_does_not_exist(
+    wallet_home: WalletHome,
+) -> None:
+    proc = wallet_home.admin("payment", "cancel", "pay_nonexistent", "--json", check=False)
+    assert proc.returncode != 0
+    error = json.loads(proc.stderr)["error"]
+    assert error["reason"] == "NOT_FOUND"
+    assert "pay_nonexistent" in error["message"]

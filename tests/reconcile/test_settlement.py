@@ -201,16 +201,19 @@ def test_a_cancel_racing_a_status_change_sends_nothing_and_records_nothing(
     assert not wallet.reader.authorization_state(wallet.address, row.nonce)  # no cancel on chain
 
 
-def test_cancelling_an_authorization_the_server_already_used_records_it_settled(
+def test_cancelling_an_authorization_the_server_already_used_records_it_settled_and_fails(
     wallet: Wallet, http: httpx.Client
 ) -> None:
     receipt = wallet.pay(http, "k1")
     paid = wallet.send(http, receipt)
     wallet.report(receipt, 402)  # the client saw a failure, but the server settled
-    status = cancel_payment(wallet.store, wallet.reader, wallet.sender(), wallet.signer,
-                            receipt.payment_id)  # fmt: skip
-    assert status == S.SETTLED
-    assert wallet.row(receipt.payment_id).settled_tx == settled_tx(paid)
+    with pytest.raises(InvalidRequestError, match="already settled on chain") as info:
+        cancel_payment(wallet.store, wallet.reader, wallet.sender(), wallet.signer,
+                       receipt.payment_id)  # fmt: skip
+    assert info.value.details["status"] == S.SETTLED
+    assert info.value.details["tx"] == settled_tx(paid)
+    row = wallet.row(receipt.payment_id)
+    assert (row.status, row.settled_tx) == (S.SETTLED, settled_tx(paid))
 
 
 def test_without_a_node_nothing_moves_and_the_pass_fails_closed(

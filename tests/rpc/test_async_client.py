@@ -83,10 +83,6 @@ def test_async_client_is_created_outside_a_loop_and_used_in_two(
 
 
 def test_async_daemon_down(sock_dir: Path) -> None:
-    async def main() -> None:
-        async with AsyncWalletClient(socket=sock_dir / "absent.sock", timeout=0.3) as c:
-            with pytest.raises(DaemonUnavailableError):
-                await c.get_budget()
-            assert await c.health() is False
-
-    asyncio.run(main())
+    absent = sock_dir / "absent.sock"
+    with pytest.raises(DaemonUnavailableError, match=f"nothing is listening at {absent}"):
+        AsyncWalletClient(socket=absent, timeout=0.3)

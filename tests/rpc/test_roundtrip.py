@@ -158,7 +158,18 @@ def test_unexpected_exception_is_generic_internal(
 
 
 def test_daemon_down_is_daemon_unavailable(sock_dir: Path) -> None:
-    with WalletClient(socket=sock_dir / "absent.sock", token=PAY_TOKEN, timeout=0.3) as c:
+    absent = sock_dir / "absent.sock"
+    with pytest.raises(DaemonUnavailableError) as info:  # at once, not after Pay's deadline
+        WalletClient(socket=absent, token=PAY_TOKEN, timeout=0.3)
+    assert f"nothing is listening at {absent}" in info.value.message
+    assert info.value.details["socket"] == str(absent)
+
+
+def test_a_daemon_gone_after_connecting_is_daemon_unavailable(
+    rpc_server: RpcServer, socket_path: Path
+) -> None:
+    with WalletClient(socket=socket_path, token=PAY_TOKEN, timeout=0.3) as c:
+        rpc_server.stop(0)
         with pytest.raises(DaemonUnavailableError) as fast:
             c.get_budget()
         assert fast.value.details["grpc_code"] == "UNAVAILABLE"

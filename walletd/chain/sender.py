@@ -21,9 +21,10 @@ from web3.exceptions import MethodUnavailable, RequestTimedOut, TimeExhausted, W
 from walletd.chain.abi import USDC_ABI, address_topic, nonce_bytes
 from walletd.chain.nonces import allocator_for
 from walletd.chain.reader import Web3ChainReader, chain_errors
+from walletd.config import DEFAULT_MAX_FEE_PER_GAS_WEI
 from walletd.domain.eip3009 import domain_separator
 from walletd.domain.networks import Network
-from walletd.errors import ChainError
+from walletd.errors import ChainError, FeeTooHighError
 from walletd.service.ports import (
     BROADCAST_REJECTED,
     BROADCAST_SENT,
@@ -52,6 +53,28 @@ def cancel_digest(network: Network, authorizer: str, nonce: str) -> bytes:
     return keccak(b"\x19\x01" + domain_separator(network) + struct_hash)
 
 
+def capped_fees(base: int, tip: int, cap: int, jitter: int = 0) -> Fees:
+    """``maxFeePerGas = 2 * base + tip + jitter``, never above ``cap`` (wei per gas).
+
+    The base fee and tip come from the node, which walletd does not trust to be
+    sane: when base + tip alone is above the cap, nothing is signed
+    (FeeTooHighError). Otherwise a fee ceiling above the cap is lowered to the
+    cap, less part of the jitter (so signed transactions stay unique), and never
+    under base + tip.
+    """
+    needed = base + tip
+    if needed > cap:
+        raise FeeTooHighError(
+            f"the chain asks {needed} wei per gas (base fee {base} + tip {tip}), above "
+            f"[chain] max_fee_per_gas_wei = {cap}; nothing was signed",
+            {"needed": str(needed), "cap": str(cap), "base_fee": str(base), "tip": str(tip)},
+        )
+    ceiling = 2 * base + tip + jitter
+    if ceiling > cap:
+        ceiling = cap - (jitter % (cap - needed + 1))
+    return Fees(max_fee_per_gas=ceiling, max_priority_fee_per_gas=tip)
+
+
 def sign_envelope(signer: Signer, tx: Mapping[str, Any]) -> bytes:
     """The signed EIP-1559 envelope of ``tx``; the key signs only the transaction's hash."""
     unsigned = TypedTransaction.from_dict(dict(tx))
@@ -68,11 +91,17 @@ def sign_envelope(signer: Signer, tx: Mapping[str, Any]) -> bytes:
 
 
 class Web3ChainSender:
-    """Sends from the signer's address through the reader's node."""
+    """Sends from the signer's address through the reader's node.
 
-    def __init__(self, reader: Web3ChainReader) -> None:
+    ``max_fee_per_gas`` (wei) caps the fee the node may make it pay (``capped_fees``).
+    """
+
+    def __init__(
+        self, reader: Web3ChainReader, max_fee_per_gas: int = DEFAULT_MAX_FEE_PER_GAS_WEI
+    ) -> None:
         self._reader = reader
         self._w3 = reader.web3
+        self._max_fee_per_gas = max_fee_per_gas
 
     def cancel_authorization(self, signer: Signer, nonce: str) -> ChainReceipt:
         """Cancel the signer's authorization ``nonce``; the mined receipt, status checked."""
@@ -83,8 +112,9 @@ class Web3ChainSender:
             Web3.to_checksum_address(signer.address), nonce_bytes(nonce), sig[64], sig[:32],
             sig[32:64],
         )  # fmt: skip
+        fields = self._fee_fields(signer.address)  # FeeTooHighError before anything is signed
         with chain_errors("cancelAuthorization"):
-            tx = fn.build_transaction(self._fee_fields(signer.address))
+            tx = fn.build_transaction(fields)
             receipt = self._send(signer, cast(dict[str, Any], tx))
         if receipt.status != 1:
             raise ChainError(f"cancelAuthorization {receipt.tx_hash} reverted")
@@ -92,14 +122,17 @@ class Web3ChainSender:
 
     def _fee_fields(self, sender: str) -> Any:
         address = Web3.to_checksum_address(sender)
-        tip = int(self._w3.eth.max_priority_fee)
-        base = int(self._w3.eth.get_block("latest").get("baseFeePerGas", 0))
+        with chain_errors("fees"):
+            tip = int(self._w3.eth.max_priority_fee)
+            base = int(self._w3.eth.get_block("latest").get("baseFeePerGas", 0))
+            nonce = self._w3.eth.get_transaction_count(address, "pending")
+        fees = capped_fees(base, tip, self._max_fee_per_gas)
         return {
             "from": address,
-            "nonce": self._w3.eth.get_transaction_count(address, "pending"),
+            "nonce": nonce,
             "chainId": self._reader.network.chain_id,
-            "maxPriorityFeePerGas": tip,
-            "maxFeePerGas": 2 * base + tip,
+            "maxPriorityFeePerGas": fees.max_priority_fee_per_gas,
+            "maxFeePerGas": fees.max_fee_per_gas,
             "type": 2,
         }
 
@@ -156,12 +189,16 @@ class Web3TransferSender:
     """``TransferChain`` over web3: direct USDC transfers from the signer's address.
 
     Nonces come from the process-wide allocator of (chain, address), so every
-    sender made for the same key shares one sequence.
+    sender made for the same key shares one sequence. ``max_fee_per_gas`` (wei)
+    caps the fee the node may make it pay (``capped_fees``).
     """
 
-    def __init__(self, reader: Web3ChainReader) -> None:
+    def __init__(
+        self, reader: Web3ChainReader, max_fee_per_gas: int = DEFAULT_MAX_FEE_PER_GAS_WEI
+    ) -> None:
         self._reader = reader
         self._w3 = reader.web3
+        self._max_fee_per_gas = max_fee_per_gas
 
     @property
     def network(self) -> Network:
@@ -176,12 +213,14 @@ class Web3TransferSender:
         what is paid) makes each signed transfer unique: after the node refused
         one, the next payment with the same nonce, recipient and amount would
         otherwise be the very same transaction, with the failed row's hash.
+
+        Raises FeeTooHighError when the node asks more than ``max_fee_per_gas``.
         """
         with chain_errors("fees"):
             tip = int(self._w3.eth.max_priority_fee)
             base = int(self._w3.eth.get_block("latest").get("baseFeePerGas", 0))
         jitter = 1 + secrets.randbelow(FEE_JITTER_WEI)
-        return Fees(max_fee_per_gas=2 * base + tip + jitter, max_priority_fee_per_gas=tip)
+        return capped_fees(base, tip, self._max_fee_per_gas, jitter)
 
     def hold_nonce(self, address: str) -> AbstractContextManager[NonceSlot]:
         """Hold the address's nonce sequence; the floor is the node's pending count."""

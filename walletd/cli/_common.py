@@ -64,7 +64,8 @@ def ledger_options(func: F) -> F:
         "--db-url",
         default="",
         callback=check_db_url,
-        help="SQLAlchemy URL of the ledger (default: SQLite in DIR).",
+        help="SQLAlchemy URL of the ledger (default: SQLite in DIR). No password here: "
+        "it would show in ps; use the config file or [db] url_file.",
     )(func)
     func = click.option(
         "--config",
@@ -83,9 +84,15 @@ def ledger_options(func: F) -> F:
 
 
 def settings_from(data_dir: Path | None, config_path: Path | None, **overrides: Any) -> Settings:
-    """Load settings with CLI overrides."""
-    from walletd.config import load_settings
+    """Load settings with CLI overrides; a ``--db-url``/``--rpc-url`` with a credential is refused.
 
+    The overrides come from argv, which every local user can read (``ps``).
+    """
+    from walletd.config import load_settings, refuse_argv_credentials
+
+    refuse_argv_credentials(
+        db_url=overrides.get("db_url") or "", rpc_url=overrides.get("rpc_url") or ""
+    )
     return load_settings(data_dir, config_path, **overrides)
 
 

@@ -25,7 +25,7 @@ def _rpc_option(func: click.decorators.FC) -> click.decorators.FC:
         "--rpc-url",
         default="",
         callback=http_url_check("http", "https"),
-        help="Chain JSON-RPC URL (default: [chain] rpc_url).",
+        help="Chain JSON-RPC URL (default: [chain] rpc_url); no API key here, it would show in ps.",
     )(func)
 
 
@@ -153,12 +153,13 @@ def payment_cancel(
     settings = _settings(data_dir, config_path, db_url, rpc_url)
     store = open_store(settings)
     try:
-        reader = _reader(settings)
         with store.read() as tx:  # the payment's own payer: the current key or a retired one
-            payer = tx.tracked_payment(payment_id).payer
+            payer = tx.tracked_payment(payment_id).payer  # NotFoundError before any chain call
+        reader = _reader(settings)
         path = keystore_for(settings.data_dir, settings.keystore_path, payer)
         signer = LocalSigner(keystore.unlock(path, read_passphrase(passphrase_file)))
-        result = cancel_payment(store, reader, Web3ChainSender(reader), signer, payment_id)
+        sender = Web3ChainSender(reader, settings.max_fee_per_gas_wei)
+        result = cancel_payment(store, reader, sender, signer, payment_id)
     finally:
         store.engines.dispose()
     emit(as_json, {"payment_id": payment_id, "status": result}, [f"payment {payment_id} {result}"])

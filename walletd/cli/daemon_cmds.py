@@ -153,8 +153,9 @@ def init(
 @click.option(
     "--metrics",
     default="",
-    metavar="HOST:PORT",
-    help="Serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9464).",
+    metavar="[HOST:]PORT",
+    help="Serve Prometheus metrics at http://HOST:PORT/metrics, unauthenticated; a bare "
+    "PORT binds 127.0.0.1, another host logs a warning (default [metrics] listen).",
 )
 @json_option
 def serve(
@@ -177,19 +178,24 @@ def serve(
 ) -> None:
     """Run the daemon until SIGTERM."""
     from walletd import daemon
-    from walletd.keys.passphrase import read_passphrase
+    from walletd.keys.passphrase import read_passphrase_buffer
     from walletd.logs import setup_logging
     from walletd.rpc.server import SocketAccess, set_socket_access
 
+    daemon.harden()  # before anything secret is read
     settings = settings_from(
         data_dir, config_path, db_url=db_url, socket=socket, listen=listen,
         tls_cert=tls_cert, tls_key=tls_key, tls_client_ca=tls_client_ca,
         rpc_url=rpc_url, log_json=log_json, socket_group=socket_group, socket_mode=socket_mode,
+        metrics_listen=metrics,
     )  # fmt: skip
     setup_logging(json_lines=settings.log_json or as_json)
     set_socket_access(SocketAccess(int(settings.socket_mode, 8), settings.socket_group or None))
-    passphrase = read_passphrase(passphrase_file)
-    daemon.run(settings, passphrase, auto_migrate=auto_migrate, metrics=metrics)
+    # run() zeroes the buffer right after the unlock: no copy outlives it.
+    daemon.run(
+        settings, read_passphrase_buffer(passphrase_file), auto_migrate=auto_migrate,
+        metrics=settings.metrics_listen,
+    )  # fmt: skip
 
 
 @click.group()
@@ -252,7 +258,11 @@ def health(socket: Path | None, timeout: float, as_json: bool) -> None:
     from walletd.client import WalletClient
     from walletd.errors import DaemonUnavailableError
 
-    with WalletClient(socket=socket, timeout=timeout) as client:
+    try:
+        client = WalletClient(socket=socket, timeout=timeout)
+    except DaemonUnavailableError as exc:  # no socket, or nobody accepting on it
+        raise DaemonUnavailableError(f"walletd is not serving: {exc}", exc.details) from None
+    with client:
         serving = client.health()
         target = client.target
     if not serving:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from walletd.domain.audit import Anchor, AuditResult
 
 EXIT_AUDIT_FAILED = 4
-"""spend-report wrote its output, but the ledger's hash chain does not verify."""
+"""spend-report wrote its output, but the ledger does not verify (``walletd audit verify``)."""
 
 FORMATS = ("table", "csv", "json", "html")
 

@@ -29,7 +29,9 @@ class ClusterError(WalletdError):
     """The paid API answered with an error (or not at all).
 
     ``details``: ``status``, ``code``, ``type`` from the server's
-    ``{"error": {"message", "type", "code"}}``.
+    ``{"error": {"message", "type", "code"}}``; when walletd paid for the
+    request, also ``payment_id`` and ``reused`` (the authorization stays
+    outstanding until the ledger shows it settled or released).
     """
 
     reason = "API_ERROR"
@@ -50,6 +52,11 @@ class ClusterError(WalletdError):
     def type(self) -> str:
         """The server's error type, e.g. ``invalid_request_error``."""
         return self.details.get("type", "")
+
+    @property
+    def payment_id(self) -> str:
+        """walletd's id of the payment made for the request ("" when none was made)."""
+        return self.details.get("payment_id", "")
 
 
 class ClusterBadRequestError(ClusterError):
@@ -84,11 +91,6 @@ class PaymentRejectedError(PaymentRequiredError):
 
     reason = "API_PAYMENT_REJECTED"
     grpc_code = "FAILED_PRECONDITION"
-
-    @property
-    def payment_id(self) -> str:
-        """walletd's id of the refused payment."""
-        return self.details.get("payment_id", "")
 
     @property
     def payment_reason(self) -> str:

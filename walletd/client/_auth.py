@@ -19,6 +19,9 @@ The rules it keeps, because each one is a way to lose money:
 * The paid response body is never read here, so streaming works.
 * The outcome (status and ``PAYMENT-RESPONSE``) is reported to walletd best
   effort: a report that fails is logged, never raised into the application.
+  One answer of the report is raised: PaidAnswerLostError, when the server
+  refused a payment that the chain shows already used (a retry after a lost
+  answer). The request was paid; sending it again would pay again.
 * Nothing raised here subclasses ``httpx.RequestError``: HTTP SDKs retry those,
   and a retry is another trip through the payment step.
 
@@ -43,7 +46,7 @@ import httpx
 
 from walletd.client._wallet import AsyncWalletClient, PathArg, WalletClient
 from walletd.domain.payment import PayReceipt
-from walletd.errors import InvalidRequestError, WalletdError
+from walletd.errors import InvalidRequestError, PaidAnswerLostError, WalletdError
 
 log = logging.getLogger("walletd.client.auth")
 
@@ -133,6 +136,13 @@ def payment_response_of(response: httpx.Response) -> str:
     return ""
 
 
+def payment_refusal_reason(response: httpx.Response) -> str:
+    """The server's reason for refusing a payment (PAYMENT-RESPONSE, then PAYMENT-REQUIRED)."""
+    settled = decode_b64_json(payment_response_of(response))
+    required = decode_b64_json(response.headers.get("PAYMENT-REQUIRED", ""))
+    return str(settled.get("errorReason") or required.get("error") or "")[:200]
+
+
 def _payment_header_names(request: httpx.Request) -> tuple[str, ...]:
     """The x402 names, plus the one walletd set on this request (e.g. a transfer proof)."""
     paid = request.extensions.get(PAID_HEADER_EXTENSION)
@@ -216,6 +226,14 @@ def _route(request: httpx.Request) -> tuple[tuple[str, str, int | None], str, st
     return _origin(request.url), request.method.upper(), request.url.path
 
 
+def _with_server_reason(err: PaidAnswerLostError, reason: str) -> PaidAnswerLostError:
+    """The daemon's error, plus the server's own words when only the client saw them."""
+    if not reason or err.details.get("server_reason"):
+        return err
+    details = {**err.details, "server_reason": reason}
+    return PaidAnswerLostError(f"{err.message} (the server said: {reason})", details)
+
+
 # ---- effects ---------------------------------------------------------------
 
 
@@ -236,6 +254,8 @@ class _Report:
     receipt: PayReceipt
     status: int
     payment_response: str
+    refusal: str = ""
+    """The server's reason for refusing the payment, if it gave one."""
 
 
 @dataclass(frozen=True)
@@ -451,6 +471,8 @@ class WalletdAuth(httpx.Auth):
             self.wallet().report_outcome(
                 effect.receipt.payment_id, effect.status, effect.payment_response
             )
+        except PaidAnswerLostError as err:  # paid, and the server refused to answer
+            raise self._wrap(_with_server_reason(err, effect.refusal)) from err
         except Exception:  # best effort: the request itself has already succeeded or failed
             log.warning("could not report the outcome of %s", effect.receipt.payment_id)
 
@@ -459,6 +481,8 @@ class WalletdAuth(httpx.Auth):
             await self.async_wallet().report_outcome(
                 effect.receipt.payment_id, effect.status, effect.payment_response
             )
+        except PaidAnswerLostError as err:  # as above
+            raise self._wrap(_with_server_reason(err, effect.refusal)) from err
         except Exception:  # best effort, as above
             log.warning("could not report the outcome of %s", effect.receipt.payment_id)
 
@@ -521,7 +545,8 @@ class WalletdAuth(httpx.Auth):
         }
         response: httpx.Response = yield _Send(request)
         settlement = payment_response_of(response)
-        yield _Report(receipt, response.status_code, settlement)
+        refusal = payment_refusal_reason(response) if response.status_code == 402 else ""
+        yield _Report(receipt, response.status_code, settlement, refusal)
         response.extensions[PAYMENT_EXTENSION] = PaymentAttempt(
             receipt, key, response.status_code, settlement, prepaid
         )

@@ -41,9 +41,9 @@ from walletd.client._auth import (
     IDEMPOTENCY_HEADER,
     PaymentAttempt,
     WalletdAuth,
-    decode_b64_json,
     new_idempotency_key,
     payment_attempt,
+    payment_refusal_reason,
 )
 from walletd.client._http import DEFAULT_TIMEOUT, async_http_client, http_client
 from walletd.client._wallet import AsyncWalletClient, PathArg, WalletClient
@@ -141,29 +141,30 @@ def _error_fields(response: httpx.Response) -> dict[str, str]:
     return {"message": text or f"HTTP {response.status_code}", "code": "", "type": ""}
 
 
-def _payment_reason(response: httpx.Response) -> str:
-    """The server's reason for refusing a payment (PAYMENT-RESPONSE, then PAYMENT-REQUIRED)."""
-    settled = decode_b64_json(response.headers.get("PAYMENT-RESPONSE", ""))
-    required = decode_b64_json(response.headers.get("PAYMENT-REQUIRED", ""))
-    return str(settled.get("errorReason") or required.get("error") or "")
-
-
 def error_from_response(response: httpx.Response) -> ClusterError:
-    """The typed error for a read error response."""
+    """The typed error for a read error response.
+
+    When walletd paid for the request, the error carries the payment's id
+    (``details["payment_id"]``, and ``reused``): whatever the status, the
+    authorization is out there until the ledger shows it settled or released.
+    """
     fields = _error_fields(response)
     details = {"status": str(response.status_code), "code": fields["code"], "type": fields["type"]}
     attempt = payment_attempt(response)
-    if response.status_code == 402 and attempt is not None:
-        reason = _payment_reason(response) or fields["message"]
+    paid = ""
+    if attempt is not None:
         details |= {
             "payment_id": attempt.receipt.payment_id,
-            "payment_reason": reason,
             "reused": str(attempt.receipt.reused).lower(),
         }
+        paid = f" (payment {attempt.receipt.payment_id} is outstanding)"
+    if response.status_code == 402 and attempt is not None:
+        reason = payment_refusal_reason(response) or fields["message"]
+        details["payment_reason"] = reason
         message = f"the server refused payment {attempt.receipt.payment_id}: {reason}"
         return PaymentRejectedError(message, details)
     cls = error_class_for_status(response.status_code)
-    return cls(f"HTTP {response.status_code}: {fields['message']}", details)
+    return cls(f"HTTP {response.status_code}: {fields['message']}{paid}", details)
 
 
 def _retry_after(response: httpx.Response | None) -> float | None:

@@ -13,8 +13,12 @@ itself, which would leak into child processes and crash reports.
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
+import socket as socket_mod
+import stat
+import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +40,12 @@ from walletd.domain.report import (
     Tally,
     total_of,
 )
-from walletd.errors import InvalidRequestError, WalletdError
+from walletd.errors import (
+    DaemonUnavailableError,
+    InvalidRequestError,
+    UntrustedSocketError,
+    WalletdError,
+)
 from walletd.v1 import wallet_pb2 as pb, wallet_pb2_grpc as pb_grpc
 
 PathArg: TypeAlias = str | os.PathLike[str]
@@ -44,6 +53,8 @@ PathArg: TypeAlias = str | os.PathLike[str]
 
 ENV_SOCKET = "WALLETD_SOCKET"
 ENV_TOKEN_FILE = "WALLETD_TOKEN_FILE"  # noqa: S105 - a variable name, not a secret
+ENV_SOCKET_OWNER = "WALLETD_SOCKET_OWNER"
+_PROBE_TIMEOUT_S = 2.0
 SERVICE_NAME = "walletd.v1.WalletService"
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 _SERVING = 1  # grpc.health.v1.HealthCheckResponse.ServingStatus.SERVING
@@ -131,6 +142,106 @@ def load_token(token: str | None, token_file: PathArg | None) -> str | None:
     return value
 
 
+def _owner_uid(owner: int | str | None, directory_uid: int) -> int:
+    """The uid the daemon must run as: ``owner`` (uid or user name), else the directory's owner."""
+    if owner is None or owner == "":
+        owner = os.environ.get(ENV_SOCKET_OWNER) or None
+    if owner is None:
+        return directory_uid
+    if isinstance(owner, int) or str(owner).isdigit():
+        return int(owner)
+    import pwd
+
+    try:
+        return pwd.getpwnam(str(owner)).pw_uid
+    except KeyError:
+        raise InvalidRequestError(
+            f"socket owner {owner!r} is not a user", {"socket_owner": str(owner)}
+        ) from None
+
+
+def check_socket(path: Path, owner: int | str | None = None) -> None:
+    """Refuse a socket nobody listens on, or one the client cannot trust, before any call.
+
+    * No socket file, or no process accepting on it: DaemonUnavailableError at
+      once, naming the path (instead of waiting out the call's deadline).
+    * The socket's directory writable by others (anyone could have put the
+      socket there), or the socket file or the listening process (SO_PEERCRED)
+      owned by another uid than ``owner``: UntrustedSocketError. ``owner`` is a
+      uid or user name, else ``$WALLETD_SOCKET_OWNER``, else the owner of the
+      socket's directory.
+
+    Nothing is sent on the probe connection: the token only ever goes to a
+    daemon that passed these checks. A symlink is followed: the checks apply to
+    the socket it points at.
+    """
+    details = {"socket": str(path)}
+    path = path.resolve()
+    try:
+        directory = os.stat(path.parent)
+    except OSError as exc:
+        raise DaemonUnavailableError(
+            f"nothing is listening at {path}: {exc.strerror} ({path.parent})", details
+        ) from None
+    if directory.st_mode & stat.S_IWOTH:
+        raise UntrustedSocketError(
+            f"refusing socket {path}: its directory {path.parent} is writable by others "
+            f"(mode {stat.S_IMODE(directory.st_mode):04o})",
+            details,
+        )
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        raise DaemonUnavailableError(
+            f"nothing is listening at {path}: no such socket (is walletd running?)", details
+        ) from None
+    except OSError as exc:
+        raise DaemonUnavailableError(f"cannot reach {path}: {exc.strerror}", details) from None
+    if not stat.S_ISSOCK(info.st_mode):
+        raise DaemonUnavailableError(f"nothing is listening at {path}: not a socket", details)
+    expected = _owner_uid(owner, directory.st_uid)
+    if info.st_uid != expected:
+        raise UntrustedSocketError(
+            f"refusing socket {path}: it belongs to uid {info.st_uid}, expected uid {expected} "
+            f"(set {ENV_SOCKET_OWNER} if the daemon runs as another user)",
+            {**details, "uid": str(info.st_uid), "expected_uid": str(expected)},
+        )
+    peer = _peer_uid(path)
+    if peer is not None and peer != expected:
+        raise UntrustedSocketError(
+            f"refusing socket {path}: the process listening on it runs as uid {peer}, "
+            f"expected uid {expected} (set {ENV_SOCKET_OWNER} if the daemon runs as another user)",
+            {**details, "uid": str(peer), "expected_uid": str(expected)},
+        )
+
+
+def _peer_uid(path: Path) -> int | None:
+    """The uid of the process accepting on ``path`` (None where SO_PEERCRED is unknown)."""
+    sock = socket_mod.socket(socket_mod.AF_UNIX, socket_mod.SOCK_STREAM)
+    sock.settimeout(_PROBE_TIMEOUT_S)
+    details = {"socket": str(path)}
+    try:
+        sock.connect(str(path))
+        peercred = getattr(socket_mod, "SO_PEERCRED", None)
+        if peercred is None:
+            return None
+        raw = sock.getsockopt(socket_mod.SOL_SOCKET, peercred, struct.calcsize("3i"))
+        _pid, uid, _gid = struct.unpack("3i", raw)
+        return int(uid)
+    except (ConnectionRefusedError, FileNotFoundError):
+        raise DaemonUnavailableError(
+            f"nothing is listening at {path} (a stale socket file?)", details
+        ) from None
+    except OSError as exc:
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            raise DaemonUnavailableError(
+                f"permission denied connecting to {path} (not in the socket's group?)", details
+            ) from None
+        raise DaemonUnavailableError(f"cannot connect to {path}: {exc}", details) from None
+    finally:
+        sock.close()
+
+
 @dataclass(frozen=True)
 class _Endpoint:
     """Where and how to connect: the gRPC target, TLS credentials and channel options."""
@@ -140,17 +251,24 @@ class _Endpoint:
     options: tuple[tuple[str, str | int], ...]
 
 
-def _endpoint(socket: PathArg | None, target: str | None, tls: ClientTls | None) -> _Endpoint:
+def _endpoint(
+    socket: PathArg | None,
+    target: str | None,
+    tls: ClientTls | None,
+    socket_owner: int | str | None = None,
+) -> _Endpoint:
     """Resolve the constructor's socket/target/tls into one endpoint.
 
     A TCP target without TLS is refused: the bearer token would cross the
-    network in the clear (the daemon refuses plaintext TCP too).
+    network in the clear (the daemon refuses plaintext TCP too). A Unix socket
+    is checked first (``check_socket``).
     """
     if target is None:
         if tls is not None:
             raise InvalidRequestError("TLS needs a TCP target, not a Unix socket")
-        path = Path(socket) if socket is not None else default_socket_path()
-        target = f"unix://{path.expanduser().absolute()}"
+        path = (Path(socket) if socket is not None else default_socket_path()).expanduser()
+        check_socket(path.absolute(), socket_owner)
+        target = f"unix://{path.absolute()}"
     elif tls is None and not target.startswith(("unix:", "unix-abstract:")):
         raise InvalidRequestError(
             f"refusing plaintext TCP target {target!r}: give tls=ClientTls(...)",
@@ -311,9 +429,10 @@ class _ClientBase:
         target: str | None,
         timeout: float,
         tls: ClientTls | None,
+        socket_owner: int | str | None,
     ) -> None:
-        self._endpoint = _endpoint(socket, target, tls)
-        tok = load_token(token, token_file)
+        tok = load_token(token, token_file)  # local mistakes first, then the socket probe
+        self._endpoint = _endpoint(socket, target, tls, socket_owner)
         self._metadata: tuple[tuple[str, str], ...] = (
             (("authorization", f"Bearer {tok}"),) if tok else ()
         )
@@ -336,8 +455,9 @@ class WalletClient(_ClientBase):
         target: str | None = None,
         timeout: float = 10.0,
         tls: ClientTls | None = None,
+        socket_owner: int | str | None = None,
     ) -> None:
-        super().__init__(socket, token, token_file, target, timeout, tls)
+        super().__init__(socket, token, token_file, target, timeout, tls, socket_owner)
         ep = self._endpoint
         if ep.credentials is None:
             self._channel = grpc.insecure_channel(ep.target, options=ep.options)
@@ -368,7 +488,11 @@ class WalletClient(_ClientBase):
         return _receipt(resp)
 
     def report_outcome(self, payment_id: str, http_status: int, payment_response: str = "") -> str:
-        """Tell the daemon what the paid request returned; returns the payment's status."""
+        """Tell the daemon what the paid request returned; returns the payment's status.
+
+        Raises PaidAnswerLostError when the server refused a payment that the
+        chain shows already used (the daemon has recorded it settled).
+        """
         req = pb.ReportOutcomeRequest(
             payment_id=payment_id, http_status=http_status, payment_response=payment_response
         )
@@ -439,7 +563,8 @@ class AsyncWalletClient(_ClientBase):
     """asyncio client; the channel is created lazily inside the running loop.
 
     A grpc.aio channel is bound to the loop that created it, so constructing the
-    client does no I/O, and a call from a different loop opens a new channel.
+    client opens no channel (it only checks a Unix socket, ``check_socket``), and
+    a call from a different loop opens a new channel.
     """
 
     def __init__(
@@ -450,8 +575,9 @@ class AsyncWalletClient(_ClientBase):
         target: str | None = None,
         timeout: float = 10.0,
         tls: ClientTls | None = None,
+        socket_owner: int | str | None = None,
     ) -> None:
-        super().__init__(socket, token, token_file, target, timeout, tls)
+        super().__init__(socket, token, token_file, target, timeout, tls, socket_owner)
         self._channel: grpc.aio.Channel | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -494,7 +620,11 @@ class AsyncWalletClient(_ClientBase):
     async def report_outcome(
         self, payment_id: str, http_status: int, payment_response: str = ""
     ) -> str:
-        """Tell the daemon what the paid request returned; returns the payment's status."""
+        """Tell the daemon what the paid request returned; returns the payment's status.
+
+        Raises PaidAnswerLostError when the server refused a payment that the
+        chain shows already used (the daemon has recorded it settled).
+        """
         req = pb.ReportOutcomeRequest(
             payment_id=payment_id, http_status=http_status, payment_response=payment_response
         )

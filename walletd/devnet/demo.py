@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from walletd.client import PaymentView, Tally, WalletClient
+from walletd.client import DaemonUnavailableError, PaymentView, Tally, WalletClient
 from walletd.devnet import chain as devchain
 from walletd.devnet.servers import Devnet
 from walletd.domain.money import format_usd
@@ -121,9 +121,14 @@ def _wait_ready(running: Walletd, timeout: float = 30) -> None:
         if running.proc.poll() is not None:
             raise SystemExit("walletd serve exited early; see walletd.log")
         if running.socket.exists():
-            with WalletClient(socket=running.socket, token=_PROBE, timeout=2) as probe:
-                if probe.health():
-                    return
+            try:  # the socket file exists a moment before it accepts
+                probe = WalletClient(socket=running.socket, token=_PROBE, timeout=2)
+            except DaemonUnavailableError:
+                probe = None
+            if probe is not None:
+                with probe:
+                    if probe.health():
+                        return
         time.sleep(0.05)
     raise SystemExit("walletd serve did not become ready")
 

@@ -58,6 +58,8 @@ class InvalidEntry:
 
     index: int
     error: InvalidDemandError
+    amount: int | None = None
+    """The entry's amount when that field itself was well-formed (for the decision log)."""
 
 
 @dataclass(frozen=True)
@@ -157,7 +159,17 @@ def _decode_entry(index: int, entry: Any, version: int) -> Requirement | Invalid
     try:
         return _read_requirement(index, entry, version)
     except InvalidDemandError as exc:
-        return InvalidEntry(index, exc)
+        return InvalidEntry(index, exc, _known_amount(entry, version, index))
+
+
+def _known_amount(entry: Any, version: int, index: int) -> int | None:
+    """The amount of an entry refused for another field, if the amount itself reads."""
+    if not isinstance(entry, dict):
+        return None
+    try:
+        return _amount(entry, "amount" if version == 2 else "maxAmountRequired", index)
+    except InvalidDemandError:
+        return None
 
 
 def _read_requirement(index: int, entry: Any, version: int) -> Requirement:

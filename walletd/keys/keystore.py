@@ -33,16 +33,20 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from eth_utils.address import is_checksum_address
 
 from walletd.errors import InvalidRequestError, KeyStoreError, WrongPassphraseError
+from walletd.keys.memory import SecretBuffer, wipe_bytearray
 from walletd.keys.signer import (
     PRIVATE_KEY_LEN,
     address_from_private_key,
+    address_of_secret,
     is_valid_private_key,
     require_valid_private_key,
+    secret_is_valid,
 )
 
 FORMAT_VERSION = 1
@@ -104,6 +108,13 @@ class KdfParams:
         """The 32-byte AES key for this passphrase and salt."""
         kdf = Scrypt(salt=salt, length=_AES_KEY_LEN, n=1 << self.log2_n, r=self.r, p=self.p)
         return kdf.derive(passphrase)
+
+    def derive_into(self, passphrase: bytes | bytearray | memoryview, salt: bytes) -> bytearray:
+        """``derive`` into a new bytearray the caller zeroes (no ``bytes`` copy is made)."""
+        out = bytearray(_AES_KEY_LEN)
+        kdf = Scrypt(salt=salt, length=_AES_KEY_LEN, n=1 << self.log2_n, r=self.r, p=self.p)
+        kdf.derive_into(passphrase, out)
+        return out
 
     def as_json(self, salt: bytes) -> dict[str, Any]:
         """The ``kdf`` object of the file."""
@@ -393,6 +404,38 @@ def unlock(path: Path, passphrase: bytes) -> bytes:
     ):
         raise KeyStoreError(f"keystore {path} is corrupt: its key does not match its address")
     return private_key
+
+
+def unlock_secret(path: Path, passphrase: bytes | bytearray | memoryview) -> SecretBuffer:
+    """Like ``unlock``, but decrypt straight into a new SecretBuffer (the daemon's one copy).
+
+    The AES key derived from the passphrase is written into a bytearray that is
+    zeroed before returning; the plaintext is written by OpenSSL into the
+    (mlocked) buffer and nowhere else that Python allocates.
+    """
+    path = Path(path)
+    sealed = _parse(path, _read_keystore_bytes(path, check_mode=True))
+    aead_key = sealed.kdf.derive_into(passphrase, sealed.salt)
+    # The SecretBuffer is larger than the key: update_into wants block_size - 1 spare bytes.
+    secret = SecretBuffer(PRIVATE_KEY_LEN + 16)
+    ok = False
+    try:
+        body, tag = sealed.ciphertext[:-_TAG_LEN], sealed.ciphertext[-_TAG_LEN:]
+        decryptor = Cipher(algorithms.AES(aead_key), modes.GCM(sealed.nonce, tag)).decryptor()
+        decryptor.authenticate_additional_data(_aad(sealed.address))
+        decryptor.update_into(body, secret.view())
+        try:
+            decryptor.finalize()
+        except InvalidTag:
+            raise WrongPassphraseError(f"wrong passphrase for {path}") from None
+        if not secret_is_valid(secret) or address_of_secret(secret) != sealed.address:
+            raise KeyStoreError(f"keystore {path} is corrupt: its key does not match its address")
+        ok = True
+        return secret
+    finally:
+        wipe_bytearray(aead_key)
+        if not ok:
+            secret.wipe()
 
 
 def change_passphrase(

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from walletd.errors import KeyStoreError
+from walletd.keys.memory import wipe_bytearray
 
 CREDENTIAL_NAME = "walletd-passphrase"
 _MAX_PASSPHRASE_FILE_BYTES = 4096
@@ -58,6 +59,21 @@ def read_passphrase(
     raise KeyStoreError(_NO_SOURCE)
 
 
+def read_passphrase_buffer(
+    passphrase_file: Path | None, *, environ: Mapping[str, str] = os.environ
+) -> bytearray:
+    """``read_passphrase`` into a bytearray the caller zeroes after use (the daemon's unlock).
+
+    From a file (or the systemd credential) the bytes are read straight into
+    the bytearray, so no other copy is left in the process; from a TTY prompt
+    Python's str and its encoding are unavoidable copies.
+    """
+    path = Path(passphrase_file) if passphrase_file is not None else _credential_path(environ)
+    if path is not None:
+        return _from_file_into(path)
+    return bytearray(read_passphrase(None, environ=environ))
+
+
 def _credential_path(environ: Mapping[str, str]) -> Path | None:
     """The systemd credential file, if the service was given one."""
     directory = environ.get("CREDENTIALS_DIRECTORY", "")
@@ -72,42 +88,61 @@ def _stdin_isatty() -> bool:
     return sys.stdin is not None and sys.stdin.isatty()
 
 
-def _strip_one_newline(data: bytes) -> bytes:
-    """Drop exactly one trailing line ending, as editors and ``echo`` add one.
-
-    Only one: other whitespace may be part of the passphrase.
-    """
-    if data.endswith(b"\r\n"):
-        return data[:-2]
-    if data.endswith(b"\n"):
-        return data[:-1]
-    return data
-
-
 def _from_file(path: Path) -> bytes:
     """Read a passphrase file; warn (not refuse) if others can read it.
 
     Refusing would break common secret mounts (Docker secrets are 0444,
     Kubernetes defaults to 0644 inside a private volume), so this only warns.
     """
+    buf = _from_file_into(path)
     try:
-        with path.open("rb") as f:
+        return bytes(buf)
+    finally:
+        wipe_bytearray(buf)
+
+
+def _from_file_into(path: Path) -> bytearray:
+    """``_from_file`` into an exact-size bytearray; the read buffer is zeroed."""
+    raw = bytearray(_MAX_PASSPHRASE_FILE_BYTES + 1)
+    try:
+        size = _read_into(path, raw)
+        if size > _MAX_PASSPHRASE_FILE_BYTES:
+            raise KeyStoreError(
+                f"passphrase file {path} is larger than {_MAX_PASSPHRASE_FILE_BYTES} bytes"
+            )
+        # One line ending only: other whitespace may be part of the passphrase.
+        if size >= 2 and raw[size - 2] == 0x0D and raw[size - 1] == 0x0A:
+            size -= 2
+        elif size >= 1 and raw[size - 1] == 0x0A:
+            size -= 1
+        if not size:
+            raise KeyStoreError(f"passphrase file {path} is empty")
+        passphrase = bytearray(size)
+        passphrase[:] = memoryview(raw)[:size]
+        return passphrase
+    finally:
+        wipe_bytearray(raw)
+
+
+def _read_into(path: Path, raw: bytearray) -> int:
+    """Read the file into ``raw`` without Python's buffered reader (no hidden copy)."""
+    try:
+        with path.open("rb", buffering=0) as f:
             mode = os.fstat(f.fileno()).st_mode
-            data = f.read(_MAX_PASSPHRASE_FILE_BYTES + 1)
+            size = 0
+            view = memoryview(raw)
+            while size < len(raw):
+                got = f.readinto(view[size:])
+                if not got:
+                    break
+                size += got
     except OSError as exc:
         raise KeyStoreError(f"cannot read passphrase file {path}: {exc.strerror}") from None
     if mode & 0o077 and stat.S_ISREG(mode):
         log.warning(
             "passphrase file %s is readable by group/others (mode %04o)", path, stat.S_IMODE(mode)
         )
-    if len(data) > _MAX_PASSPHRASE_FILE_BYTES:
-        raise KeyStoreError(
-            f"passphrase file {path} is larger than {_MAX_PASSPHRASE_FILE_BYTES} bytes"
-        )
-    passphrase = _strip_one_newline(data)
-    if not passphrase:
-        raise KeyStoreError(f"passphrase file {path} is empty")
-    return passphrase
+    return size
 
 
 def _from_prompt(ask: Callable[[str], str], prompt_text: str, *, confirm: bool) -> bytes:

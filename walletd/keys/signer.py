@@ -1,9 +1,11 @@
 """The in-memory signer: the only object that holds the unlocked private key.
 
-The key lives inside a coincurve ``PrivateKey`` and nowhere else in this object,
-so a repr, a log line, a pickle or a copy cannot carry it out: ``repr`` shows the
-address only, and pickling/copying raise. ``sign_hash`` is the payment hot path,
-so it does the least work possible around libsecp256k1.
+The key lives in one ``SecretBuffer`` (``walletd.keys.memory``: mlocked where
+the OS allows, wiped on ``close``) and libsecp256k1 signs straight from it
+through coincurve's bindings, so no Python ``bytes`` copy of the key is made
+for signing. A repr, a log line, a pickle or a copy cannot carry it out:
+``repr`` shows the address only, and pickling/copying raise. ``sign_hash`` is
+the payment hot path, so it does the least work possible around libsecp256k1.
 """
 
 from __future__ import annotations
@@ -11,10 +13,15 @@ from __future__ import annotations
 from typing import Any, NoReturn
 
 from coincurve import PrivateKey
+from coincurve._libsecp256k1 import ffi, lib
+from coincurve.context import GLOBAL_CONTEXT
+from coincurve.ecdsa import serialize_recoverable
+from coincurve.utils import DEFAULT_NONCE
 from eth_hash.auto import keccak
 from eth_utils.address import to_checksum_address
 
 from walletd.errors import InvalidRequestError
+from walletd.keys.memory import SecretBuffer
 
 # The order of the secp256k1 group: a private key is a scalar in [1, N).
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
@@ -48,15 +55,75 @@ def address_from_private_key(private_key: bytes) -> str:
     return _address_of(PrivateKey(bytes(private_key)))
 
 
+def _secret_view(secret: SecretBuffer) -> memoryview:
+    """The first 32 bytes of ``secret``: the key (the buffer may be longer)."""
+    return secret.view()[:PRIVATE_KEY_LEN]
+
+
+def secret_is_valid(secret: SecretBuffer) -> bool:
+    """Whether the buffer holds a usable scalar, checked by libsecp256k1 in place."""
+    if secret.size < PRIVATE_KEY_LEN:
+        return False
+    return bool(
+        lib.secp256k1_ec_seckey_verify(GLOBAL_CONTEXT.ctx, ffi.from_buffer(_secret_view(secret)))
+    )
+
+
+def address_of_secret(secret: SecretBuffer) -> str:
+    """The checksummed address of the key in ``secret``, computed without copying it."""
+    if not secret_is_valid(secret):
+        raise InvalidRequestError("private key is not a valid 32-byte secp256k1 scalar")
+    ctx = GLOBAL_CONTEXT.ctx
+    pubkey = ffi.new("secp256k1_pubkey *")
+    if not lib.secp256k1_ec_pubkey_create(ctx, pubkey, ffi.from_buffer(_secret_view(secret))):
+        raise InvalidRequestError("private key is not a valid 32-byte secp256k1 scalar")
+    out = ffi.new("unsigned char[65]")
+    out_len = ffi.new("size_t *", 65)
+    lib.secp256k1_ec_pubkey_serialize(ctx, out, out_len, pubkey, lib.SECP256K1_EC_UNCOMPRESSED)
+    public = bytes(ffi.buffer(out, out_len[0]))[1:]
+    return str(to_checksum_address(keccak(public)[-20:]))
+
+
+def secret_from_bytes(private_key: bytes) -> SecretBuffer:
+    """A new SecretBuffer holding a copy of ``private_key`` (for keys the caller already has)."""
+    require_valid_private_key(private_key)
+    secret = SecretBuffer(PRIVATE_KEY_LEN)
+    secret.view()[:] = private_key
+    return secret
+
+
 class LocalSigner:
-    """Signs 32-byte digests with the wallet key; shows and exports nothing but the address."""
+    """Signs 32-byte digests with the wallet key; shows and exports nothing but the address.
 
-    __slots__ = ("_address", "_key")
+    Built from ``bytes`` (copied into its own SecretBuffer: the caller's bytes
+    stay where they are), or with ``from_secret`` from a SecretBuffer it then
+    owns, which is how the daemon keeps a single copy of the key.
+    """
 
-    def __init__(self, private_key: bytes) -> None:
-        require_valid_private_key(private_key)
-        self._key = PrivateKey(bytes(private_key))
-        self._address = _address_of(self._key)
+    __slots__ = ("_address", "_seckey", "_secret")
+
+    def __init__(self, private_key: bytes | SecretBuffer) -> None:
+        if isinstance(private_key, SecretBuffer):
+            secret = private_key
+        else:
+            secret = secret_from_bytes(private_key)
+        self._address = address_of_secret(secret)
+        self._secret = secret
+        self._seckey = ffi.from_buffer(_secret_view(secret))
+
+    @classmethod
+    def from_secret(cls, secret: SecretBuffer) -> LocalSigner:
+        """A signer over ``secret`` (not copied; ``close`` wipes it)."""
+        return cls(secret)
+
+    @property
+    def memory_locked(self) -> bool:
+        """Whether the key's pages are mlocked."""
+        return self._secret.locked
+
+    def close(self) -> None:
+        """Wipe the key; the signer cannot sign afterwards."""
+        self._secret.wipe()
 
     @property
     def address(self) -> str:
@@ -71,7 +138,13 @@ class LocalSigner:
         """
         if len(digest) != DIGEST_LEN:
             raise InvalidRequestError(f"digest must be {DIGEST_LEN} bytes, got {len(digest)}")
-        sig = self._key.sign_recoverable(digest, hasher=None)
+        signature = ffi.new("secp256k1_ecdsa_recoverable_signature *")
+        nonce_fn, nonce_data = DEFAULT_NONCE
+        if not lib.secp256k1_ecdsa_sign_recoverable(
+            GLOBAL_CONTEXT.ctx, signature, digest, self._seckey, nonce_fn, nonce_data
+        ):
+            raise InvalidRequestError("the key could not sign (wiped, or invalid)")
+        sig = serialize_recoverable(signature, GLOBAL_CONTEXT)
         return sig[:64] + bytes((sig[64] + _V_OFFSET,))
 
     def __repr__(self) -> str:

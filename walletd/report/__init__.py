@@ -1,7 +1,9 @@
 """Rendering spend reports: table (rich), CSV, JSON and a self-contained HTML page.
 
-Every format carries the audit status; when the ledger's hash chain does not
-verify, each says so where a reader cannot miss it (see ``audit_warning``).
+Every format carries the audit status; when the ledger does not verify (a
+broken hash chain, a client or budget row that disagrees with its chain, a
+running total that disagrees with the payments), each says so where a reader
+cannot miss it (see ``audit_warning``).
 The JSON and CSV layouts are stable and documented in docs/spend-report.md.
 """
 
@@ -15,14 +17,14 @@ FORMATS: tuple[str, ...] = ("table", "csv", "json", "html")
 
 
 def audit_warning(result: AuditResult | None) -> str | None:
-    """The loud one-line warning for a ledger whose chain does not verify, else None."""
+    """The loud one-line warning for a ledger that does not verify, else None."""
     if result is None or result.ok:
         return None
     first = result.first_break
     where = first.describe() if first is not None else "unknown"
     return (
-        f"WARNING: LEDGER AUDIT FAILED: the hash chain does not verify ({result.break_count} "
-        f"problem(s)); first broken link: {where}. The figures come from a ledger that "
+        f"WARNING: LEDGER AUDIT FAILED: the ledger does not verify ({result.break_count} "
+        f"problem(s)); first: {where}. The figures come from a ledger that "
         "was changed outside walletd: run `walletd audit verify`."
     )
 

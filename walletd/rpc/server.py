@@ -11,7 +11,17 @@ Two kinds of listener:
   network would be a credential leak, so a TCP listener without TLS is refused.
 
 The server is the synchronous ``grpc.server`` because the service layer is
-synchronous; ``max_workers`` bounds concurrent RPCs.
+synchronous; ``max_workers`` bounds the RPCs running at once, and
+``walletd.rpc.intake`` the ones accepted at all and how long each may take to
+send its request. The transport is bounded too (``server_options``): the
+receive size fits the largest valid Pay; each connection carries at most
+``MAX_STREAMS_PER_CONNECTION`` calls; a connection must finish its handshake
+within ``HANDSHAKE_TIMEOUT_MS``, is closed after ``CONNECTION_IDLE_MS`` without
+a call, and pinged while calls are open (no answer: closed); the number of
+connections stays below the process's file-descriptor limit (``max_connections``),
+so connections alone cannot take the descriptors the ledger needs. gRPC has no
+per-peer connection limit, and on the Unix socket every peer is the same few
+users anyway.
 
 A deleted socket file cannot be linked back, so a running server checks its
 socket every ``SOCKET_CHECK_S``: when the path has vanished (or holds a dead
@@ -26,6 +36,7 @@ from __future__ import annotations
 import grp
 import logging
 import os
+import resource
 import socket
 import stat
 import threading
@@ -39,7 +50,9 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from walletd.domain.payment import MAX_PAY_REQUEST_BYTES
 from walletd.errors import InvalidRequestError
+from walletd.rpc.intake import MAX_CONCURRENT_RPCS, Intake
 from walletd.rpc.permissions import SERVICE_NAME
 from walletd.rpc.servicer import WalletServicer
 from walletd.service.ports import WalletApi
@@ -95,11 +108,58 @@ def set_socket_access(access: SocketAccess) -> None:
     _socket_access = access
 
 
-_SERVER_OPTIONS = [
-    # Without this, Linux lets a second daemon bind the same TCP port and steal
-    # half the connections.
-    ("grpc.so_reuseport", 0),
-]
+MAX_RECEIVE_BYTES = MAX_PAY_REQUEST_BYTES
+"""No request of any RPC is larger than the largest valid Pay."""
+MAX_STREAMS_PER_CONNECTION = 64
+"""Calls open at once on one connection (a client over it queues the rest)."""
+HANDSHAKE_TIMEOUT_MS = 5_000
+CONNECTION_IDLE_MS = 60_000
+KEEPALIVE_MS = 30_000
+KEEPALIVE_TIMEOUT_MS = 10_000
+FD_RESERVE = 256
+"""Descriptors kept from connections: ledger files, PostgreSQL, the chain RPC, logs."""
+MAX_CONNECTIONS = 4096
+
+
+def max_connections() -> int:
+    """Connections accepted at once: at most MAX_CONNECTIONS, and FD_RESERVE under the fd limit."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return MAX_CONNECTIONS
+    return max(16, min(MAX_CONNECTIONS, soft - FD_RESERVE))
+
+
+def raise_fd_limit() -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard limit (the daemon calls it at start); the new soft.
+
+    A soft limit of 1024 (a common default) would let a thousand connections
+    take every descriptor; the hard limit is the operator's choice
+    (``LimitNOFILE=`` in deploy/walletd.service).
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("cannot raise the open-file limit from %d: %s", soft, exc)
+            return int(soft)
+    return int(hard)
+
+
+def server_options() -> list[tuple[str, int]]:
+    """The grpc server's channel arguments (read at build time: the fd limit may change)."""
+    return [
+        # Without this, Linux lets a second daemon bind the same TCP port and steal
+        # half the connections.
+        ("grpc.so_reuseport", 0),
+        ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
+        ("grpc.max_concurrent_streams", MAX_STREAMS_PER_CONNECTION),
+        ("grpc.server_handshake_timeout_ms", HANDSHAKE_TIMEOUT_MS),
+        ("grpc.max_connection_idle_ms", CONNECTION_IDLE_MS),
+        ("grpc.keepalive_time_ms", KEEPALIVE_MS),
+        ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
+        ("grpc.max_allowed_incoming_connections", max_connections()),
+    ]
 
 
 @dataclass(frozen=True)
@@ -271,14 +331,23 @@ def build_server(
     """A server for ``api`` on a Unix socket and/or a TLS TCP listener; call start()."""
     _check_listeners(socket_path, listen, tls)
     unix = socket_path.absolute() if socket_path is not None else None
-    executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="walletd-rpc")
+    executor = ThreadPoolExecutor(
+        max_workers=MAX_CONCURRENT_RPCS, thread_name_prefix="walletd-rpc"
+    )  # a thread per accepted call; Intake lets max_workers of them run at once
+    intake = Intake(max_workers)
+    options = server_options()
     servicer = WalletServicer(api)
     health_servicer = _new_health()
     tcp = [(listen, tls)] if listen is not None and tls is not None else []
 
     def make() -> tuple[grpc.Server, list[str]]:
         """A grpc server with every service, bound to every listener (shared pool)."""
-        server = grpc.server(executor, options=_SERVER_OPTIONS)
+        server = grpc.server(
+            executor,
+            interceptors=[intake],
+            options=options,
+            maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS,
+        )
         wallet_pb2_grpc.add_WalletServiceServicer_to_server(servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection(

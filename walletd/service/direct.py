@@ -41,6 +41,7 @@ from walletd.errors import (
     ChainError,
     FrozenError,
     IdempotencyConflictError,
+    InsufficientFundsError,
     UnauthenticatedError,
 )
 from walletd.service.clock import now_ms
@@ -180,7 +181,13 @@ class DirectPayments:
             except ChainError:
                 self._drop_connection()
                 raise
-            found = self._record(req, chain, fees, nonce, record)
+            try:
+                found = self._record(req, chain, fees, nonce, record)
+            except InsufficientFundsError:  # judged on a cached balance: read it, judge again
+                if self._funds is None or not self._funds.can_refresh():
+                    raise
+                self._funds.refresh()
+                found = self._record(req, chain, fees, nonce, record)
             if isinstance(found, StoredPayment):
                 return self._replay(found, chain)
             new, signed = found

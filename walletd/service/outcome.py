@@ -4,6 +4,12 @@ The client's word is only a hint: a server's ``success`` is never taken as
 settlement. It moves a payment to ``settlement_pending`` (to be confirmed on
 chain) or ``rejected`` (which still counts as spent until it provably cannot
 settle). Budget is released only by on-chain facts, never here.
+
+A refusal is the one report the daemon checks on chain at once (when it has an
+RPC): a server that refuses an authorization the chain already shows used
+(``invalid_exact_evm_nonce_already_used`` on a retry whose first attempt
+settled) was paid, and only its answer was lost; see
+``walletd.service.reconcile.answer_lost_decision``.
 """
 
 from __future__ import annotations
@@ -73,6 +79,11 @@ def claimed_tx(seen: Outcome) -> str:
     return seen.transaction[:66].lower()
 
 
+def refused(seen: Outcome) -> bool:
+    """Whether the server refused the payment (a 402 after paying, or ``success: false``)."""
+    return seen.http_status == 402 or seen.success is False
+
+
 def next_status(current: str, seen: Outcome) -> str:
     """The status after a report; only a still-``signed`` payment moves."""
     if current != PaymentStatus.SIGNED:
@@ -81,6 +92,6 @@ def next_status(current: str, seen: Outcome) -> str:
         return PaymentStatus.SETTLEMENT_PENDING
     if seen.error_reason == "settlement_pending":
         return PaymentStatus.SETTLEMENT_PENDING
-    if seen.http_status == 402 or seen.success is False:
+    if refused(seen):
         return PaymentStatus.REJECTED
     return current

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -34,6 +35,7 @@ from typing import Any
 from walletd.db.ledger import Store, TrackedPayment
 from walletd.domain import lifecycle
 from walletd.domain.direct import KIND_TRANSFER
+from walletd.domain.money import format_usd
 from walletd.domain.payment import PaymentStatus
 from walletd.errors import ChainError, InsufficientFundsError, InvalidRequestError, WalletdError
 from walletd.service.clock import now_ms
@@ -267,18 +269,29 @@ def apply_decision(store: Store, row: TrackedPayment, decision: Decision, at_ms:
 # ---------------------------------------------------------------------------- funds
 
 
+REFRESH_MIN_AGE_S = 1.0
+"""A balance read this recently is not read again before refusing for funds."""
+
+
 class FundsCache:
     """The wallet's last USDC balance read from chain: written by the loop, read by Pay.
 
-    Pay never calls the node (it runs inside the ledger's write lock), so it
-    judges funds by this cached value less the authorizations still counted;
-    with no value yet (no RPC, or the node never answered) Pay does not check.
+    Pay never calls the node inside the ledger's write lock, so it judges funds
+    by this cached value less the authorizations still counted; with no value
+    yet (no RPC, or the node never answered) Pay does not check. Before it
+    *refuses* for funds, Pay reads the balance afresh through ``source`` (set
+    by the daemon), outside the lock, at most once per ``REFRESH_MIN_AGE_S``:
+    a wallet funded since the loop's last pass pays at once.
     """
 
-    def __init__(self, low_balance: int = 0) -> None:
+    def __init__(self, low_balance: int = 0, source: Callable[[], int] | None = None) -> None:
         self.low_balance = low_balance
+        self.source = source
+        """Reads the balance from chain now (may raise ChainError); None: no refresh."""
         self._lock = threading.Lock()
+        self._refresh_lock = threading.Lock()
         self._balance: int | None = None
+        self._read_at: float | None = None
 
     def balance(self) -> int | None:
         """The last balance read, or None before the first read."""
@@ -289,10 +302,57 @@ class FundsCache:
         """Store a fresh balance; warn when it is under the low-balance threshold."""
         with self._lock:
             self._balance = balance
+            self._read_at = time.monotonic()
         if balance < self.low_balance:
             log.warning(
                 "low USDC balance: %d < threshold %d (atomic units)", balance, self.low_balance
             )
+
+    def can_refresh(self) -> bool:
+        """Whether ``refresh`` would read the chain (a source, and no read just now)."""
+        with self._lock:
+            read_at = self._read_at
+        recent = read_at is not None and time.monotonic() - read_at < REFRESH_MIN_AGE_S
+        return self.source is not None and not recent
+
+    def refresh(self) -> int | None:
+        """Read the balance from chain now (unless one just did); the balance after.
+
+        A node that fails leaves the cached value (Pay then judges by it).
+        Concurrent callers share one read.
+        """
+        with self._refresh_lock:
+            if self.source is not None and self.can_refresh():
+                try:
+                    self.update(self.source())
+                except WalletdError as err:
+                    log.warning("balance not refreshed: %s: %s", err.reason, err.message)
+        return self.balance()
+
+
+def funds_shortfall(
+    cache: FundsCache | None, outstanding: int, amount: int
+) -> InsufficientFundsError | None:
+    """The refusal when the wallet's USDC, less what it already promised, cannot cover ``amount``.
+
+    None when it can, or when the balance is unknown. The message gives the
+    figures in USD; ``details`` in atomic units.
+    """
+    balance = cache.balance() if cache is not None else None
+    if balance is None or outstanding + amount <= balance:
+        return None
+    available = max(balance - outstanding, 0)
+    return InsufficientFundsError(
+        f"insufficient USDC: {format_usd(available)} USD available (balance "
+        f"{format_usd(balance)} less {format_usd(outstanding)} outstanding in authorizations "
+        f"not yet settled or released), {format_usd(amount)} USD asked",
+        {
+            "balance": str(balance),
+            "outstanding": str(outstanding),
+            "available": str(available),
+            "requested": str(amount),
+        },
+    )
 
 
 def require_funds(cache: FundsCache | None, outstanding: int, amount: int) -> None:
@@ -301,13 +361,9 @@ def require_funds(cache: FundsCache | None, outstanding: int, amount: int) -> No
     Raises:
         InsufficientFundsError: with the balance, outstanding and requested amounts.
     """
-    balance = cache.balance() if cache is not None else None
-    if balance is None or outstanding + amount <= balance:
-        return
-    raise InsufficientFundsError(
-        "USDC balance less outstanding authorizations cannot cover this payment",
-        {"balance": str(balance), "outstanding": str(outstanding), "requested": str(amount)},
-    )
+    short = funds_shortfall(cache, outstanding, amount)
+    if short is not None:
+        raise short
 
 
 # --------------------------------------------------------------------------- the loop
@@ -394,6 +450,21 @@ def _already_final_on_chain(chain: ChainReader, row: TrackedPayment) -> Decision
     return Decision(PaymentStatus.SETTLED, "authorization_used_on_chain", data, used)
 
 
+def answer_lost_decision(chain: ChainReader, row: TrackedPayment) -> Decision | None:
+    """For a payment a server just refused: the decision if the chain already used it.
+
+    A retry of a request whose first attempt settled re-sends the same
+    authorization, and the server refuses it as already used: the money moved,
+    only the answer was lost. Returns None when the authorization is unused (a
+    real refusal) or when the row is not an authorization on this chain.
+    """
+    if row.kind == KIND_TRANSFER or row.network != chain.network.caip2:
+        return None
+    if not chain.authorization_state(row.payer, row.nonce):
+        return None
+    return _already_final_on_chain(chain, row)
+
+
 def cancel_payment(
     store: Store,
     chain: ChainReader,
@@ -405,10 +476,12 @@ def cancel_payment(
     """Cancel a payment's authorization on chain; return the payment's status afterwards.
 
     Re-running after a crash is safe: an authorization the chain already shows
-    as cancelled (or used) is recorded as such without sending anything.
+    as cancelled (or used) is recorded as such without sending anything; one
+    already used (the server settled it) is recorded ``settled`` and refused.
 
     Raises:
-        NotFoundError, InvalidRequestError: not this wallet's, or not cancellable.
+        NotFoundError, InvalidRequestError: not this wallet's, not cancellable, or
+            already settled on chain (then the ledger is moved to ``settled``).
         ChainError: the node failed, or the cancel reverted (e.g. the server won the race).
     """
     with store.read() as tx:
@@ -419,6 +492,14 @@ def cancel_payment(
     if chain.authorization_state(row.payer, row.nonce):
         decision = _already_final_on_chain(chain, row)
         apply_decision(store, row, decision, clock())
+        if decision.target == PaymentStatus.SETTLED:
+            used_tx = decision.settled_tx or ""
+            where = f" in {used_tx}" if used_tx else ""
+            raise InvalidRequestError(
+                f"payment {row.id} was already settled on chain{where}: nothing was cancelled "
+                "(the ledger now shows it settled)",
+                {"payment_id": row.id, "status": PaymentStatus.SETTLED, "tx": used_tx},
+            )
         return decision.target
     if chain.block_timestamp() >= row.valid_before:
         raise InvalidRequestError(f"payment {row.id} is past validBefore: `walletd reconcile`")

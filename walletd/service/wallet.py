@@ -21,9 +21,9 @@ from functools import lru_cache
 from urllib.parse import urlsplit
 
 from walletd.db.ledger import LedgerTx, NewDecision, NewPayment, Store, StoredPayment
-from walletd.domain import policy
+from walletd.domain import lifecycle, policy
 from walletd.domain.budget import BudgetState, window_states
-from walletd.domain.demand import Demand, Requirement, decode_demand
+from walletd.domain.demand import Demand, InvalidEntry, Requirement, decode_demand
 from walletd.domain.direct import DirectDemand, as_demand, parse_direct
 from walletd.domain.eip3009 import Authorization, authorization_digest, payment_header
 from walletd.domain.money import MAX_AMOUNT
@@ -33,6 +33,7 @@ from walletd.domain.payment import (
     PaymentStatus,
     PaymentView,
     PayReceipt,
+    check_pay_sizes,
 )
 from walletd.domain.report import ReportQuery, SpendReport
 from walletd.errors import (
@@ -42,6 +43,7 @@ from walletd.errors import (
     IdempotencyConflictError,
     InvalidRequestError,
     NotFoundError,
+    PaidAnswerLostError,
     StorageError,
     UnauthenticatedError,
     WalletdError,
@@ -50,8 +52,8 @@ from walletd.service import outcome, report
 from walletd.service.clock import now_ms
 from walletd.service.direct import DirectPayments, DirectRequest, Pending
 from walletd.service.group import GroupCommit
-from walletd.service.ports import Signer
-from walletd.service.reconcile import FundsCache, require_funds
+from walletd.service.ports import ChainReader, Signer
+from walletd.service.reconcile import Decision, FundsCache, answer_lost_decision, funds_shortfall
 from walletd.service.tokens import hash_token
 
 log = logging.getLogger("walletd.pay")
@@ -125,22 +127,41 @@ class _Attempt:
     choice: policy.Choice | None = None
     transfer: Pending | None = None
     """A direct transfer recorded by ``_pay``, whose outcome ``pay`` still has to follow."""
+    funds_refreshed: bool = False
+    """True once the balance was read afresh for this Pay (it is refused on funds only then)."""
     refusal: WalletdError | None = None
     """The refusal the Pay transaction wrote to the decision log (if its commit fails, not)."""
     recorded: bool = False
     """True once the refusal is committed to the decision log."""
 
-    def subject(self) -> tuple[str, int]:
-        """The payee and amount walletd would have paid: the choice, else the cheapest entry."""
+    def subject(self, err: WalletdError | None = None) -> tuple[str, int]:
+        """The payee and amount walletd was asked to pay, as far as the demand says.
+
+        The amount a budget or funds check refused (``requested``), else the
+        chosen entry, else the cheapest well-formed entry, else the cheapest
+        amount that could be read from a malformed one; 0 only when none is known.
+        """
+        requested = err.details.get("requested", "") if err is not None else ""
         if self.choice is not None:
             return self.choice.requirement.pay_to, self.choice.requirement.amount
-        entries = [
-            e for e in (self.demand.entries if self.demand else ()) if isinstance(e, Requirement)
-        ]
-        if not entries:
-            return "", 0
-        cheapest = min(entries, key=lambda e: e.amount)
-        return cheapest.pay_to, cheapest.amount
+        entries = self.demand.entries if self.demand else ()
+        valid = [e for e in entries if isinstance(e, Requirement)]
+        if valid:
+            cheapest = min(valid, key=lambda e: e.amount)
+            if requested.isdigit():  # the budget judged this amount, not the cheapest overall
+                asked = [e for e in valid if e.amount == int(requested)]
+                cheapest = asked[0] if asked else cheapest
+            return cheapest.pay_to, cheapest.amount
+        known = [e.amount for e in entries if isinstance(e, InvalidEntry) and e.amount is not None]
+        return "", min(known) if known else 0
+
+
+class _StaleFunds(Exception):
+    """Pay would refuse for funds on a balance not read just now: refresh it and run again.
+
+    Not a WalletdError: the job returns it (it wrote nothing), and ``_pay``
+    reads the balance outside the transaction before the second run.
+    """
 
 
 @dataclass(frozen=True)
@@ -196,8 +217,11 @@ class WalletService:
         clock: Callable[[], int] = now_ms,
         funds: FundsCache | None = None,
         direct: DirectPayments | None = None,
+        chain: Callable[[], ChainReader] | None = None,
     ) -> None:
         self._store = store
+        self._chain = chain
+        """Opens a chain reader (the daemon's RPC); None without one."""
         self._funds = funds
         self._direct = direct
         self._signer = signer
@@ -250,14 +274,17 @@ class WalletService:
         transaction; a refusal inside the Pay transaction in that transaction
         (the refused Pay wrote nothing else), one before it (a malformed demand)
         in a small transaction of its own. Authentication failures are not
-        recorded. Concurrent Pays may share one transaction and its commit
-        (``walletd.service.group``); each still runs every check, in order.
+        recorded, and neither is an oversized request (``check_pay_sizes``):
+        it is refused before anything is written. Concurrent Pays may share one
+        transaction and its commit (``walletd.service.group``); each still runs
+        every check, in order.
 
         Raises:
             InvalidRequestError, InvalidDemandError, PolicyDeniedError,
             BudgetExceededError, InsufficientFundsError, FrozenError, IdempotencyConflictError,
             UnauthenticatedError, StorageError.
         """
+        check_pay_sizes(cmd)
         attempt = _Attempt()
         try:
             receipt = self._pay(caller, cmd, attempt)
@@ -283,10 +310,16 @@ class WalletService:
         intent = _Intent(caller, cmd, host, demand, fingerprint, attempt)
         try:
             result = self._writes.run(lambda tx: self._pay_job(tx, intent))
+            if isinstance(result, _StaleFunds) and self._funds is not None:
+                self._funds.refresh()  # outside the transaction: the node may be slow
+                attempt.funds_refreshed = True
+                result = self._writes.run(lambda tx: self._pay_job(tx, intent))
         except StorageError:
             if attempt.refusal is not None:  # refused, but the commit of its record failed
                 raise attempt.refusal from None
             raise
+        if isinstance(result, _StaleFunds):  # unreachable: the second run has funds_refreshed
+            raise RuntimeError("Pay asked twice for a fresh balance")
         if isinstance(result, WalletdError):
             attempt.recorded = True
             raise result
@@ -301,10 +334,12 @@ class WalletService:
             )
         return result
 
-    def _pay_job(self, tx: LedgerTx, intent: _Intent) -> PayReceipt | WalletdError:
+    def _pay_job(self, tx: LedgerTx, intent: _Intent) -> PayReceipt | WalletdError | _StaleFunds:
         """One Pay inside a (group) write transaction; a refusal is logged there and returned."""
         try:
             return self._pay_in(tx, intent)
+        except _StaleFunds as stale:  # nothing written, nothing logged: refresh and run again
+            return stale
         except (AuthError, StorageError):
             raise
         except WalletdError as err:
@@ -338,9 +373,13 @@ class WalletService:
         )
         choice = attempt.choice = policy.choose(demand, ctx)
         if self._funds is not None:
-            require_funds(
+            short = funds_shortfall(
                 self._funds, tx.outstanding(self._signer.address)[1], choice.requirement.amount
             )
+            if short is not None and not attempt.funds_refreshed and self._funds.can_refresh():
+                raise _StaleFunds
+            if short is not None:
+                raise short
         new = self._sign(client.id, cmd, intent.host, intent.fingerprint, choice, demand, now)
         with tx.pipelined():  # the row, its event, totals and decision: one round trip
             tx.add_payment(new, PaymentStatus.SIGNED, "pay")
@@ -399,7 +438,7 @@ class WalletService:
         self, caller: Caller, cmd: PayCommand, attempt: _Attempt, err: WalletdError
     ) -> NewDecision:
         """The decision-log entry of a refusal (logged here too)."""
-        payee, amount = attempt.subject()
+        payee, amount = attempt.subject(err)
         rule = _refusal_rule(err)
         decision = NewDecision(
             at_ms=self._clock(),
@@ -485,10 +524,17 @@ class WalletService:
     ) -> str:
         """Record what the client saw after paying; return the payment's status.
 
+        A refusal (a 402 after paying, ``success: false``) is checked on chain
+        at once when the daemon has an RPC: if the authorization is already
+        used, the payment is recorded ``settled`` and PaidAnswerLostError tells
+        the caller that it paid and only the answer was lost.
+
         Raises:
             NotFoundError: no such payment for this caller.
+            PaidAnswerLostError: the server refused a payment the chain shows settled.
         """
         seen = outcome.decode_outcome(http_status, payment_response)
+        lost = self._answer_lost(caller, payment_id) if outcome.refused(seen) else None
         now = self._clock()
         with self._store.write() as tx:
             row = tx.payment(payment_id)
@@ -497,14 +543,53 @@ class WalletService:
             claimed = outcome.claimed_tx(seen)
             if claimed:
                 tx.record_reported_tx(payment_id, claimed)
-            status = outcome.next_status(row.status, seen)
+            status, cause = outcome.next_status(row.status, seen), "client_report"
+            facts, settled_tx = seen.as_data(), None
+            if lost is not None and lifecycle.may_move(row.status, lost.target):
+                status, cause, settled_tx = lost.target, lost.cause, lost.settled_tx
+                facts |= lost.data
             moved = status != row.status and tx.move(
-                payment_id, row.status, status, now, "client_report", seen.as_data()
+                payment_id, row.status, status, now, cause, facts, settled_tx=settled_tx
             )
             if not moved:
                 status = row.status
                 tx.add_event(payment_id, now, status, "client_report", seen.as_data())
+        if outcome.refused(seen) and status == PaymentStatus.SETTLED:
+            raise self._answer_lost_error(payment_id, seen, lost)
         return status
+
+    def _answer_lost(self, caller: Caller, payment_id: str) -> Decision | None:
+        """The on-chain decision for a refused payment the chain already used, if any.
+
+        Read outside any write transaction; a node that fails leaves the report
+        as it would be without one (the reconciler decides later).
+        """
+        if self._chain is None:
+            return None
+        with self._store.read() as tx:
+            row = tx.tracked_payment(payment_id)
+        if row.client_id != caller.client_id:
+            raise NotFoundError(f"no payment {payment_id!r}")
+        if row.status not in (PaymentStatus.SIGNED, PaymentStatus.REJECTED):
+            return None
+        try:
+            return answer_lost_decision(self._chain(), row)
+        except ChainError as err:
+            log.warning("payment %s: refusal not checked on chain: %s", row.id, err.message)
+            return None
+
+    @staticmethod
+    def _answer_lost_error(
+        payment_id: str, seen: outcome.Outcome, lost: Decision | None
+    ) -> PaidAnswerLostError:
+        tx = (lost.settled_tx if lost is not None else None) or ""
+        where = f" in {tx}" if tx else ""
+        return PaidAnswerLostError(
+            f"payment {payment_id} went through on chain{where}, but the server refused the "
+            f"request (HTTP {seen.http_status}) and its answer is lost; sending the request "
+            "again is a new payment",
+            {"payment_id": payment_id, "tx": tx, "server_reason": seen.error_reason},
+        )
 
     def get_budget(self, caller: Caller) -> BudgetState:
         """What remains in each of the caller's windows and the global ones."""
