@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import fields
 
 import pytest
 from sqlalchemy import Engine, inspect
@@ -15,6 +16,7 @@ from sqlalchemy import Engine, inspect
 from walletd.db import hot, migrate, tables
 from walletd.db.engine import make_engines
 from walletd.domain import audit, buckets
+from walletd.domain.budget import Budget
 
 _KEYWORDS = frozenset((
     "select", "from", "where", "and", "or", "is", "null", "not", "in", "on", "conflict", "do",
@@ -76,6 +78,12 @@ def test_every_column_the_hot_path_names_is_in_the_models() -> None:
     shapes |= {("clients", c) for c in hot.CLIENT_COLUMNS}
     shapes |= {("payments", c) for c in hot.STORED_COLUMNS + hot.PAYMENT_INSERT_COLUMNS}
     assert shapes <= named
+
+
+def test_the_budget_columns_are_the_budget_fields_and_what_the_audit_hashes() -> None:
+    # ``hot.budget`` decodes the columns by name into Budget; the audit replays them
+    assert tuple(field.name for field in fields(Budget)) == tables.BUDGET_COLUMNS
+    assert tables.BUDGET_COLUMNS == audit.LIMIT_FIELDS
 
 
 @pytest.fixture
