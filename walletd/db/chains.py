@@ -1,5 +1,6 @@
-"""The hash-chained tables (``walletd.domain.audit``): payment events, decisions, key events
-and admin events.
+"""The hash-chained tables: payment events, decisions, key events and admin events.
+
+Their encoding and hashes are ``walletd.domain.audit``'s.
 
 Appending reads the chain's tail and writes the next link, which is only
 correct while no other writer appends in between, so every append first
