@@ -143,6 +143,10 @@ class Daemon:
     ) -> None:
         """``nofile`` sets the daemon's RLIMIT_NOFILE (both, or (soft, hard)) before it starts."""
         self.home = home
+        self.socket = (
+            Path(extra[extra.index("--socket") + 1]) if "--socket" in extra else home.socket
+        )
+        """Where this daemon listens (``--socket``, else the data dir's default)."""
         self.log = (home.root / "daemon.log").open("ab")
         argv = [
             sys.executable, "-m", "walletd", "serve", "--data-dir", str(home.data_dir),
@@ -162,9 +166,9 @@ class Daemon:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(f"walletd serve exited {self.proc.returncode}: {self.logs()}")
-            if self.home.socket.exists():
+            if self.socket.exists():
                 try:
-                    probe = WalletClient(socket=self.home.socket, token="probe", timeout=2)
+                    probe = WalletClient(socket=self.socket, token="probe", timeout=2)
                 except DaemonUnavailableError:  # the socket file exists before it accepts
                     probe = None
                 if probe is not None:
@@ -175,7 +179,9 @@ class Daemon:
         raise AssertionError(f"walletd serve not ready: {self.logs()}")
 
     def logs(self) -> str:
-        self.log.flush()
+        """What the daemon logged so far (also after ``stop``)."""
+        if not self.log.closed:
+            self.log.flush()
         return (self.home.root / "daemon.log").read_text(errors="replace")
 
     def stop(self) -> int:
@@ -183,7 +189,7 @@ class Daemon:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(timeout=20)
+                self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
