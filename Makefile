@@ -6,7 +6,9 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 EXTRAS := server,postgres,devnet,openai,dev
 
-.PHONY: setup demo test check stress bench protos contracts clean fuzz pg
+# `make test-fast`: the quick lane for while you work (under 2 minutes on 2 cores): no
+# anvil, no PostgreSQL, no slow tests, small Hypothesis runs. `make test` runs everything.
+.PHONY: setup demo test test-fast check stress bench protos contracts clean fuzz pg
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +27,10 @@ demo: setup
 test: setup
 	scripts/test
 
+test-fast: setup
+	WALLETD_HYPOTHESIS_PROFILE=fast WALLETD_FUZZ_PROFILE=dev \
+	$(PY) -m pytest -n 2 -q -m "not slow and not chain and not postgres" $(PYTEST_ARGS)
+
 check: setup
 	scripts/check
 
@@ -38,7 +44,7 @@ MINUTES ?= 10
 fuzz: setup
 	$(PY) -m tests.adversarial.campaign --minutes $(MINUTES)
 
-# Issue 8's figures (docs/reliability.md): demands by family, accepted/refused by reason,
+# The reliability figures (docs/reliability.md): demands by family, accepted/refused by reason,
 # overspend, lost rows, crashes and faults survived. Starts its own anvil, daemons and,
 # without WALLETD_TEST_PG_URL, a throwaway PostgreSQL. MINUTES caps the demand phase.
 # Then STALLS stalled HTTP/2 connections held against a daemon while a real client pays.
@@ -50,7 +56,7 @@ stress: setup
 	$(PY) -m tests.adversarial.stress --demands $(DEMANDS) --crashes $(CRASHES) --minutes $(MINUTES) \
 		--stalls $(STALLS)
 
-# Issue 9's figures (docs/benchmarks.md): the x402 SDK anchor, Pay over the socket on
+# The benchmark figures (docs/benchmarks.md): the x402 SDK anchor, Pay over the socket on
 # SQLite (and, with WALLETD_TEST_PG_URL or BENCH_ARGS="--pg URL", on PostgreSQL), and paid
 # vs unpaid chat through the local paid API. BENCH_ARGS=--smoke only checks that it runs.
 bench: setup

@@ -40,11 +40,13 @@ def sign_us(count: int = 20_000) -> float:
 
 
 def describe(name: str, kdf: KdfParams) -> str:
+    """One line naming the KDF parameters and the memory they take."""
     memory_mib = 128 * kdf.r * (1 << kdf.log2_n) / (1 << 20)
     return f"{name}: scrypt N=2**{kdf.log2_n} r={kdf.r} p={kdf.p} ({memory_mib:.0f} MiB)"
 
 
 def main() -> int:
+    """Print the KDF costs; non-zero when the default is below the floor."""
     default_ms = median_derive_ms(KdfParams.DEFAULT)
     fast_ms = median_derive_ms(KdfParams.FAST)
     verdict = "ok" if default_ms >= FLOOR_MS else f"BELOW the {FLOOR_MS:.0f} ms floor"

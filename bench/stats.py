@@ -20,13 +20,16 @@ class Result:
 
     @property
     def cpu_per_op_us(self) -> float:
+        """CPU µs per operation, all processes together."""
         return self.cpu_seconds / self.ops * 1e6 if self.ops else 0.0
 
     @property
     def per_second(self) -> float:
+        """Operations per second over the run's span."""
         return self.ops / self.seconds if self.seconds else 0.0
 
     def percentile(self, q: float) -> float:
+        """The latency (µs) at quantile ``q`` (0..1), nearest rank."""
         ordered = sorted(self.latencies_us)
         if not ordered:
             return 0.0
@@ -35,10 +38,12 @@ class Result:
 
     @property
     def p50(self) -> float:
+        """Median latency, µs."""
         return statistics.median(self.latencies_us) if self.latencies_us else 0.0
 
     @property
     def p99(self) -> float:
+        """99th-percentile latency, µs."""
         return self.percentile(0.99)
 
 

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from walletd.db.engine import sqlite_url
 from walletd.domain.direct import DEFAULT_PROOF_HEADER, ProofHeaders, check_header_name
 from walletd.domain.money import parse_usd
 from walletd.domain.networks import DEFAULT_ENABLED, KNOWN_NETWORKS
@@ -33,6 +32,11 @@ DEFAULT_MAX_FEE_PER_GAS_WEI = 100 * 10**9
 """100 gwei: thousands of times Base's usual fee, far under what a lying node could ask."""
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 _CREDENTIAL_QUERY_WORDS = ("pass", "secret", "token", "key", "auth", "sig")
+
+
+def sqlite_url(data_dir: Path) -> str:
+    """The default ledger URL: ``walletd.db`` inside the data dir."""
+    return f"sqlite:///{data_dir / 'walletd.db'}"
 
 
 def default_data_dir() -> Path:

@@ -1,5 +1,8 @@
-"""Logging setup. walletd never logs secrets: no passphrase, key, token or signature
-is ever passed to a logger, and the formatter has no way to reach them."""
+"""Logging setup.
+
+walletd never logs secrets: no passphrase, key, token or signature is ever passed to a
+logger, and the formatter has no way to reach them.
+"""
 
 from __future__ import annotations
 

@@ -218,8 +218,8 @@ class LedgerCollector(Collector):
             ["client", "window"],
         )
         with self._store.read() as tx:
-            frozen, global_budget = tx.wallet_state()
-            scopes = [(GLOBAL, global_budget, tx.spent(None, now))]
+            wallet = tx.wallet_state()
+            scopes = [(GLOBAL, wallet.budget, tx.spent(None, now))]
             for client in tx.list_clients():
                 if not client.revoked:
                     scopes.append((client.name, client.budget, tx.spent(client.id, now)))
@@ -242,7 +242,9 @@ class LedgerCollector(Collector):
                 "How long the oldest still-open payment is past its validBefore (0: none).",
                 lag,
             ),
-            _reading("walletd_frozen", "1 when the operator froze all payments.", int(frozen)),
+            _reading(
+                "walletd_frozen", "1 when the operator froze all payments.", int(wallet.frozen)
+            ),
             _reading(
                 "walletd_outstanding_payments",
                 "The current key's payments counted as spent, not settled.",

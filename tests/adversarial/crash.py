@@ -159,7 +159,7 @@ class CrashResult:
         try:
             yield
         finally:
-            self.phases[name] += time.monotonic() - t0
+            self.phases[name] += time.monotonic() - t0  # type: ignore[assignment]  # seconds
 
     @property
     def accepted(self) -> int:

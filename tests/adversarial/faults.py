@@ -1,4 +1,4 @@
-"""Faults (issue 8): each makes Pay fail closed with a clear error; the daemon serves on after.
+"""Faults: each makes Pay fail closed with a clear error; the daemon serves on after.
 
 Every scenario runs against a real ``walletd serve`` subprocess through the real
 client: inject the fault, Pay, check the exact error class and that nothing was
@@ -68,7 +68,7 @@ from web3 import Web3
 
 from tests.adversarial.figures import FIGURES
 from tests.plugins.adversarial import add_clients
-from tests.plugins.daemon import PASSPHRASE, Daemon, WalletHome, demand_header
+from tests.plugins.daemon import Daemon, WalletHome, demand_header, init_home
 from walletd.client import WalletClient
 from walletd.db import queries
 from walletd.db.engine import BUSY_TIMEOUT_MS, make_engines, sqlite_url
@@ -224,21 +224,6 @@ class Wallet:
     def wait_for_log(self, text: str, seen: int, timeout: float = 20.0) -> None:
         """Wait until ``text`` is in the daemon's log more than ``seen`` times."""
         _wait_until(repr(text) + " in the log", lambda: self.logs().count(text) > seen, timeout)
-
-
-def _new_home(root: Path, data_dir: Path) -> WalletHome:
-    passfile = root / "passphrase"
-    passfile.write_text(PASSPHRASE + "\n")
-    passfile.chmod(0o600)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WALLETD_")}
-    env.pop("CREDENTIALS_DIRECTORY", None)
-    home = WalletHome(root, data_dir, passfile, env=env)
-    out = home.run(
-        "init", "--data-dir", str(data_dir), "--passphrase-file", str(passfile),
-        "--kdf-log-n", "10",
-    )  # fmt: skip
-    home.address = out.stdout.splitlines()[-1]
-    return home
 
 
 def _verify_chains(home: WalletHome) -> None:
@@ -428,7 +413,7 @@ class Lab:
                 mounted = _mount_tmpfs(data, tmpfs_mb)
                 # Never fill the real disk: no tmpfs, no wallet.
                 assert mounted, f"cannot mount a tmpfs on {data}"
-            home = _new_home(root, data)
+            home = init_home(root, data)
             token = add_clients(home, {"svc": "pay,read"}, admin.BudgetChange(total=LIMIT))["svc"]
             if rpc:
                 self._fund(home)

@@ -97,7 +97,9 @@ json_values = st.recursive(
 )
 
 _hex40 = st.binary(min_size=20, max_size=20).map(lambda b: "0x" + b.hex())
-_cased = st.sampled_from([str.lower, str.upper, str])  # applied to the hex digits only
+_cased: st.SearchStrategy[Callable[[str], str]] = st.sampled_from(
+    [str.lower, str.upper, str]
+)  # applied to the hex digits only
 
 
 def _case_address(address: str, how: Callable[[str], str]) -> str:

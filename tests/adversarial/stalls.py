@@ -12,7 +12,6 @@ the test suite at a few hundred (``test_stress_smoke.py``, ``tests/rpc/test_limi
 
 from __future__ import annotations
 
-import os
 import resource
 import shutil
 import socket
@@ -169,18 +168,17 @@ class StallFigures:
 def _oversized_pays(client: WalletClient, n: int) -> Counter[str]:
     """Over the gRPC receive limit, over the label count, a label value, the URL."""
     demand = "e30="  # never decoded: the size check comes first
-    shapes = [
-        {"url": URL, "labels": {"blob": "x" * (3_800_000)}},
-        {"url": URL, "labels": {f"k{i}": "v" for i in range(MAX_LABELS + 1)}},
-        {"url": URL, "labels": {"model": "m" * 4096}},
-        {"url": URL + "?" + "q" * MAX_URL_BYTES, "labels": {}},
+    shapes: list[tuple[str, dict[str, str]]] = [
+        (URL, {"blob": "x" * (3_800_000)}),
+        (URL, {f"k{i}": "v" for i in range(MAX_LABELS + 1)}),
+        (URL, {"model": "m" * 4096}),
+        (URL + "?" + "q" * MAX_URL_BYTES, {}),
     ]
     seen: Counter[str] = Counter()
     for i in range(n):
-        shape = shapes[i % len(shapes)]
+        url, labels = shapes[i % len(shapes)]
         try:
-            client.pay(f"oversized-{i}", "POST", shape["url"], payment_required=demand,
-                       labels=shape["labels"])  # fmt: skip
+            client.pay(f"oversized-{i}", "POST", url, payment_required=demand, labels=labels)
             seen["accepted"] += 1
         except WalletdError as err:
             seen[err.details.get("grpc_code", err.reason)] += 1
@@ -289,17 +287,9 @@ def own_daemon(nofile: int | None = None) -> Iterator[tuple[Daemon, str]]:
 
     ``nofile`` caps the daemon's open files (soft and hard), as a host with a low limit would.
     """
-    from tests.plugins.daemon import PASSPHRASE, WalletHome
+    from tests.plugins.daemon import init_home
 
-    root = Path(tempfile.mkdtemp(prefix="wd-", dir="/tmp"))
-    passfile = root / "passphrase"
-    passfile.write_text(PASSPHRASE + "\n")
-    passfile.chmod(0o600)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WALLETD_")}
-    env.pop("CREDENTIALS_DIRECTORY", None)
-    home = WalletHome(root, root / "data", passfile, env=env)
-    home.run("init", "--data-dir", str(home.data_dir), "--passphrase-file", str(passfile),
-             "--kdf-log-n", "10")  # fmt: skip
+    home = init_home(Path(tempfile.mkdtemp(prefix="wd-", dir="/tmp")))
     token = home.add_client("payer").read_text().strip()
     home.admin("budget", "set", "payer", "--per-request", "0.01", "--daily", "1000")
     daemon = Daemon(home, nofile=nofile)
@@ -307,7 +297,7 @@ def own_daemon(nofile: int | None = None) -> Iterator[tuple[Daemon, str]]:
         yield daemon, token
     finally:
         daemon.stop()
-        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(home.root, ignore_errors=True)
 
 
 def run_against_own_daemon(

@@ -1,4 +1,4 @@
-"""``make stress``: the figures of issue 8 from one command, on its own throwaway infrastructure.
+"""``make stress``: docs/reliability.md's figures from one command, on throwaway infrastructure.
 
     .venv/bin/python -m tests.adversarial.stress                      # the defaults below
     make stress DEMANDS=100000 CRASHES=20 MINUTES=10

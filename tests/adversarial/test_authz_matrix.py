@@ -90,12 +90,14 @@ def cast(module_wallet_home: WalletHome, module_daemon: Daemon) -> Iterator[Cast
     receipt = owner.pay(key, "POST", URL, payment_required=b64(v2_doc()))
     clients = [owner, client(tokens["other"]), client(tokens["reader"]),
                client(tokens["payer-only"]), revoked, client(raw="wdt_" + "A" * 43)]  # fmt: skip
-    yield Cast(home, *clients, owner_payment=receipt.payment_id, owner_key=key)  # type: ignore[misc]
+    yield Cast(home, *clients, owner_payment=receipt.payment_id, owner_key=key)  # type: ignore[arg-type, misc]
     for c in clients:
         c.close()
 
 
-def _raw_call(home: WalletHome, rpc: str, request: object, metadata: tuple) -> None:
+def _raw_call(
+    home: WalletHome, rpc: str, request: object, metadata: tuple[tuple[str, str], ...]
+) -> None:
     with grpc.insecure_channel(f"unix://{home.socket}") as channel:
         stub = pb_grpc.WalletServiceStub(channel)
         with map_rpc_errors():

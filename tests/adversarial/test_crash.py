@@ -1,4 +1,4 @@
-"""Crashes (issue 8): kill -9 the real daemon at random moments under concurrent Pay load.
+"""Crashes: kill -9 the real daemon at random moments under concurrent Pay load.
 
 On each backend, three clients (two caller threads each, in two caller
 processes) pay fresh keys while the daemon is SIGKILLed at a seeded random

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from hypothesis import settings
@@ -63,7 +64,7 @@ def test_property(prop: Property) -> None:
 # Python, so huge windows refuse (or pay, when nothing limits them) but never fail.
 
 
-def _service(budget: admin.BudgetChange, clients: int = 1) -> tuple[PayHarness, list]:
+def _service(budget: admin.BudgetChange, clients: int = 1) -> tuple[PayHarness, list[Any]]:
     h = PayHarness()
     callers = []
     for n in range(clients):

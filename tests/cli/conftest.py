@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.plugins.daemon import PASSPHRASE, Daemon, WalletHome, _short_tmp
+from tests.plugins.daemon import Daemon, WalletHome, init_home
 from tests.report.conftest import Books, make_books
 
 PER_REQUEST_USD = "0.01"
@@ -44,17 +44,7 @@ def books(sqlite_ledger_url: str) -> Iterator[Books]:
 @pytest.fixture(scope="module")
 def pay_daemon() -> Iterator[tuple[WalletHome, Path]]:
     """A running daemon and the token file of client `svc` (per request 0.01 USD)."""
-    root = _short_tmp()
-    passfile = root / "passphrase"
-    passfile.write_text(PASSPHRASE + "\n")
-    passfile.chmod(0o600)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WALLETD_")}
-    env.pop("CREDENTIALS_DIRECTORY", None)
-    home = WalletHome(root, root / "data", passfile, env=env)
-    home.run(
-        "init", "--data-dir", str(home.data_dir), "--passphrase-file", str(passfile),
-        "--kdf-log-n", "10",
-    )  # fmt: skip
+    home = init_home()
     token = home.add_client("svc")
     home.admin("budget", "set", "svc", "--per-request", PER_REQUEST_USD, "--daily", "5")
     daemon = Daemon(home)
@@ -62,5 +52,5 @@ def pay_daemon() -> Iterator[tuple[WalletHome, Path]]:
         yield home, token
     finally:
         code = daemon.stop()
-        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(home.root, ignore_errors=True)
         assert code == 0

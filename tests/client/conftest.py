@@ -7,7 +7,6 @@ and looks only at the ledger rows it created.
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.plugins.chain import Chain
-from tests.plugins.daemon import PASSPHRASE, Daemon, WalletHome, _short_tmp
+from tests.plugins.daemon import Daemon, WalletHome, init_home
 from tests.plugins.devnet import DevnetApi
 from walletd.client import PaymentView, WalletClient, WalletdSettings
 
@@ -74,18 +73,7 @@ class Wallet:
 @pytest.fixture(scope="module")
 def module_daemon() -> Iterator[tuple[WalletHome, Path]]:
     """An initialised wallet with client `svc` (daily budget 5 USD) and its daemon."""
-    root = _short_tmp()
-    passfile = root / "passphrase"
-    passfile.write_text(PASSPHRASE + "\n")
-    passfile.chmod(0o600)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WALLETD_")}
-    env.pop("CREDENTIALS_DIRECTORY", None)
-    home = WalletHome(root, root / "data", passfile, env=env)
-    out = home.run(
-        "init", "--data-dir", str(home.data_dir), "--passphrase-file", str(passfile),
-        "--kdf-log-n", "10",
-    )  # fmt: skip
-    home.address = out.stdout.splitlines()[-1]
+    home = init_home()
     token = home.add_client("svc")
     home.admin("budget", "set", "svc", "--daily", "5")
     daemon = Daemon(home)
@@ -93,7 +81,7 @@ def module_daemon() -> Iterator[tuple[WalletHome, Path]]:
         yield home, token
     finally:
         code = daemon.stop()
-        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(home.root, ignore_errors=True)
         assert code == 0
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +20,7 @@ import pytest
 
 from tests.client.conftest import CHAT_MODEL, CHAT_PRICE, FUNDS, Wallet
 from tests.plugins.chain import Chain
-from tests.plugins.daemon import PASSPHRASE, Daemon, WalletHome, _short_tmp
+from tests.plugins.daemon import Daemon, WalletHome, init_home
 from tests.plugins.devnet import DevnetApi
 from walletd.client import (
     AsyncClusterClient,
@@ -39,18 +38,7 @@ NONCE_USED = "invalid_exact_evm_nonce_already_used"
 @pytest.fixture(scope="module")
 def module_daemon(anvil: devchain.Anvil) -> Iterator[tuple[WalletHome, Path]]:
     """Like tests/client's daemon, but with the chain RPC (its loop runs rarely)."""
-    root = _short_tmp()
-    passfile = root / "passphrase"
-    passfile.write_text(PASSPHRASE + "\n")
-    passfile.chmod(0o600)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WALLETD_")}
-    env.pop("CREDENTIALS_DIRECTORY", None)
-    home = WalletHome(root, root / "data", passfile, env=env)
-    out = home.run(
-        "init", "--data-dir", str(home.data_dir), "--passphrase-file", str(passfile),
-        "--kdf-log-n", "10",
-    )  # fmt: skip
-    home.address = out.stdout.splitlines()[-1]
+    home = init_home()
     (home.data_dir / "walletd.toml").write_text(
         f'[chain]\nrpc_url = "{anvil.rpc_url}"\nreconcile_interval_seconds = 3600\n'
     )
@@ -61,7 +49,7 @@ def module_daemon(anvil: devchain.Anvil) -> Iterator[tuple[WalletHome, Path]]:
         yield home, token
     finally:
         code = daemon.stop()
-        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(home.root, ignore_errors=True)
         assert code == 0
 
 

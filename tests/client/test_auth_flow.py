@@ -6,6 +6,7 @@ import asyncio
 import base64
 import dataclasses
 import json
+from typing import Any
 
 import httpx
 import openai
@@ -37,7 +38,7 @@ class FakeWallet:
     """Pay returns a header derived from the key; remembers every call."""
 
     def __init__(self, refuse: WalletdError | None = None, report_fails: bool = False) -> None:
-        self.pays: list[dict] = []
+        self.pays: list[dict[str, Any]] = []
         self.reports: list[tuple[str, int, str]] = []
         self.refuse = refuse
         self.report_fails = report_fails
@@ -59,11 +60,11 @@ class FakeWallet:
 
 
 class AsyncFakeWallet(FakeWallet):
-    async def pay(self, *args, **kwargs):  # type: ignore[override]
-        return FakeWallet.pay(self, *args, **kwargs)
+    async def pay(self, *args, **kwargs):
+        return FakeWallet.pay(self, *args, **kwargs)  # type: ignore[no-untyped-call]
 
-    async def report_outcome(self, *args, **kwargs):  # type: ignore[override]
-        return FakeWallet.report_outcome(self, *args, **kwargs)
+    async def report_outcome(self, *args, **kwargs):
+        return FakeWallet.report_outcome(self, *args, **kwargs)  # type: ignore[no-untyped-call]
 
 
 class Server:
@@ -280,8 +281,8 @@ def test_a_custom_proof_header_is_dropped_on_a_cross_host_redirect() -> None:
         return httpx.Response(402, headers={"PAYMENT-REQUIRED": demand_header()}, json={})
 
     class ProofWallet(FakeWallet):
-        def pay(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-            receipt = super().pay(*args, **kwargs)
+        def pay(self, *args, **kwargs):
+            receipt = super().pay(*args, **kwargs)  # type: ignore[no-untyped-call]
             return dataclasses.replace(receipt, header_name="X-Payment-Tx", header_value="0xabc")
 
     auth = WalletdAuth(base_url=BASE, wallet=ProofWallet())  # type: ignore[arg-type]

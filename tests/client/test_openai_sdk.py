@@ -7,6 +7,7 @@ import base64
 
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.client.conftest import CHAT_MODEL, CHAT_PRICE, IMAGE_MODEL, IMAGE_PRICE, Wallet
 from walletd.client import (
@@ -18,7 +19,7 @@ from walletd.client import (
 from walletd.devnet.api import CHAT_ROUTE, PNG_SIGNATURE
 
 VENICE = {"provider": "venice"}
-MESSAGES = [{"role": "user", "content": "hello from the sdk"}]
+MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hello from the sdk"}]
 
 
 def test_openai_version_is_the_pinned_httpx_line() -> None:
@@ -33,7 +34,7 @@ def test_sync_sdk_with_the_http_client_helper_pays_once(wallet: Wallet) -> None:
         reply = client.chat.completions.create(
             model=CHAT_MODEL, messages=MESSAGES, max_tokens=40, extra_body=VENICE
         )
-    assert reply.choices[0].message.content.startswith("Devnet reply to:")
+    assert (reply.choices[0].message.content or "").startswith("Devnet reply to:")
     after = wallet.balances()
     assert (before[0] - after[0], after[1] - before[1]) == (CHAT_PRICE, CHAT_PRICE)
     (row,) = wallet.new_payments()

@@ -89,6 +89,7 @@ def _check(store: Store, client_ids: list[int], at: list[int]) -> None:
                                     tx.spent(None, now, ("hourly", "daily")))  # fmt: skip
 
 
+@pytest.mark.slow
 @settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

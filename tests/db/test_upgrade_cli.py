@@ -9,6 +9,8 @@ import pytest
 
 from tests.deploy.conftest import walletd
 
+pytestmark = pytest.mark.slow  # each case runs the walletd CLI in a subprocess
+
 
 @pytest.mark.parametrize("command", ["upgrade", "current"])
 def test_a_missing_data_dir_is_one_clear_line_and_exit_1(tmp_path: Path, command: str) -> None:

@@ -55,7 +55,7 @@ def test_dockerfile_is_slim_non_root_and_installs_server_and_postgres() -> None:
 
 
 def test_dockerfile_health_check_is_the_grpc_health_command() -> None:
-    from walletd.cli.daemon_cmds import health
+    from walletd.cli.serve_cmds import health
 
     (check,) = _instructions("HEALTHCHECK")
     argv = json.loads(check.split("CMD", 1)[1])

@@ -200,7 +200,7 @@ def test_a_missing_socket_fails_at_once_naming_the_path(tmp_path: Path) -> None:
     started = time.monotonic()
     with pytest.raises(DaemonUnavailableError) as info, WalletClient(socket=path, token="t") as c:
         c.pay("k", "GET", "http://127.0.0.1:9/x", payment_required="e30=")
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 5  # not the ~11 s of waiting for a deadline
     assert f"nothing is listening at {path}" in str(info.value)
     token = tmp_path / "token"
     token.write_text("t\n")
@@ -221,6 +221,6 @@ def test_a_stale_socket_nobody_accepts_on_fails_at_once(tmp_path: Path) -> None:
         started = time.monotonic()
         with pytest.raises(DaemonUnavailableError, match=f"nothing is listening at {path}"):
             WalletClient(socket=path)
-        assert time.monotonic() - started < 2
+        assert time.monotonic() - started < 5  # not the ~11 s of waiting for a deadline
     finally:
         stale.close()

@@ -6,17 +6,18 @@ import base64
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 from tests.plugins.daemon import PASSPHRASE, Daemon, WalletHome, demand_header
 from walletd.client import WalletClient
 from walletd.keys import keystore
 
 
-def _json(home: WalletHome, *args: str) -> dict:
+def _json(home: WalletHome, *args: str) -> Any:
     return json.loads(home.admin(*args, "--json").stdout)
 
 
-def _rotate(home: WalletHome, *extra: str) -> dict:
+def _rotate(home: WalletHome, *extra: str) -> Any:
     return _json(home, "key", "rotate", "--passphrase-file", str(home.passphrase_file),
                  "--kdf-log-n", "10", *extra)  # fmt: skip
 

@@ -84,7 +84,7 @@ def test_the_daemon_is_favoured_over_its_callers_and_the_benchmark_runs_it_so() 
 
 
 def test_exec_start_is_a_command_line_serve_accepts() -> None:
-    from walletd.cli.daemon_cmds import serve
+    from walletd.cli.serve_cmds import serve
 
     argv = _exec_start()
     assert argv[:2] == [INSTALLED_BINARY, "serve"]

@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+from web3 import Web3
 
 from tests.plugins.chain import Chain
 from tests.plugins.devnet import DevnetApi
@@ -123,7 +124,7 @@ class DirectWallet:
 
     def sent_count(self) -> int:
         """Transactions the wallet's key has mined (its account nonce)."""
-        return int(self.chain.w3.eth.get_transaction_count(self.address))
+        return int(self.chain.w3.eth.get_transaction_count(Web3.to_checksum_address(self.address)))
 
     def tx_nonce(self, tx_hash: str) -> int:
         return int(self.chain.w3.eth.get_transaction(tx_hash)["nonce"])  # type: ignore[arg-type]

@@ -58,7 +58,7 @@ def test_x402_and_undecodable_material_are_left_to_the_x402_decoder() -> None:
 )  # fmt: skip
 def test_unknown_keys_and_malformed_fields_are_refused(overrides: dict[str, object]) -> None:
     with pytest.raises(InvalidDemandError):
-        parse_direct(direct_header(**overrides))
+        parse_direct(direct_header(**overrides))  # type: ignore[arg-type]
 
 
 def test_duplicate_keys_are_refused_by_the_shared_strict_decoder() -> None:

@@ -138,7 +138,7 @@ BAD_DEMANDS = {
     "exponent": (direct_header("1e3"), InvalidDemandError, ""),
     "negative": (direct_header("-1"), InvalidDemandError, ""),
     "too-precise": (direct_header("0.0000001"), InvalidDemandError, ""),
-    "float": (direct_header(0.003), InvalidDemandError, ""),
+    "float": (direct_header(0.003), InvalidDemandError, ""),  # type: ignore[arg-type]
     "dollar-sign": (direct_header("$0.003"), InvalidDemandError, ""),
     "zero": (direct_header("0"), PolicyDeniedError, "amount_positive"),
     "zero-recipient": (direct_header(recipient="0x" + "0" * 40), PolicyDeniedError, "payee_zero"),

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import base64
 import json
+from typing import Any
 
 from eth_account import Account
 from eth_account.messages import encode_typed_data
@@ -15,7 +16,7 @@ addresses = st.binary(min_size=20, max_size=20).map(lambda b: "0x" + b.hex())
 uint = st.integers(min_value=0, max_value=2**256 - 1)
 
 
-def _typed(network, auth: Authorization) -> dict:
+def _typed(network, auth: Authorization) -> dict[str, Any]:
     return {
         "types": {
             "EIP712Domain": [
@@ -68,7 +69,11 @@ def test_fixed_struct_digest_equals_eth_account_typed_data_digest(
 
 def test_v2_header_echoes_accepted_and_resource_verbatim() -> None:
     acct = Account.create()
-    accepted = {"scheme": "exact", "payTo": "0xAbC0000000000000000000000000000000000001", "x": [1]}
+    accepted: dict[str, Any] = {
+        "scheme": "exact",
+        "payTo": "0xAbC0000000000000000000000000000000000001",
+        "x": [1],
+    }
     auth = Authorization(acct.address, accepted["payTo"], 5, 0, 10, b"\x01" * 32)
     name, value = payment_header(
         version=2, network=BASE, accepted=accepted, resource={"url": "u"}, auth=auth,

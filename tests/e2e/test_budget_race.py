@@ -6,6 +6,7 @@ import json
 import sqlite3
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
@@ -16,7 +17,7 @@ BUDGET = 32 * PRICE  # exactly 32 payments fit
 PROCESSES, THREADS, ATTEMPTS = 2, 8, 4  # 64 attempts for 32 places
 
 
-def _callers(sockets: list[str], token_file: str) -> list[dict]:
+def _callers(sockets: list[str], token_file: str) -> list[dict[str, Any]]:
     procs = [
         subprocess.Popen(
             [

@@ -20,6 +20,8 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.chain  # the demo starts its own anvil
+@pytest.mark.timeout(240)
 def test_demo_pays_three_requests_and_stops_everything() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "walletd.devnet.demo"], capture_output=True, text=True, timeout=180

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -21,7 +23,7 @@ CHAT = {"model": "llama-3.3-70b", "messages": [{"role": "user", "content": "hell
 
 
 @pytest.fixture
-def funded(chain: Chain, wallet_home: WalletHome, daemon: Daemon) -> WalletClient:
+def funded(chain: Chain, wallet_home: WalletHome, daemon: Daemon) -> Iterator[WalletClient]:
     chain.mint(wallet_home.address, 1_000_000)
     token = wallet_home.add_client("svc")
     wallet_home.admin("budget", "set", "svc", "--daily", "1")
@@ -30,7 +32,7 @@ def funded(chain: Chain, wallet_home: WalletHome, daemon: Daemon) -> WalletClien
     client.close()
 
 
-def _demand(http: httpx.Client, url: str, body: dict) -> str:
+def _demand(http: httpx.Client, url: str, body: dict[str, Any]) -> str:
     first = http.post(url, json=body)
     assert first.status_code == 402
     return first.headers["payment-required"]

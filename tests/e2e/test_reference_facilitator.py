@@ -39,7 +39,8 @@ def paid(chain: Chain, wallet_home: WalletHome, daemon: Daemon) -> dict[str, Any
     )  # fmt: skip
     name, value = out.stdout.strip().split(": ", 1)
     assert name == "PAYMENT-SIGNATURE"
-    return json.loads(base64.b64decode(value))
+    payload: dict[str, Any] = json.loads(base64.b64decode(value))
+    return payload
 
 
 def test_reference_facilitator_verifies_the_header(chain: Chain, paid: dict[str, Any]) -> None:

@@ -17,35 +17,29 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.plugins.daemon import PASSPHRASE, Daemon, WalletHome
-from walletd.db.engine import make_engines, sqlite_url
-from walletd.db.ledger import Store
+from tests.plugins.daemon import Daemon, WalletHome, init_home
+from tests.plugins.lazy import LazyModule
 from walletd.domain.money import parse_usd
-from walletd.service import admin
+
+if TYPE_CHECKING:
+    from walletd.db.ledger import Store
+    from walletd.service import admin
+else:  # SQLAlchemy is imported on first use: registering this plugin stays cheap
+    admin = LazyModule("walletd.service.admin")
 
 
 @contextmanager
 def new_wallet_home() -> Iterator[WalletHome]:
     """A fresh data dir made by `walletd init` (cheap KDF), removed afterwards."""
-    root = Path(tempfile.mkdtemp(prefix="wd-adv-", dir="/tmp"))
-    passfile = root / "passphrase"
-    passfile.write_text(PASSPHRASE + "\n")
-    passfile.chmod(0o600)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WALLETD_")}
-    env.pop("CREDENTIALS_DIRECTORY", None)
-    home = WalletHome(root, root / "data", passfile, env=env)
-    out = home.run(
-        "init", "--data-dir", str(home.data_dir), "--passphrase-file", str(passfile),
-        "--kdf-log-n", "10",
-    )  # fmt: skip
-    home.address = out.stdout.splitlines()[-1]
+    home = init_home(Path(tempfile.mkdtemp(prefix="wd-adv-", dir="/tmp")))
     try:
         yield home
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(home.root, ignore_errors=True)
 
 
 @contextmanager
@@ -66,6 +60,9 @@ def operator_store(home: WalletHome) -> Iterator[Store]:
     Faster than a CLI subprocess (about 1 s each) for setting up many clients;
     the daemon sees the changes on its next call, exactly as with the CLI.
     """
+    from walletd.db.engine import make_engines, sqlite_url
+    from walletd.db.ledger import Store
+
     engines = make_engines(sqlite_url(home.data_dir))
     try:
         yield Store(engines)

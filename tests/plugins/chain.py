@@ -6,6 +6,9 @@ also rewinds chain time moved by ``increase_time``.
 
 Nothing here skips: if anvil is not installed the fixtures fail with the ``npm ci`` hint,
 because a silently skipped chain suite looks exactly like a passing one.
+
+web3 is imported on first use (``tests/plugins/lazy.py``); tests/conftest.py marks every
+test that uses one of these fixtures ``chain``.
 """
 
 from __future__ import annotations
@@ -13,24 +16,26 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pytest
-from eth_account.signers.local import LocalAccount
-from web3 import Web3
-from web3.contract import Contract
-from web3.contract.contract import ContractFunction
-from web3.types import TxReceipt
 
-from walletd.devnet import chain as devchain
+from tests.plugins.lazy import LazyModule
 
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+    from web3 import Web3
+    from web3.contract import Contract
+    from web3.contract.contract import ContractFunction
+    from web3.types import TxReceipt
+
+    from walletd.devnet import chain as devchain
+else:
+    devchain = LazyModule("walletd.devnet.chain")
+
+# Every test that uses one of these (directly or through another fixture) is marked
+# ``chain`` by tests/conftest.py.
 CHAIN_FIXTURES = frozenset({"anvil", "w3", "usdc", "chain"})
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test that uses a chain fixture ``chain``, so ``-m "not chain"`` works."""
-    for item in items:
-        if CHAIN_FIXTURES.intersection(getattr(item, "fixturenames", ())):
-            item.add_marker(pytest.mark.chain)
 
 
 @dataclass(frozen=True)

@@ -102,23 +102,33 @@ def _short_tmp() -> Path:
     return Path(tempfile.mkdtemp(prefix="wd-", dir="/tmp"))
 
 
-@pytest.fixture
-def wallet_home() -> Iterator[WalletHome]:
-    """A fresh data dir with a new key (cheap KDF) and a migrated ledger."""
-    root = _short_tmp()
+def init_home(root: Path | None = None, data_dir: Path | None = None) -> WalletHome:
+    """A data dir made by `walletd init` (cheap KDF) in ``root`` (default: a new short dir).
+
+    The commands it runs see no ``WALLETD_*`` variable and no systemd credentials
+    of the environment the tests run in.
+    """
+    root = root if root is not None else _short_tmp()
     passfile = root / "passphrase"
     passfile.write_text(PASSPHRASE + "\n")
     passfile.chmod(0o600)
     env = {k: v for k, v in os.environ.items() if not k.startswith("WALLETD_")}
     env.pop("CREDENTIALS_DIRECTORY", None)
-    home = WalletHome(root, root / "data", passfile, env=env)
+    home = WalletHome(root, data_dir if data_dir is not None else root / "data", passfile, env=env)
     out = home.run(
         "init", "--data-dir", str(home.data_dir), "--passphrase-file", str(passfile),
         "--kdf-log-n", "10",
     )  # fmt: skip
     home.address = out.stdout.splitlines()[-1]
+    return home
+
+
+@pytest.fixture
+def wallet_home() -> Iterator[WalletHome]:
+    """A fresh data dir with a new key (cheap KDF) and a migrated ledger."""
+    home = init_home()
     yield home
-    shutil.rmtree(root, ignore_errors=True)
+    shutil.rmtree(home.root, ignore_errors=True)
 
 
 def _limit_fds(n: int | tuple[int, int]) -> None:
@@ -136,7 +146,7 @@ class Daemon:
         self.socket = (
             Path(extra[extra.index("--socket") + 1]) if "--socket" in extra else home.socket
         )
-        """The socket this daemon listens on (``--socket`` in ``extra``, else the home's)."""
+        """Where this daemon listens (``--socket``, else the data dir's default)."""
         self.log = (home.root / "daemon.log").open("ab")
         argv = [
             sys.executable, "-m", "walletd", "serve", "--data-dir", str(home.data_dir),
@@ -169,7 +179,9 @@ class Daemon:
         raise AssertionError(f"walletd serve not ready: {self.logs()}")
 
     def logs(self) -> str:
-        self.log.flush()
+        """What the daemon logged so far (also after ``stop``)."""
+        if not self.log.closed:
+            self.log.flush()
         return (self.home.root / "daemon.log").read_text(errors="replace")
 
     def stop(self) -> int:
@@ -177,7 +189,7 @@ class Daemon:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(timeout=20)
+                self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()

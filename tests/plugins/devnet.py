@@ -14,22 +14,23 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
-from eth_account import Account
-from eth_account.signers.local import LocalAccount
-from web3 import Web3
-from web3.contract import Contract
-from x402 import x402Client, x402ClientSync
-from x402.http.clients import x402HttpxClient
-from x402.mechanisms.evm import EthAccountSigner
-from x402.mechanisms.evm.exact import ExactEvmClientScheme
 
-from walletd.devnet import chain as devchain
-from walletd.devnet.api import ApiStats, Faults
-from walletd.devnet.servers import paid_api
+from tests.plugins.lazy import LazyModule
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+    from web3 import Web3
+    from web3.contract import Contract
+    from x402 import x402Client, x402ClientSync
+
+    from walletd.devnet import chain as devchain
+    from walletd.devnet.api import ApiStats, Faults
+else:
+    devchain = LazyModule("walletd.devnet.chain")
 
 DEVNET_API_KEY = "devnet-test-key"  # a fixed key for a loopback test server
 PAYER_FUNDS = 1_000_000  # 1 USDC in atomic units
@@ -65,6 +66,8 @@ class DevnetApi:
 @pytest.fixture(scope="session")
 def devnet_api(anvil: devchain.Anvil, usdc: Contract) -> Iterator[DevnetApi]:
     """Facilitator (dev account 1) and paid API (pay_to dev account 3), one API key."""
+    from walletd.devnet.servers import paid_api
+
     with paid_api(anvil.rpc_url, api_keys=[DEVNET_API_KEY]) as running:
         yield DevnetApi(
             base_url=running.base_url,
@@ -93,6 +96,8 @@ def _reset_devnet_api(request: pytest.FixtureRequest) -> Iterator[None]:
 @pytest.fixture
 def devnet_payer(w3: Web3, usdc: Contract) -> LocalAccount:
     """A fresh account holding 1 test USDC and no ETH (the facilitator pays gas)."""
+    from eth_account import Account
+
     account: LocalAccount = Account.create()
     devchain.mint(w3, account.address, PAYER_FUNDS)
     return account
@@ -100,6 +105,10 @@ def devnet_payer(w3: Web3, usdc: Contract) -> LocalAccount:
 
 def payment_client(payer: LocalAccount) -> x402Client:
     """The SDK's async client, paying ``exact`` on Base from ``payer``."""
+    from x402 import x402Client
+    from x402.mechanisms.evm import EthAccountSigner
+    from x402.mechanisms.evm.exact import ExactEvmClientScheme
+
     client = x402Client()
     client.register("eip155:8453", ExactEvmClientScheme(EthAccountSigner(payer)))
     return client
@@ -107,6 +116,10 @@ def payment_client(payer: LocalAccount) -> x402Client:
 
 def payment_client_sync(payer: LocalAccount) -> x402ClientSync:
     """The SDK's sync client, for tests that drive the 402 round trip by hand."""
+    from x402 import x402ClientSync
+    from x402.mechanisms.evm import EthAccountSigner
+    from x402.mechanisms.evm.exact import ExactEvmClientScheme
+
     client = x402ClientSync()
     client.register("eip155:8453", ExactEvmClientScheme(EthAccountSigner(payer)))
     return client
@@ -114,6 +127,7 @@ def payment_client_sync(payer: LocalAccount) -> x402ClientSync:
 
 def paid_request(payer: LocalAccount, method: str, url: str, **kwargs: Any) -> httpx.Response:
     """One request through the SDK's ``x402HttpxClient`` (pays a 402 automatically)."""
+    from x402.http.clients import x402HttpxClient
 
     async def run() -> httpx.Response:
         async with x402HttpxClient(payment_client(payer), timeout=30) as client:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import httpx
 
@@ -45,7 +46,7 @@ def _wait_for(wallet: WalletClient, payment_id: str, status: str, timeout: float
         time.sleep(0.1)
 
 
-def _cli_json(home: WalletHome, *args: str) -> dict:
+def _cli_json(home: WalletHome, *args: str) -> Any:
     return json.loads(home.admin(*args, "--json").stdout)
 
 

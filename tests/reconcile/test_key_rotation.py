@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from typing import Any
 
 import httpx
 import pytest
@@ -60,7 +61,7 @@ def _spent(wallet: WalletClient) -> int:
     return next(w.spent for w in wallet.get_budget().windows if w.window == "daily")
 
 
-def _cli_json(home: WalletHome, *args: str) -> dict:
+def _cli_json(home: WalletHome, *args: str) -> Any:
     return json.loads(home.admin(*args, "--json").stdout)
 
 

@@ -17,7 +17,9 @@ import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from tests.plugins.daemon import demand_header
@@ -54,7 +56,7 @@ def _open_payments(store: Store) -> dict[str, tuple[str, int]]:
     return made
 
 
-def _race(ledger_url: str) -> list[dict]:
+def _race(ledger_url: str) -> list[dict[str, Any]]:
     """Run the replicas at once; their JSON reports."""
     ready = Path(tempfile.mkdtemp(prefix="wd-race-", dir="/tmp"))
     argv = [sys.executable, "-m", "tests.reconcile.reconcile_worker", ledger_url, str(ready),
@@ -83,6 +85,8 @@ def _terminal_events(store: Store) -> Counter[str]:
     return Counter({str(pid): int(n) for pid, n in rows})
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(360)
 def test_replicas_reconcile_each_payment_exactly_once(ledger_url: str) -> None:
     engines = make_engines(ledger_url)
     try:

@@ -123,7 +123,7 @@ def test_a_transfer_to_someone_else_is_disputed(wallet: Wallet, http: httpx.Clie
     wallet.report(receipt, 200, fake_response("0x" + bytes(mined["transactionHash"]).hex(), ""))
     assert wallet.reconcile() == {S.DISPUTED: 1}
     problems = wallet.events(receipt.payment_id)[-1].data["problems"]
-    assert len(problems) == 2
+    assert isinstance(problems, list) and len(problems) == 2
 
 
 def _rejected_with_gas(wallet: Wallet, http: httpx.Client) -> PayReceipt:

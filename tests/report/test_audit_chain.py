@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -38,7 +39,7 @@ def _some_history(books: Books) -> list[PayReceipt]:
     return paid
 
 
-def _verify_json(url: str) -> tuple[int, dict]:
+def _verify_json(url: str) -> tuple[int, dict[str, Any]]:
     proc = walletd("audit", "verify", "--db-url", url, "--json")
     return proc.returncode, json.loads(proc.stdout)
 
@@ -113,6 +114,7 @@ def test_each_kind_of_edit_is_caught(
     assert first is not None and first.table == table and problem in first.problem, first
 
 
+@pytest.mark.slow
 def test_audit_head_prints_the_last_hash_and_an_anchor_catches_a_rewrite(
     sqlite_books: Books,
 ) -> None:

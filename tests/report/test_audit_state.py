@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select, text
@@ -38,7 +39,7 @@ def _sql(books: Books, statement: str) -> None:
         conn.execute(text(statement))
 
 
-def _verify(books: Books) -> tuple[int, dict]:
+def _verify(books: Books) -> tuple[int, dict[str, Any]]:
     proc = walletd("audit", "verify", "--db-url", books.url, "--json")
     return proc.returncode, json.loads(proc.stdout)
 

@@ -10,6 +10,7 @@ import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -24,6 +25,8 @@ from walletd.errors import (
     PolicyDeniedError,
     UnauthenticatedError,
 )
+
+pytestmark = pytest.mark.slow  # each test runs the real daemon and CLI
 
 URL = "https://api.example/v1/chat/completions"
 
@@ -68,7 +71,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _ledger_json(home: WalletHome, *args: str) -> dict:
+def _ledger_json(home: WalletHome, *args: str) -> Any:
     proc = home.admin("spend-report", "--format", "json", *args)
     return json.loads(proc.stdout)
 

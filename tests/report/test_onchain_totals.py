@@ -60,7 +60,7 @@ def test_report_totals_equal_the_on_chain_transfers_from_the_wallet(
             for key in ("reported", "unreported", "never-sent"):
                 demand = http.post(url, json=CHAT).headers["payment-required"]
                 receipts.append(wallet.pay(key, "POST", url, payment_required=demand,
-                                           labels={"model": CHAT["model"]}))  # fmt: skip
+                                           labels={"model": str(CHAT["model"])}))  # fmt: skip
             responses = []
             for receipt in receipts[:2]:
                 paid = http.post(

@@ -99,6 +99,7 @@ def test_time_window_and_client_filter(books: Books) -> None:
         parse_time("yesterday", 0)
 
 
+@pytest.mark.slow
 def test_csv_and_json_round_trip_to_the_same_totals(books: Books, tmp_path: Path) -> None:
     _history(books)
     for dims in ((), ("client", "model"), ("status", "day", "host")):

@@ -13,6 +13,7 @@ import pytest
 from walletd.client import WalletClient
 from walletd.domain.budget import BudgetState, WindowState
 from walletd.domain.payment import Caller, PayCommand, PaymentView, PayReceipt
+from walletd.domain.report import ReportQuery, SpendReport
 from walletd.errors import NotFoundError, UnauthenticatedError
 from walletd.rpc.server import RpcServer, build_server
 
@@ -107,6 +108,9 @@ class FakeWalletApi:
             )
             for i in range(min(limit, 3))
         ]
+
+    def spend_report(self, caller: Caller, query: ReportQuery) -> SpendReport:
+        raise NotImplementedError("the rpc tests' fake serves no spend report")
 
 
 @pytest.fixture

@@ -66,7 +66,8 @@ def test_pay_succeeds_while_hundreds_of_stalled_calls_are_held(
             for n in range(3):
                 t0 = time.monotonic()
                 wallet.pay(f"k{n}", "POST", URL, payment_required="e30=")
-                assert time.monotonic() - t0 < 1.0
+                # Blocked, it would hit the 3 s deadline; the bound leaves room for a busy CI.
+                assert time.monotonic() - t0 < 2.5
     finally:
         for stall in held:
             stall.close()

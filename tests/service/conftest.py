@@ -26,7 +26,7 @@ class CountingSigner:
 
     @property
     def address(self) -> str:
-        return self._account.address
+        return str(self._account.address)
 
     def sign_hash(self, digest: bytes) -> bytes:
         self.calls += 1

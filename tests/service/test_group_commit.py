@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -52,7 +54,7 @@ def test_concurrent_pays_share_commits_and_keep_the_budget_exact(
     batches: list[int] = []
     real = GroupCommit._transaction
 
-    def counted(self: GroupCommit, batch: list) -> None:
+    def counted(self: GroupCommit, batch: list[Any]) -> None:
         batches.append(len(batch))
         real(self, batch)
 
@@ -68,15 +70,19 @@ def test_concurrent_pays_share_commits_and_keep_the_budget_exact(
     assert paid == {"paid": 25, "refused": 23}  # every decision logged, in one chain
 
 
-def _decisions(tx: LedgerTx) -> list[dict]:
+def _decisions(tx: LedgerTx) -> list[dict[str, Any]]:
     from sqlalchemy import text
 
     rows = tx._session.execute(text("SELECT outcome FROM decisions ORDER BY id")).mappings()
     return [dict(row) for row in rows]
 
 
-def test_a_job_failing_after_its_writes_is_run_out_of_the_batch(ledger: Ledger) -> None:
-    group = GroupCommit(ledger.store)
+def _one_batch(group: GroupCommit, bad: Callable[[LedgerTx], object]) -> dict[str, object]:
+    """Run a blocker, then ``bad`` and a good job queued behind it: one batch of three.
+
+    The good job adds 3 to the prune-horizon bucket and returns 7. Each job's
+    result (or exception) is returned by name: first, bad, ok.
+    """
     go = threading.Event()
     results: dict[str, object] = {}
 
@@ -84,15 +90,11 @@ def test_a_job_failing_after_its_writes_is_run_out_of_the_batch(ledger: Ledger) 
         go.wait(5)
         return "first"
 
-    def spoiler(tx: LedgerTx) -> str:
-        tx.prune_spend_buckets(1)  # a write
-        raise RuntimeError("after writing")
-
     def good(tx: LedgerTx) -> int:
-        tx.prune_spend_buckets(2)
+        tx.prune_spend_buckets(3)
         return 7
 
-    def run(name: str, job) -> None:  # type: ignore[no-untyped-def]
+    def run(name: str, job: Callable[[LedgerTx], object]) -> None:
         try:
             results[name] = group.run(job)
         except Exception as exc:
@@ -102,9 +104,7 @@ def test_a_job_failing_after_its_writes_is_run_out_of_the_batch(ledger: Ledger) 
     first.start()
     while not group._queue:
         pass
-    others = [
-        threading.Thread(target=run, args=(n, j)) for n, j in (("bad", spoiler), ("ok", good))
-    ]
+    others = [threading.Thread(target=run, args=(n, j)) for n, j in (("bad", bad), ("ok", good))]
     for thread in others:
         thread.start()
     while len(group._queue) < 3:
@@ -112,10 +112,23 @@ def test_a_job_failing_after_its_writes_is_run_out_of_the_batch(ledger: Ledger) 
     go.set()
     for thread in [first, *others]:
         thread.join()
+    return results
+
+
+def _horizon(ledger: Ledger) -> int:
+    with ledger.store.write() as tx:
+        return int(tx._raw("SELECT amount FROM spend_buckets WHERE span = -1").fetchone()[0])
+
+
+def test_a_job_failing_after_its_writes_is_run_out_of_the_batch(ledger: Ledger) -> None:
+    def spoiler(tx: LedgerTx) -> str:
+        tx.prune_spend_buckets(1)  # a write
+        raise RuntimeError("after writing")
+
+    results = _one_batch(GroupCommit(ledger.store), spoiler)
     assert results["first"] == "first" and results["ok"] == 7
     assert isinstance(results["bad"], RuntimeError)
-    with ledger.store.write() as tx:  # the good job's write was committed, the spoiler's not
-        assert tx._raw("SELECT amount FROM spend_buckets WHERE span = -1").fetchone()[0] == 2
+    assert _horizon(ledger) == 3  # the good job's write was committed, the spoiler's not
 
 
 def test_a_storage_error_fails_every_job_of_its_batch_and_records_nothing(ledger: Ledger) -> None:
@@ -126,10 +139,10 @@ def test_a_storage_error_fails_every_job_of_its_batch_and_records_nothing(ledger
 
     with pytest.raises(StorageError):
         group.run(broken)
-    assert group.run(lambda tx: tx.lock_state()[0]) is False  # the next batch is fine
+    assert group.run(lambda tx: tx.lock_state().frozen) is False  # the next batch is fine
 
 
-def _refused_after_orm_write(*, flush: bool) -> object:
+def _refused_after_orm_write(*, flush: bool) -> Callable[[LedgerTx], object]:
     """A job that changes the wallet row through the ORM, then refuses (a WalletdError)."""
 
     def job(tx: LedgerTx) -> None:
@@ -145,43 +158,11 @@ def _refused_after_orm_write(*, flush: bool) -> object:
 
 @pytest.mark.parametrize("flush", [True, False], ids=["flushed", "pending"])
 def test_a_refusal_after_an_orm_write_rolls_its_writes_back(ledger: Ledger, flush: bool) -> None:
-    group = GroupCommit(ledger.store)
-    go = threading.Event()
-    results: dict[str, object] = {}
-
-    def blocker(tx: LedgerTx) -> str:
-        go.wait(5)
-        return "first"
-
-    def good(tx: LedgerTx) -> int:
-        tx.prune_spend_buckets(3)
-        return 7
-
-    def run(name: str, job) -> None:  # type: ignore[no-untyped-def]
-        try:
-            results[name] = group.run(job)
-        except Exception as exc:
-            results[name] = exc
-
-    first = threading.Thread(target=run, args=("first", blocker))
-    first.start()
-    while not group._queue:
-        pass
-    others = [
-        threading.Thread(target=run, args=(n, j))
-        for n, j in (("bad", _refused_after_orm_write(flush=flush)), ("ok", good))
-    ]
-    for thread in others:
-        thread.start()
-    while len(group._queue) < 3:
-        pass
-    go.set()
-    for thread in [first, *others]:
-        thread.join()
+    results = _one_batch(GroupCommit(ledger.store), _refused_after_orm_write(flush=flush))
     assert results["first"] == "first" and results["ok"] == 7
     assert isinstance(results["bad"], PolicyDeniedError)
-    with ledger.store.write() as tx:  # the good job's write was kept, the refused job's not
-        assert tx._raw("SELECT amount FROM spend_buckets WHERE span = -1").fetchone()[0] == 3
+    assert _horizon(ledger) == 3  # the good job's write was kept, the refused job's not
+    with ledger.store.read() as tx:
         assert tx._raw("SELECT daily FROM wallet_state WHERE id = 1").fetchone()[0] is None
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from typing import Any
 
 from tests.plugins.daemon import PAY_TO, demand_header
 from tests.service.conftest import Ledger
@@ -18,7 +19,7 @@ def _pay(ledger: Ledger, header: str, key: str = "k1"):
     return ledger.service.pay(ledger.caller, PayCommand(key, "POST", URL, header))
 
 
-def _payload(header_value: str) -> dict:
+def _payload(header_value: str) -> Any:
     return json.loads(base64.b64decode(header_value))
 
 

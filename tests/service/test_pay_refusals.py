@@ -203,7 +203,7 @@ INVALID = {
     "hex_amount": demand_header("0xbb8"),
     "plus_amount": demand_header("+3000"),
     "exponent_amount": demand_header("3e3"),
-    "numeric_amount": demand_header(3000),
+    "numeric_amount": demand_header(3000),  # type: ignore[arg-type]
     "huge_amount": demand_header("9" * 80),
     "malformed_pay_to": demand_header(payTo="0x1234"),
     "duplicate_keys": base64.b64encode(b'{"x402Version":2,"x402Version":2,"accepts":[]}').decode(),

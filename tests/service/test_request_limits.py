@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from sqlalchemy import text
 
@@ -28,7 +30,7 @@ def _rows(ledger: Ledger) -> tuple[int, int]:
     return decisions, payments
 
 
-OVERSIZED = {
+OVERSIZED: dict[str, dict[str, Any]] = {
     "labels": dict(labels={f"k{i}": "v" for i in range(MAX_LABELS + 1)}),
     "labels.key": dict(labels={"k" * (MAX_LABEL_KEY_BYTES + 1): "v"}),
     "labels.value": dict(labels={"model": "é" * (MAX_LABEL_VALUE_BYTES // 2 + 1)}),

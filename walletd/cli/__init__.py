@@ -37,14 +37,17 @@ def _register() -> None:
         api_cmds,
         chain_cmds,
         config_cmds,
-        daemon_cmds,
+        db_cmds,
+        key_cmds,
         pay,
         payment_cmds,
         report_cmds,
+        serve_cmds,
     )
 
     groups = (
-        daemon_cmds, admin, pay, api_cmds, chain_cmds, payment_cmds, config_cmds, report_cmds,
+        key_cmds, serve_cmds, db_cmds, admin, pay, api_cmds, chain_cmds, payment_cmds,
+        config_cmds, report_cmds,
     )  # fmt: skip
     for command in (cmd for group in groups for cmd in group.COMMANDS):
         main.add_command(command)

@@ -27,18 +27,11 @@ def check_db_url(_ctx: click.Context, _param: click.Parameter, value: str) -> st
     """A ``--db-url`` that is not a SQLite or PostgreSQL URL is a usage error (exit 2)."""
     if not value:
         return value
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
+    from walletd.db.engine import url_problems
 
-    try:
-        backend = make_url(value).get_backend_name()
-    except ArgumentError:
-        raise click.BadParameter(
-            f"{value!r} is not a database URL "
-            "(e.g. sqlite:////var/lib/walletd/walletd.db or postgresql+psycopg://user@host/db)"
-        ) from None
-    if backend not in ("sqlite", "postgresql"):
-        raise click.BadParameter(f"walletd supports sqlite and postgresql, not {backend}")
+    problems = url_problems(value, name=repr(value))
+    if problems:
+        raise click.BadParameter(problems[0])
     return value
 
 
@@ -106,3 +99,19 @@ def open_store(settings: Settings, *, check_schema: bool = True) -> Store:
     if check_schema:
         migrate.require_current(engines.read)
     return Store(engines)
+
+
+_HELP_PASSFILE = (
+    "File holding the passphrase "
+    "(else $CREDENTIALS_DIRECTORY/walletd-passphrase, else a TTY prompt)."
+)
+
+
+def passphrase_option(func: click.decorators.FC) -> click.decorators.FC:
+    """``--passphrase-file``: where the key's passphrase comes from (never argv or the env)."""
+    return click.option(
+        "--passphrase-file",
+        type=click.Path(path_type=Path, dir_okay=False, exists=True),
+        default=None,
+        help=_HELP_PASSFILE,
+    )(func)

@@ -1,5 +1,8 @@
-"""Operator commands: clients, budgets, freeze. They open the ledger directly,
-so they work while the daemon runs (SQLite WAL; the daemon reads them per Pay)."""
+"""Operator commands: clients, budgets, freeze.
+
+They open the ledger directly, so they work while the daemon runs (SQLite WAL; the
+daemon reads them per Pay).
+"""
 
 from __future__ import annotations
 

@@ -86,16 +86,9 @@ def _group_exists(name: str) -> bool:
 
 
 def _db_url_problem(url: str) -> list[str]:
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
+    from walletd.db.engine import url_problems
 
-    try:
-        backend = make_url(url).get_backend_name()
-    except ArgumentError:
-        return ["db.url is not a database URL (e.g. postgresql+psycopg://user@host/db)"]
-    if backend not in ("sqlite", "postgresql"):
-        return [f"db.url: walletd supports sqlite and postgresql, not {backend}"]
-    return []
+    return url_problems(url)
 
 
 @click.group()

@@ -181,8 +181,10 @@ def audit_verify(
     anchor: list[Anchor],
     as_json: bool,
 ) -> None:
-    """Recompute every hash chain, the client and budget state and the running totals;
-    name every problem (exit 1 if any)."""
+    """Recompute the chains, the client and budget state and the running totals.
+
+    Every problem is named; the exit status is 1 if there is any.
+    """
     from walletd.db import queries
     from walletd.domain.audit import anchor_holds
     from walletd.report.json_format import audit_doc

@@ -24,13 +24,14 @@ refuses with one line, not a traceback.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, ExceptionContext, make_url
-from sqlalchemy.exc import NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
+# The default SQLite URL is a setting (config); it stays importable from here too.
+from walletd.config import sqlite_url as sqlite_url
 from walletd.errors import InvalidRequestError, StorageError
 
 BUSY_TIMEOUT_MS = 5_000
@@ -70,11 +71,6 @@ class Engines:
             self.read.dispose()
 
 
-def sqlite_url(data_dir: Path) -> str:
-    """The default ledger URL: ``walletd.db`` inside the data dir."""
-    return f"sqlite:///{data_dir / 'walletd.db'}"
-
-
 def _sqlite_engine(url: str, begin: str) -> Engine:
     # As many pooled connections as gRPC workers: past the pool size every
     # checkout would open (and on return close) a fresh SQLite connection.
@@ -101,6 +97,20 @@ def _sqlite_engine(url: str, begin: str) -> Engine:
         conn.exec_driver_sql(begin)
 
     return engine
+
+
+def url_problems(url: str, name: str = "db.url") -> list[str]:
+    """Why ``url`` cannot be a ledger URL (``config check``, ``--db-url``); empty when it can."""
+    try:
+        backend = make_url(url).get_backend_name()
+    except ArgumentError:
+        return [
+            f"{name} is not a database URL "
+            "(e.g. sqlite:////var/lib/walletd/walletd.db or postgresql+psycopg://user@host/db)"
+        ]
+    if backend not in ("sqlite", "postgresql"):
+        return [f"{name}: walletd supports sqlite and postgresql, not {backend}"]
+    return []
 
 
 def redacted(url: str) -> str:

@@ -1,4 +1,4 @@
-"""The Pay path's statements, run on the DBAPI cursor of the ledger transaction.
+"""The ledger's plain-SQL statements, run on the DBAPI cursor of the ledger transaction.
 
 Executing a statement through the ORM costs 100-400 µs, through SQLAlchemy Core
 50-100 µs, through the driver 5-10 µs; a Pay runs about ten. So the statements
@@ -9,18 +9,30 @@ PostgreSQL: ``ON CONFLICT ... DO UPDATE``, multi-row ``VALUES``); only the
 placeholder and ``FOR UPDATE`` differ. Driver exceptions are turned into
 StorageError by ``LedgerTx`` exactly like SQLAlchemy's.
 
-Every statement is built once from the constants below (table and column
-names, spans); values only ever travel as parameters.
+The row shapes Pay reads (the wallet row, a client, a stored payment) are
+read only here, by Pay and by everyone else, and each has one decoder next to
+its column list. Column lists come from the table metadata
+(``walletd.db.tables``); every statement is built once from them and from the
+constants below; values only ever travel as parameters. ``tests/db/
+test_hot_columns.py`` checks every column named here against the metadata and
+against the schema the migrations make.
 """
 
 # ruff: noqa: S608  (SQL text from constants only; values are always parameters)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import fields
 from functools import cache
+from typing import Any
 
-from walletd.domain import audit, buckets
+from sqlalchemy.orm import InstrumentedAttribute
+
+from walletd.db import tables
+from walletd.db.records import ClientRecord, StoredPayment, WalletState
+from walletd.domain import buckets
+from walletd.domain.budget import Budget
 
 GLOBAL_SCOPE = 0
 """The spend-bucket scope of every client together (client ids start at 1)."""
@@ -28,30 +40,85 @@ GLOBAL_SCOPE = 0
 HORIZON_SPAN = -1
 """Span of the row (0, -1, 0) that holds the prune horizon of the fine buckets."""
 
-LIMITS = "per_request, hourly, daily, monthly, total, payees, hosts"
 
-CLIENT_COLUMNS = f"id, name, scopes, revoked_at_ms, {LIMITS}"
-"""What a client read returns (``ledger._raw_client`` takes them in this order)."""
-CLIENT_WIDTH = len(CLIENT_COLUMNS.split(","))
-"""How many of a joined row's values are the client's."""
-
-PAYMENT_INSERT_COLUMNS: tuple[str, ...] = (
-    "id", "client_id", "idempotency_key", "fingerprint", "status", "amount", "payee",
-    "network", "asset", "payer", "method", "url", "host", "nonce", "valid_after",
-    "valid_before", "header_name", "header_value", "labels", "created_at_ms", "kind",
-)  # fmt: skip
-"""What a new payment row is inserted with; the other columns start NULL."""
-
-EVENT_COLUMNS = (*audit.EVENT_FIELDS, "hash")
-DECISION_COLUMNS = (*audit.DECISION_FIELDS, "hash")
+def _keys(*attributes: InstrumentedAttribute[Any]) -> tuple[str, ...]:
+    return tuple(attribute.key for attribute in attributes)
 
 
-def _insert(table: str, columns: Sequence[str]) -> str:
-    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+def _named(model: type[tables.Base], names: Iterable[str]) -> tuple[str, ...]:
+    """``names``, each looked up in ``model``'s table (a name it lacks fails at import)."""
+    table = model.__table__
+    return tuple(str(table.c[name].name) for name in names)
 
 
-def _qualified(alias: str, columns: str) -> str:
-    return ", ".join(f"{alias}.{name.strip()}" for name in columns.split(","))
+# --- the row shapes: built from the table metadata, each with its one decoder ----------
+
+BUDGET_COLUMNS = tables.BUDGET_COLUMNS
+"""A budget, in clients and wallet_state alike (``per_request`` .. ``hosts``)."""
+
+WALLET_COLUMNS = _keys(tables.WalletState.frozen) + BUDGET_COLUMNS
+"""What a wallet_state read returns (``wallet_state`` decodes it)."""
+
+CLIENT_COLUMNS = (
+    _keys(tables.Client.id, tables.Client.name, tables.Client.scopes, tables.Client.revoked_at_ms)
+    + BUDGET_COLUMNS
+)
+"""What a client read returns (``client_record`` decodes it)."""
+
+STORED_COLUMNS = _named(tables.Payment, (field.name for field in fields(StoredPayment)))
+"""What a payment read for Pay returns: ``StoredPayment``'s fields, which name its columns."""
+
+PAYMENT_INSERT_COLUMNS = tuple(c.name for c in tables.Payment.__table__.c if not c.nullable)
+"""What a new payment row is inserted with: every NOT NULL column (the others start NULL)."""
+
+EVENT_COLUMNS = tuple(c.name for c in tables.PaymentEvent.__table__.c)
+DECISION_COLUMNS = tuple(c.name for c in tables.Decision.__table__.c)
+
+
+def _split(text: str) -> frozenset[str]:
+    return frozenset(part for part in text.split(",") if part)
+
+
+def budget(values: Sequence[Any]) -> Budget:
+    """A Budget from the values of ``BUDGET_COLUMNS``, in that order.
+
+    The columns are Budget's fields in Budget's order (``tests/db/
+    test_hot_columns.py`` checks it), so the values are taken by position:
+    this runs twice in every Pay.
+    """
+    per_request, hourly, daily, monthly, total, payees, hosts = values
+    return Budget(per_request, hourly, daily, monthly, total, _split(payees), _split(hosts))
+
+
+def budget_values(limits: Budget) -> dict[str, object]:
+    """A Budget as the values of ``BUDGET_COLUMNS`` (what ``budget`` reads back)."""
+    values: dict[str, object] = {name: getattr(limits, name) for name in BUDGET_COLUMNS}
+    values.update(payees=",".join(sorted(limits.payees)), hosts=",".join(sorted(limits.hosts)))
+    return values
+
+
+def wallet_state(row: Sequence[Any]) -> WalletState:
+    """The record of a ``WALLET_COLUMNS`` row."""
+    return WalletState(bool(row[0]), budget(row[1:]))
+
+
+def client_record(row: Sequence[Any]) -> ClientRecord:
+    """The record of a ``CLIENT_COLUMNS`` row."""
+    return ClientRecord(int(row[0]), row[1], _split(row[2]), row[3] is not None, budget(row[4:]))
+
+
+def stored_payment(row: Sequence[Any]) -> StoredPayment:
+    """The record of a ``STORED_COLUMNS`` row."""
+    return StoredPayment(*row)
+
+
+def _insert(table: str, names: Sequence[str]) -> str:
+    return f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+
+
+def _listed(names: Sequence[str], alias: str = "") -> str:
+    prefix = f"{alias}." if alias else ""
+    return ", ".join(f"{prefix}{name}" for name in names)
 
 
 def _bucket_sum() -> str:
@@ -75,22 +142,21 @@ class Statements:
     def __init__(self, placeholder: str, lock_suffix: str) -> None:
         self.placeholder = placeholder
         sql = self.sql
-        self.lock_state = sql(
-            f"SELECT frozen, {LIMITS} FROM wallet_state WHERE id = 1{lock_suffix}"
-        )
-        client = f"SELECT {CLIENT_COLUMNS} FROM clients"
+        wallet = f"SELECT {_listed(WALLET_COLUMNS)} FROM wallet_state WHERE id = 1"
+        self.lock_state = sql(f"{wallet}{lock_suffix}")
+        self.wallet_state = sql(wallet)
+        client = f"SELECT {_listed(CLIENT_COLUMNS)} FROM clients"
         self.client_by_id = sql(f"{client} WHERE id = ?")
+        self.client_by_name = sql(f"{client} WHERE name = ?")
         self.client_by_token_hash = sql(f"{client} WHERE token_hash = ?")
-        stored = (
-            "id, client_id, fingerprint, status, amount, payee, network, valid_before, "
-            "header_name, header_value"
-        )
+        self.clients = sql(f"{client} ORDER BY name")
         self.client_with_payment = sql(
-            f"SELECT {_qualified('c', CLIENT_COLUMNS)}, "
-            f"{_qualified('p', stored)} FROM clients c LEFT JOIN payments p "
+            f"SELECT {_listed(CLIENT_COLUMNS, 'c')}, {_listed(STORED_COLUMNS, 'p')} "
+            "FROM clients c LEFT JOIN payments p "
             "ON p.client_id = c.id AND p.idempotency_key = ? WHERE c.id = ?"
         )
         """A client and its payment under an idempotency key (NULLs: none), in one statement."""
+        self.payment = sql(f"SELECT {_listed(STORED_COLUMNS)} FROM payments WHERE id = ?")
         self.insert_payment = sql(_insert("payments", PAYMENT_INSERT_COLUMNS))
         self.insert_event = sql(_insert("payment_events", EVENT_COLUMNS))
         self.insert_decision = sql(_insert("decisions", DECISION_COLUMNS))

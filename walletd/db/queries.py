@@ -391,8 +391,12 @@ def _stream(conn: Connection, stmt: Any) -> Iterator[Mapping[str, Any]]:
 
 
 def verify_chain(conn: Connection) -> audit.AuditResult:
-    """Recompute every chain, check every payment row against its newest event, replay the
-    admin events against the client and wallet rows, and recompute the running totals."""
+    """Recompute every chain and check the rows the chains vouch for.
+
+    Each payment row is checked against its newest event, the admin events are
+    replayed against the client and wallet rows, and the running totals are
+    recomputed from the payments.
+    """
     events, decisions, payments = audit.events_walk(), audit.decisions_walk(), audit.PaymentCheck()
     spend = _bucket_check(conn)
     event_cols = [getattr(tables.PaymentEvent, f) for f in (*audit.EVENT_FIELDS, "hash")]

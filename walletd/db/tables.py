@@ -9,7 +9,7 @@ Alembic migrations in ``migrations/`` are the only way this schema is created.
 from __future__ import annotations
 
 from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, MetaData, String, Text
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, MappedColumn, mapped_column
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -29,17 +29,13 @@ class Base(DeclarativeBase):
 metadata = Base.metadata
 
 
-class WalletState(Base):
-    """The single row of wallet-wide state: the freeze switch and the global budget.
+class BudgetColumns:
+    """The budget of a client or of the whole wallet: one column per window, two allowlists.
 
-    Every Pay locks this row first (FOR UPDATE on PostgreSQL; SQLite's BEGIN
-    IMMEDIATE already serialises writers), so global sums are read consistently.
+    Declared once and mixed into both tables (after their own columns), with the
+    names of ``walletd.domain.budget.Budget``'s fields.
     """
 
-    __tablename__ = "wallet_state"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    frozen: Mapped[bool] = mapped_column(Boolean, default=False)
     per_request: Mapped[int | None] = mapped_column(BigInteger)
     hourly: Mapped[int | None] = mapped_column(BigInteger)
     daily: Mapped[int | None] = mapped_column(BigInteger)
@@ -51,7 +47,26 @@ class WalletState(Base):
     """Comma-separated lower-cased host allowlist; empty means any."""
 
 
-class Client(Base):
+BUDGET_COLUMNS: tuple[str, ...] = tuple(
+    name for name, value in vars(BudgetColumns).items() if isinstance(value, MappedColumn)
+)
+"""The budget columns' names, in declaration order (``per_request`` .. ``hosts``)."""
+
+
+class WalletState(BudgetColumns, Base):
+    """The single row of wallet-wide state: the freeze switch and the global budget.
+
+    Every Pay locks this row first (FOR UPDATE on PostgreSQL; SQLite's BEGIN
+    IMMEDIATE already serialises writers), so global sums are read consistently.
+    """
+
+    __tablename__ = "wallet_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    frozen: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Client(BudgetColumns, Base):
     """A service allowed to ask for payments, with its token hash and its budget."""
 
     __tablename__ = "clients"
@@ -63,13 +78,6 @@ class Client(Base):
     scopes: Mapped[str] = mapped_column(String(64))
     created_at_ms: Mapped[int] = mapped_column(BigInteger)
     revoked_at_ms: Mapped[int | None] = mapped_column(BigInteger)
-    per_request: Mapped[int | None] = mapped_column(BigInteger)
-    hourly: Mapped[int | None] = mapped_column(BigInteger)
-    daily: Mapped[int | None] = mapped_column(BigInteger)
-    monthly: Mapped[int | None] = mapped_column(BigInteger)
-    total: Mapped[int | None] = mapped_column(BigInteger)
-    payees: Mapped[str] = mapped_column(Text, default="")
-    hosts: Mapped[str] = mapped_column(Text, default="")
 
 
 class Payment(Base):

@@ -49,10 +49,12 @@ class Walletd:
 
     @property
     def data(self) -> Path:
+        """This wallet's data dir (keystore, ledger, socket)."""
         return self.root / "data"
 
     @property
     def socket(self) -> Path:
+        """The daemon's Unix socket in this wallet's data dir."""
         return self.data / "walletd.sock"
 
     def reconcile(self) -> str:

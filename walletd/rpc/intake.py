@@ -137,6 +137,7 @@ class Intake(_Interceptor):
         continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        """The method's handler, wrapped once and then reused for every call."""
         method: str = handler_call_details.method
         wrapped = self._wrapped.get(method)
         if wrapped is None:

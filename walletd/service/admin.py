@@ -75,7 +75,7 @@ def set_budget(store: Store, name: str | None, change: BudgetChange) -> Budget:
     """Change a client's budget, or the global one when ``name`` is None."""
     with store.write() as tx:
         if name is None:
-            budget = _apply(tx.lock_state()[1], change)
+            budget = _apply(tx.lock_state().budget, change)
             tx.set_global_budget(budget, now_ms())
         else:
             budget = _apply(tx.client_by_name(name).budget, change)
@@ -87,13 +87,13 @@ def show_budget(store: Store, name: str | None) -> tuple[Budget, BudgetState]:
     """A budget and what its windows have spent (global when ``name`` is None)."""
     now = now_ms()
     with store.read() as tx:
-        frozen, global_budget = tx.wallet_state()
+        state = tx.wallet_state()
         if name is None:
-            budget, spent, label = global_budget, tx.spent(None, now), "global"
+            budget, spent, label = state.budget, tx.spent(None, now), "global"
         else:
             client = tx.client_by_name(name)
             budget, spent, label = client.budget, tx.spent(client.id, now), client.name
-    return budget, BudgetState(label, tuple(window_states(budget, spent)), frozen)
+    return budget, BudgetState(label, tuple(window_states(budget, spent)), state.frozen)
 
 
 def set_frozen(store: Store, frozen: bool) -> None:

@@ -207,18 +207,18 @@ class DirectPayments:
     ) -> StoredPayment | tuple[NewPayment, SignedTransaction]:
         """The Pay transaction: the earlier payment under this key, or the new signed row."""
         with self._store.write() as tx:
-            frozen, global_budget = tx.lock_state()
+            state = tx.lock_state()
             client, earlier = tx.client_with_payment(req.caller.client_id, req.cmd.idempotency_key)
             if client.revoked:
                 raise UnauthenticatedError("token revoked")
             if earlier is not None:
                 _refuse_replay(earlier, req.fingerprint)
                 return earlier
-            if frozen:
+            if state.frozen:
                 raise FrozenError("payments are frozen by the operator (`walletd unfreeze`)")
             now = self._clock()
             ctx = policy.Context(
-                url_host=req.host, budget=client.budget, global_budget=global_budget,
+                url_host=req.host, budget=client.budget, global_budget=state.budget,
                 spent=tx.spent(client.id, now), global_spent=tx.spent(None, now),
                 limits=self._limits,
             )  # fmt: skip

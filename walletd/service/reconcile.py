@@ -559,7 +559,7 @@ def funds_status(
     failure does not hide the ledger's facts: it is shown as ``chain_error``.
     """
     with store.read() as tx:
-        frozen, _ = tx.wallet_state()
+        frozen = tx.wallet_state().frozen
         (count, amount), (retired_count, retired_amount) = tx.outstanding_by_key(address)
     status = FundsStatus(
         address, frozen, count, amount, retired_count=retired_count, retired_amount=retired_amount

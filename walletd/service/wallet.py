@@ -309,30 +309,30 @@ class WalletService:
         fingerprint = _fingerprint(demand.fingerprint, cmd)
         intent = _Intent(caller, cmd, host, demand, fingerprint, attempt)
         try:
-            outcome = self._writes.run(lambda tx: self._pay_job(tx, intent))
-            if isinstance(outcome, _StaleFunds) and self._funds is not None:
+            result = self._writes.run(lambda tx: self._pay_job(tx, intent))
+            if isinstance(result, _StaleFunds) and self._funds is not None:
                 self._funds.refresh()  # outside the transaction: the node may be slow
                 attempt.funds_refreshed = True
-                outcome = self._writes.run(lambda tx: self._pay_job(tx, intent))
+                result = self._writes.run(lambda tx: self._pay_job(tx, intent))
         except StorageError:
             if attempt.refusal is not None:  # refused, but the commit of its record failed
                 raise attempt.refusal from None
             raise
-        if isinstance(outcome, _StaleFunds):  # unreachable: the second run has funds_refreshed
+        if isinstance(result, _StaleFunds):  # unreachable: the second run has funds_refreshed
             raise RuntimeError("Pay asked twice for a fresh balance")
-        if isinstance(outcome, WalletdError):
+        if isinstance(result, WalletdError):
             attempt.recorded = True
-            raise outcome
-        if not outcome.reused:
+            raise result
+        if not result.reused:
             log.info(
                 "paid client=%s id=%s amount=%d payee=%s host=%s",
                 caller.name,
-                outcome.payment_id,
-                outcome.amount,
-                outcome.payee,
+                result.payment_id,
+                result.amount,
+                result.payee,
                 host,
             )
-        return outcome
+        return result
 
     def _pay_job(self, tx: LedgerTx, intent: _Intent) -> PayReceipt | WalletdError | _StaleFunds:
         """One Pay inside a (group) write transaction; a refusal is logged there and returned."""
@@ -351,22 +351,22 @@ class WalletService:
     def _pay_in(self, tx: LedgerTx, intent: _Intent) -> PayReceipt:
         """Check, choose, sign and record; every refusal is raised before the first write."""
         caller, cmd, demand, attempt = intent.caller, intent.cmd, intent.demand, intent.attempt
-        frozen, global_budget = tx.lock_state()
+        state = tx.lock_state()
         client, earlier = tx.client_with_payment(caller.client_id, cmd.idempotency_key)
         if client.revoked:
             raise UnauthenticatedError("token revoked")
         if earlier is not None:
             return self._replay(earlier, intent.fingerprint)
-        if frozen:
+        if state.frozen:
             raise FrozenError("payments are frozen by the operator (`walletd unfreeze`)")
         now = self._clock()
         spent, global_spent = tx.spent_pair(
-            client.id, now, client.budget.summed_windows(), global_budget.summed_windows()
+            client.id, now, client.budget.summed_windows(), state.budget.summed_windows()
         )
         ctx = policy.Context(
             url_host=intent.host,
             budget=client.budget,
-            global_budget=global_budget,
+            global_budget=state.budget,
             spent=spent,
             global_spent=global_spent,
             limits=self._limits,
@@ -595,11 +595,11 @@ class WalletService:
         """What remains in each of the caller's windows and the global ones."""
         now = self._clock()
         with self._store.read() as tx:
-            frozen, global_budget = tx.wallet_state()
+            state = tx.wallet_state()
             client = tx.client_by_id(caller.client_id)
             windows = window_states(client.budget, tx.spent(client.id, now))
-            windows += window_states(global_budget, tx.spent(None, now), prefix="global_")
-        return BudgetState(caller.name, tuple(windows), frozen)
+            windows += window_states(state.budget, tx.spent(None, now), prefix="global_")
+        return BudgetState(caller.name, tuple(windows), state.frozen)
 
     def list_payments(self, caller: Caller, limit: int) -> list[PaymentView]:
         """The caller's own payments, newest first."""

@@ -1,4 +1,4 @@
-"""``walletd init``, ``serve``, ``health``, ``db`` and ``key``: the daemon's own life."""
+"""``walletd init`` and ``key``: making the wallet key, its passphrase and rotations."""
 
 from __future__ import annotations
 
@@ -7,27 +7,18 @@ from typing import TYPE_CHECKING
 
 import click
 
-from walletd.cli._common import http_url_check, ledger_options, open_store, settings_from
+from walletd.cli._common import (
+    ledger_options,
+    open_store,
+    passphrase_option,
+    settings_from,
+)
 from walletd.cli._output import emit, json_option
 
 if TYPE_CHECKING:
     from walletd.config import Settings
     from walletd.keys import keystore as keystore_mod
     from walletd.service.keys import KeyFiles
-
-_HELP_PASSFILE = (
-    "File holding the passphrase "
-    "(else $CREDENTIALS_DIRECTORY/walletd-passphrase, else a TTY prompt)."
-)
-
-
-def _passphrase_option(func: click.decorators.FC) -> click.decorators.FC:
-    return click.option(
-        "--passphrase-file",
-        type=click.Path(path_type=Path, dir_okay=False, exists=True),
-        default=None,
-        help=_HELP_PASSFILE,
-    )(func)
 
 
 def _new_key(
@@ -81,7 +72,7 @@ def _key_source_options(command: click.decorators.FC) -> click.decorators.FC:
 
 @click.command()
 @ledger_options
-@_passphrase_option
+@passphrase_option
 @_key_source_options
 @json_option
 def init(
@@ -120,180 +111,6 @@ def init(
     )
 
 
-@click.command()
-@ledger_options
-@_passphrase_option
-@click.option("--socket", default="", help="Unix socket path (default DIR/walletd.sock).")
-@click.option(
-    "--socket-group",
-    default=None,
-    help="Give the socket to this group (the daemon's user must be a member; "
-    "default [rpc] socket_group).",
-)
-@click.option(
-    "--socket-mode",
-    type=click.Choice(["0600", "0660"]),
-    default=None,
-    help="0660 lets --socket-group connect; others never can (default [rpc] socket_mode, 0600).",
-)
-@click.option("--listen", default="", help="TCP HOST:PORT; requires --tls-cert/--tls-key.")
-@click.option("--tls-cert", default="", help="PEM certificate (chain) the TCP listener presents.")
-@click.option("--tls-key", default="", help="PEM private key of --tls-cert (keep it 0600).")
-@click.option("--tls-client-ca", default="", help="Require client certificates from this CA.")
-@click.option(
-    "--rpc-url",
-    default="",
-    callback=http_url_check("http", "https"),
-    help="Chain JSON-RPC URL for on-chain checks (default: [chain] rpc_url).",
-)
-@click.option(
-    "--auto-migrate", is_flag=True, help="Upgrade an out-of-date ledger instead of refusing."
-)
-@click.option("--log-json", is_flag=True, help="Log as JSON lines.")
-@click.option(
-    "--metrics",
-    default="",
-    metavar="[HOST:]PORT",
-    help="Serve Prometheus metrics at http://HOST:PORT/metrics, unauthenticated; a bare "
-    "PORT binds 127.0.0.1, another host logs a warning (default [metrics] listen).",
-)
-@json_option
-def serve(
-    data_dir: Path | None,
-    config_path: Path | None,
-    db_url: str,
-    passphrase_file: Path | None,
-    socket: str,
-    socket_group: str | None,
-    socket_mode: str | None,
-    listen: str,
-    tls_cert: str,
-    tls_key: str,
-    tls_client_ca: str,
-    rpc_url: str,
-    auto_migrate: bool,
-    log_json: bool,
-    metrics: str,
-    as_json: bool,
-) -> None:
-    """Run the daemon until SIGTERM."""
-    from walletd import daemon
-    from walletd.keys.passphrase import read_passphrase_buffer
-    from walletd.logs import setup_logging
-    from walletd.rpc.server import SocketAccess, set_socket_access
-
-    daemon.harden()  # before anything secret is read
-    settings = settings_from(
-        data_dir, config_path, db_url=db_url, socket=socket, listen=listen,
-        tls_cert=tls_cert, tls_key=tls_key, tls_client_ca=tls_client_ca,
-        rpc_url=rpc_url, log_json=log_json, socket_group=socket_group, socket_mode=socket_mode,
-        metrics_listen=metrics,
-    )  # fmt: skip
-    setup_logging(json_lines=settings.log_json or as_json)
-    set_socket_access(SocketAccess(int(settings.socket_mode, 8), settings.socket_group or None))
-    # run() zeroes the buffer right after the unlock: no copy outlives it.
-    daemon.run(
-        settings, read_passphrase_buffer(passphrase_file), auto_migrate=auto_migrate,
-        metrics=settings.metrics_listen,
-    )  # fmt: skip
-
-
-@click.group()
-def db() -> None:
-    """Ledger schema: upgrade it, or show where it is."""
-
-
-@db.command("upgrade")
-@ledger_options
-@json_option
-def db_upgrade(data_dir: Path | None, config_path: Path | None, db_url: str, as_json: bool) -> None:
-    """Apply every migration up to the newest (safe while the daemon runs)."""
-    from walletd.db import migrate
-
-    store = open_store(settings_from(data_dir, config_path, db_url=db_url), check_schema=False)
-    migrate.upgrade(store.engines.write)
-    revision = migrate.current_revision(store.engines.read)
-    store.engines.dispose()
-    emit(as_json, {"revision": revision}, [f"database at revision {revision}"])
-
-
-@db.command("current")
-@ledger_options
-@json_option
-def db_current(data_dir: Path | None, config_path: Path | None, db_url: str, as_json: bool) -> None:
-    """Show the ledger's schema revision and the code's."""
-    from walletd.db import migrate
-
-    store = open_store(settings_from(data_dir, config_path, db_url=db_url), check_schema=False)
-    current, head = migrate.current_revision(store.engines.read), migrate.head_revision()
-    store.engines.dispose()
-    emit(
-        as_json,
-        {"current": current, "head": head, "up_to_date": current == head},
-        [f"current: {current or 'none'}", f"head: {head}"],
-    )
-
-
-@click.command()
-@click.option(
-    "--socket",
-    # readable=False: a socket we may not connect to is "not serving" (exit 1), not a usage error
-    type=click.Path(path_type=Path, dir_okay=False, readable=False),
-    default=None,
-    help="Daemon socket (default $WALLETD_SOCKET, else ~/.local/share/walletd/walletd.sock).",
-)
-@click.option(
-    "--timeout",
-    type=click.FloatRange(0.1, 300),
-    default=5.0,
-    show_default=True,
-    help="Seconds to wait for the daemon's answer.",
-)
-@json_option
-def health(socket: Path | None, timeout: float, as_json: bool) -> None:
-    """Exit 0 when the daemon's wallet service is SERVING (gRPC health), else 1.
-
-    Needs no token: it is meant for container and load-balancer health checks.
-    """
-    from walletd.client import WalletClient
-    from walletd.errors import DaemonUnavailableError
-
-    try:
-        client = WalletClient(socket=socket, timeout=timeout)
-    except DaemonUnavailableError as exc:  # no socket, or nobody accepting on it
-        raise DaemonUnavailableError(f"walletd is not serving: {exc}", exc.details) from None
-    with client:
-        serving = client.health()
-        target = client.target
-    if not serving:
-        raise DaemonUnavailableError(f"walletd is not serving on {target}", {"target": target})
-    emit(as_json, {"serving": True, "target": target}, [f"SERVING on {target}"])
-
-
-@db.command("backup")
-@click.argument("dest", type=click.Path(path_type=Path, dir_okay=False))
-@ledger_options
-@json_option
-def db_backup(
-    dest: Path, data_dir: Path | None, config_path: Path | None, db_url: str, as_json: bool
-) -> None:
-    """Snapshot the SQLite ledger into the new file DEST (0600), while the daemon runs.
-
-    Restore: stop the daemon, copy DEST to DIR/walletd.db (mode 0600, owned by
-    the daemon's user, with no walletd.db-wal/-shm left beside it), start it.
-    PostgreSQL ledgers are backed up with pg_dump instead.
-    """
-    from walletd.db.backup import backup_sqlite, sqlite_path
-
-    settings = settings_from(data_dir, config_path, db_url=db_url)
-    result = backup_sqlite(sqlite_path(settings.ledger_url), dest)
-    emit(
-        as_json,
-        {"backup": str(result.path), "bytes": result.size, "payments": result.payments},
-        [f"backup: {result.path} ({result.size} bytes, {result.payments} payments)"],
-    )
-
-
 @click.group()
 def key() -> None:
     """The wallet key file."""
@@ -320,7 +137,7 @@ def _key_files(settings: Settings) -> KeyFiles:
 
 @key.command("change-passphrase")
 @ledger_options
-@_passphrase_option
+@passphrase_option
 @click.option(
     "--new-passphrase-file",
     type=click.Path(path_type=Path, dir_okay=False, exists=True),
@@ -374,7 +191,7 @@ def _key_source(import_keystore: Path | None, import_key_file: Path | None) -> s
 
 @key.command("rotate")
 @ledger_options
-@_passphrase_option
+@passphrase_option
 @_key_source_options
 @json_option
 def key_rotate(
@@ -444,4 +261,4 @@ def key_history(
     emit(as_json, {"events": docs}, lines or ["no key operations recorded"])
 
 
-COMMANDS = (init, serve, health, db, key)
+COMMANDS = (init, key)

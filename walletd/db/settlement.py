@@ -1,0 +1,144 @@
+"""Settlement: following each payment after Pay, to settled or released.
+
+The reconciler, a client's report and a cancel move payments through the
+lifecycle (``walletd.domain.lifecycle``) with a compare-and-set on the status;
+each move writes its event, and a move to a releasing status takes the amount
+off the running totals in the same transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+
+from sqlalchemy import func, select, update
+
+from walletd.db import tables
+from walletd.db.chains import ChainsTx
+from walletd.db.records import TrackedPayment
+from walletd.db.spending import SpendingTx
+from walletd.domain import lifecycle
+from walletd.domain.payment import PaymentStatus
+from walletd.errors import NotFoundError
+
+
+def _tracked(row: tables.Payment) -> TrackedPayment:
+    return TrackedPayment(
+        id=row.id,
+        client_id=row.client_id,
+        status=row.status,
+        amount=row.amount,
+        payee=row.payee,
+        payer=row.payer,
+        network=row.network,
+        nonce=row.nonce,
+        valid_after=row.valid_after,
+        valid_before=row.valid_before,
+        created_at_ms=row.created_at_ms,
+        reported_tx=row.reported_tx,
+        settled_tx=row.settled_tx,
+        released=row.released_at_ms is not None,
+        kind=row.kind,
+    )
+
+
+class SettlementTx(ChainsTx, SpendingTx):
+    """Payments as the reconciler sees them, and the moves between their statuses."""
+
+    def tracked_payment(self, payment_id: str) -> TrackedPayment:
+        """One payment with its settlement facts; raises NotFoundError."""
+        row = self._session.get(tables.Payment, payment_id)
+        if row is None:
+            raise NotFoundError(f"no payment {payment_id!r}")
+        return _tracked(row)
+
+    def open_payments(self, statuses: Collection[str], limit: int) -> list[TrackedPayment]:
+        """Payments in ``statuses``, oldest validBefore first (they are due first)."""
+        query = (
+            select(tables.Payment)
+            .where(tables.Payment.status.in_(list(statuses)))
+            .order_by(tables.Payment.valid_before, tables.Payment.id)
+            .limit(limit)
+        )
+        return [_tracked(row) for row in self._session.execute(query).scalars()]
+
+    def record_reported_tx(self, payment_id: str, tx_hash: str) -> None:
+        """Remember the transaction a server claimed; the first claim is kept.
+
+        The caller records an event in the same transaction (which snapshots it).
+        """
+        self._serialise()
+        self._session.execute(
+            update(tables.Payment)
+            .where(tables.Payment.id == payment_id, tables.Payment.reported_tx.is_(None))
+            .values(reported_tx=tx_hash)
+        )
+
+    def move(
+        self,
+        payment_id: str,
+        current: str,
+        target: str,
+        at_ms: int,
+        cause: str,
+        data: Mapping[str, object],
+        *,
+        settled_tx: str | None = None,
+    ) -> bool:
+        """Move a payment from ``current`` to ``target`` with its event; False if it moved already.
+
+        A compare-and-set on the status, so the daemon's reconciler and a CLI
+        ``reconcile`` running at once can never both apply a transition. The
+        lifecycle table is enforced here so no caller can skip it, and the
+        budget is released exactly when the target status releases it.
+
+        Raises:
+            lifecycle.TransitionError: the table forbids the move.
+        """
+        lifecycle.require_move(current, target)
+        self._serialise()
+        values: dict[str, object] = {"status": target}
+        if lifecycle.releases(target):
+            values["released_at_ms"] = at_ms
+        if settled_tx is not None:
+            values["settled_tx"] = settled_tx
+        result = self._session.execute(
+            update(tables.Payment)
+            .where(tables.Payment.id == payment_id, tables.Payment.status == current)
+            .values(**values)
+        )
+        if getattr(result, "rowcount", 0) != 1:
+            return False
+        if lifecycle.releases(target):
+            pay = tables.Payment
+            client_id, amount, created = self._session.execute(
+                select(pay.client_id, pay.amount, pay.created_at_ms).where(pay.id == payment_id)
+            ).one()
+            self._uncount(client_id, amount, created)
+        self.add_event(payment_id, at_ms, target, cause, data)
+        return True
+
+    def outstanding(self, payer: str | None = None) -> tuple[int, int]:
+        """Count and sum of payments counted as spent but not settled (may still move money).
+
+        ``payer`` restricts it to one key's authorizations: after a rotation only
+        the new key's promises draw on the new key's balance.
+        """
+        pay = tables.Payment
+        query = select(func.count(), func.coalesce(func.sum(pay.amount), 0)).where(
+            pay.released_at_ms.is_(None), pay.status != PaymentStatus.SETTLED
+        )
+        if payer is not None:
+            query = query.where(pay.payer == payer)
+        row = self._session.execute(query).one()
+        return int(row[0]), int(row[1])
+
+    def outstanding_by_key(self, payer: str) -> tuple[tuple[int, int], tuple[int, int]]:
+        """``outstanding(payer)``, and the same for every other (retired) key, in one query."""
+        pay = tables.Payment
+        mine, others = pay.payer == payer, pay.payer != payer
+        query = select(
+            func.count().filter(mine), func.coalesce(func.sum(pay.amount).filter(mine), 0),
+            func.count().filter(others), func.coalesce(func.sum(pay.amount).filter(others), 0),
+        ).where(pay.released_at_ms.is_(None), pay.status != PaymentStatus.SETTLED)  # fmt: skip
+        row = self._session.execute(query).one()
+        return (int(row[0]), int(row[1])), (int(row[2]), int(row[3]))
