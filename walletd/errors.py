@@ -64,10 +64,10 @@ class WalletdError(Exception):
 
 
 class Detail:
-    """An error's attribute that reads one of its ``details`` ("" when absent)::
+    """An error's attribute that reads one of its ``details`` ("" when absent).
 
-    class PolicyDeniedError(RefusedError):
-        rule = Detail("The name of the rule that refused the demand.")
+    For example ``rule = Detail("The name of the rule that refused the demand.")``
+    in a class body makes ``err.rule`` read ``err.details["rule"]``.
     """
 
     def __init__(self, doc: str) -> None:
