@@ -13,7 +13,7 @@ from typing import Any
 
 from bench.pay_load import daemon
 from bench.stats import Result
-from walletd.client import ClusterClient, WalletClient
+from walletd.client import ClusterClient, WalletClient, WalletdSettings
 from walletd.devnet import chain as devchain
 from walletd.devnet.servers import Devnet
 
@@ -76,7 +76,10 @@ def run(n: int) -> tuple[list[Result], list[list[float]]]:
         for prepay in (False, True):
             label = "with pre-pay" if prepay else "402 round trip"
             wallet = _TimedWallet(socket=target.socket, token_file=Path(target.token_file))
-            with wallet, ClusterClient(base, wallet=wallet, prepay=prepay) as api:
+            with (
+                wallet,
+                ClusterClient(base, walletd=WalletdSettings(prepay=prepay), wallet=wallet) as api,
+            ):
                 result, share = _timed(api, n, f"(d) chat, paid via walletd, {label}", wallet)
                 results.append(result)
                 shares.append(share)

@@ -38,7 +38,10 @@ use it without the daemon's dependencies::
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, overload
 
 
 class WalletdError(Exception):
@@ -58,6 +61,28 @@ class WalletdError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+class Detail:
+    """An error's attribute that reads one of its ``details`` ("" when absent).
+
+    For example ``rule = Detail("The name of the rule that refused the demand.")``
+    in a class body makes ``err.rule`` read ``err.details["rule"]``.
+    """
+
+    def __init__(self, doc: str) -> None:
+        self.__doc__ = doc
+        self.name = ""
+
+    def __set_name__(self, owner: type[WalletdError], name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, obj: None, owner: Any) -> Detail: ...
+    @overload
+    def __get__(self, obj: WalletdError, owner: Any) -> str: ...
+    def __get__(self, obj: WalletdError | None, owner: Any) -> Detail | str:
+        return self if obj is None else obj.details.get(self.name, "")
 
 
 class RefusedError(WalletdError):
@@ -80,10 +105,7 @@ class PolicyDeniedError(RefusedError):
     reason = "POLICY_DENIED"
     grpc_code = "PERMISSION_DENIED"
 
-    @property
-    def rule(self) -> str:
-        """The name of the rule that refused the demand."""
-        return self.details.get("rule", "")
+    rule = Detail("The name of the rule that refused the demand.")
 
 
 class BudgetExceededError(RefusedError):
@@ -302,3 +324,13 @@ def error_class_for_reason(reason: str) -> type[WalletdError]:
         if cls.reason == reason:
             return cls
     return WalletdError
+
+
+def read_named_file(path: str | os.PathLike[str], what: str) -> bytes:
+    """The bytes of a file a user named, or InvalidRequestError saying which and why."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise InvalidRequestError(
+            f"cannot read {what} {path}: {exc.strerror}", {"path": str(path)}
+        ) from exc

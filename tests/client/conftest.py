@@ -11,13 +11,14 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.plugins.chain import Chain
 from tests.plugins.daemon import Daemon, WalletHome, init_home
 from tests.plugins.devnet import DevnetApi
-from walletd.client import PaymentView, WalletClient
+from walletd.client import PaymentView, WalletClient, WalletdSettings
 
 FUNDS = 1_000_000  # 1 USDC
 CHAT_PRICE = 3000
@@ -43,6 +44,10 @@ class Wallet:
     @property
     def address(self) -> str:
         return self.home.address
+
+    def settings(self, **options: Any) -> WalletdSettings:
+        """What a paying client needs to reach this daemon as ``svc``."""
+        return WalletdSettings(socket=self.socket, token_file=self.token_file, **options)
 
     def client(self) -> WalletClient:
         return WalletClient(socket=self.socket, token_file=self.token_file, timeout=30)

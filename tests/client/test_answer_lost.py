@@ -63,9 +63,7 @@ def wallet(module_daemon: tuple[WalletHome, Path], chain: Chain, devnet_api: Dev
 
 
 def _client(wallet: Wallet) -> ClusterClient:
-    return ClusterClient(
-        wallet.api.base_url, socket=wallet.socket, token_file=wallet.token_file, retry=FAST
-    )
+    return ClusterClient(wallet.api.base_url, walletd=wallet.settings(), retry=FAST)
 
 
 def _lose_the_answer(wallet: Wallet, fault: str) -> None:
@@ -105,7 +103,7 @@ def test_the_async_client_gets_paid_answer_lost_too(wallet: Wallet) -> None:
 
     async def run() -> None:
         async with AsyncClusterClient(
-            wallet.api.base_url, socket=wallet.socket, token_file=wallet.token_file, retry=FAST
+            wallet.api.base_url, walletd=wallet.settings(), retry=FAST
         ) as api:
             await api.chat(CHAT_MODEL, "fail after settle")
 

@@ -27,9 +27,7 @@ def test_openai_version_is_the_pinned_httpx_line() -> None:
 
 
 def test_sync_sdk_with_the_http_client_helper_pays_once(wallet: Wallet) -> None:
-    http = openai_http_client(
-        wallet.api.base_url, socket=wallet.socket, token_file=wallet.token_file
-    )
+    http = openai_http_client(wallet.api.base_url, walletd=wallet.settings())
     client = openai.OpenAI(base_url=wallet.api.url("/v1"), api_key="x402", http_client=http)
     before = wallet.balances()
     with client:
@@ -47,9 +45,7 @@ def test_sync_sdk_with_the_http_client_helper_pays_once(wallet: Wallet) -> None:
 
 def test_sync_sdk_streaming_and_images_each_pay_once(wallet: Wallet) -> None:
     before = wallet.balances()
-    with walletd_openai(
-        wallet.api.url("/v1"), socket=wallet.socket, token_file=wallet.token_file
-    ) as client:
+    with walletd_openai(wallet.api.url("/v1"), walletd=wallet.settings()) as client:
         stream = client.chat.completions.create(
             model=CHAT_MODEL, messages=MESSAGES, stream=True, extra_body=VENICE
         )
@@ -66,9 +62,7 @@ def test_sync_sdk_streaming_and_images_each_pay_once(wallet: Wallet) -> None:
 
 def test_async_sdk_plain_and_streaming_pay_once_each(wallet: Wallet) -> None:
     async def run() -> tuple[str, str]:
-        http = async_openai_http_client(
-            wallet.api.base_url, socket=wallet.socket, token_file=wallet.token_file
-        )
+        http = async_openai_http_client(wallet.api.base_url, walletd=wallet.settings())
         async with openai.AsyncOpenAI(
             base_url=wallet.api.url("/v1"), api_key="x402", http_client=http
         ) as client:
@@ -90,9 +84,7 @@ def test_async_sdk_plain_and_streaming_pay_once_each(wallet: Wallet) -> None:
 
 def test_async_helper_constructor_works(wallet: Wallet) -> None:
     async def run() -> str:
-        async with async_walletd_openai(
-            wallet.api.url("/v1"), socket=wallet.socket, token_file=wallet.token_file
-        ) as client:
+        async with async_walletd_openai(wallet.api.url("/v1"), walletd=wallet.settings()) as client:
             reply = await client.chat.completions.create(
                 model=CHAT_MODEL, messages=MESSAGES, extra_body=VENICE
             )
@@ -106,9 +98,7 @@ def test_sdk_retry_after_a_settled_503_never_settles_twice(wallet: Wallet) -> No
     wallet.api.faults.fail_after_settle_status = 503
     before = wallet.balances()
     with (
-        walletd_openai(
-            wallet.api.url("/v1"), socket=wallet.socket, token_file=wallet.token_file, max_retries=2
-        ) as client,
+        walletd_openai(wallet.api.url("/v1"), walletd=wallet.settings(), max_retries=2) as client,
         pytest.raises(openai.APIStatusError) as info,
     ):
         client.chat.completions.create(model=CHAT_MODEL, messages=MESSAGES, extra_body=VENICE)
@@ -124,9 +114,7 @@ def test_sdk_retry_after_a_settled_503_never_settles_twice(wallet: Wallet) -> No
 def test_plain_sdk_does_not_retry_a_paid_503(wallet: Wallet) -> None:
     """Without a caller key the flow marks paid failures x-should-retry: false."""
     wallet.api.faults.fail_after_settle_status = 503
-    http = openai_http_client(
-        wallet.api.base_url, socket=wallet.socket, token_file=wallet.token_file
-    )
+    http = openai_http_client(wallet.api.base_url, walletd=wallet.settings())
     with (
         openai.OpenAI(
             base_url=wallet.api.url("/v1"), api_key="x402", http_client=http, max_retries=2

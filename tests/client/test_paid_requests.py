@@ -22,9 +22,7 @@ FAST = RetryPolicy(max_retries=2, backoff=0.05)
 
 def _client(wallet: Wallet, **kwargs) -> ClusterClient:
     kwargs.setdefault("retry", FAST)
-    return ClusterClient(
-        wallet.api.base_url, socket=wallet.socket, token_file=wallet.token_file, **kwargs
-    )
+    return ClusterClient(wallet.api.base_url, walletd=wallet.settings(), **kwargs)
 
 
 def assert_paid_once(wallet: Wallet, before: tuple[int, int], price: int) -> None:
@@ -68,7 +66,7 @@ def test_images_pay_exactly_once_and_are_png(wallet: Wallet) -> None:
 def test_async_client_pays_once_for_plain_and_stream(wallet: Wallet) -> None:
     async def run() -> tuple[str, str]:
         async with AsyncClusterClient(
-            wallet.api.base_url, socket=wallet.socket, token_file=wallet.token_file, retry=FAST
+            wallet.api.base_url, walletd=wallet.settings(), retry=FAST
         ) as api:
             plain = await api.chat(CHAT_MODEL, "async hello")
             stream = await api.chat_stream(CHAT_MODEL, "async stream")

@@ -1,5 +1,7 @@
 """Every client entry point takes its socket and token file as ``str`` or ``os.PathLike``.
 
+The payers take them in a ``WalletdSettings``; ``WalletClient`` takes them as arguments.
+
 Each test pays one real request (or reads the budget) through the module's
 daemon with the paths given as plain strings, and one more with a PathLike
 that is not a ``pathlib.Path``: a path given the way most callers write it
@@ -24,6 +26,7 @@ from walletd.client import (
     ClusterClient,
     WalletClient,
     WalletdAuth,
+    WalletdSettings,
     async_http_client,
     async_openai_http_client,
     async_walletd_openai,
@@ -55,6 +58,10 @@ def _as_pathlike(wallet: Wallet) -> dict[str, Any]:
     return {"socket": FsPath(wallet.socket), "token_file": FsPath(wallet.token_file)}
 
 
+def _str_settings(wallet: Wallet) -> WalletdSettings:
+    return WalletdSettings(**_as_str(wallet))
+
+
 PATH_FORMS = [pytest.param(_as_str, id="str"), pytest.param(_as_pathlike, id="pathlike")]
 PathForm = Callable[[Wallet], dict[str, Any]]
 
@@ -76,7 +83,7 @@ def test_async_wallet_client_takes_str_and_pathlike_paths(wallet: Wallet, paths:
 
 @pytest.mark.parametrize("paths", PATH_FORMS)
 def test_cluster_client_takes_str_and_pathlike_paths(wallet: Wallet, paths: PathForm) -> None:
-    with ClusterClient(wallet.api.url("/v1"), **paths(wallet)) as api:
+    with ClusterClient(wallet.api.url("/v1"), walletd=WalletdSettings(**paths(wallet))) as api:
         result = api.chat(CHAT_MODEL, "hello")
     assert result.payment is not None
     assert [r.amount for r in wallet.new_payments()] == [CHAT_PRICE]
@@ -84,7 +91,7 @@ def test_cluster_client_takes_str_and_pathlike_paths(wallet: Wallet, paths: Path
 
 def test_async_cluster_client_takes_str_paths(wallet: Wallet) -> None:
     async def run() -> None:
-        async with AsyncClusterClient(wallet.api.url("/v1"), **_as_str(wallet)) as api:
+        async with AsyncClusterClient(wallet.api.url("/v1"), walletd=_str_settings(wallet)) as api:
             await api.chat(CHAT_MODEL, "hello")
 
     asyncio.run(run())
@@ -92,7 +99,7 @@ def test_async_cluster_client_takes_str_paths(wallet: Wallet) -> None:
 
 
 def test_walletd_auth_takes_str_paths(wallet: Wallet) -> None:
-    auth = WalletdAuth(**_as_str(wallet), client_follows_redirects=False)
+    auth = WalletdAuth(walletd=_str_settings(wallet), client_follows_redirects=False)
     with httpx.Client(auth=auth, follow_redirects=False, timeout=30) as http:
         response = http.post(wallet.api.url("/v1/chat/completions"), json=CHAT_BODY)
     auth.close()
@@ -101,7 +108,7 @@ def test_walletd_auth_takes_str_paths(wallet: Wallet) -> None:
 
 
 def test_http_client_takes_str_paths(wallet: Wallet) -> None:
-    with http_client(wallet.api.base_url, **_as_str(wallet)) as http:
+    with http_client(wallet.api.base_url, walletd=_str_settings(wallet)) as http:
         response = http.post("/v1/chat/completions", json=CHAT_BODY)
     assert response.status_code == 200
     assert [r.amount for r in wallet.new_payments()] == [CHAT_PRICE]
@@ -109,7 +116,7 @@ def test_http_client_takes_str_paths(wallet: Wallet) -> None:
 
 def test_async_http_client_takes_str_paths(wallet: Wallet) -> None:
     async def run() -> int:
-        async with async_http_client(wallet.api.base_url, **_as_str(wallet)) as http:
+        async with async_http_client(wallet.api.base_url, walletd=_str_settings(wallet)) as http:
             return (await http.post("/v1/chat/completions", json=CHAT_BODY)).status_code
 
     assert asyncio.run(run()) == 200
@@ -117,14 +124,14 @@ def test_async_http_client_takes_str_paths(wallet: Wallet) -> None:
 
 
 def test_openai_http_clients_take_str_paths(wallet: Wallet) -> None:
-    http = openai_http_client(wallet.api.base_url, **_as_str(wallet))
+    http = openai_http_client(wallet.api.base_url, walletd=_str_settings(wallet))
     with openai.OpenAI(base_url=wallet.api.url("/v1"), api_key="x402", http_client=http) as sdk:
         sdk.chat.completions.create(
             model=CHAT_MODEL, messages=[{"role": "user", "content": "hi"}], extra_body=VENICE
         )
 
     async def run() -> None:
-        ahttp = async_openai_http_client(wallet.api.base_url, **_as_str(wallet))
+        ahttp = async_openai_http_client(wallet.api.base_url, walletd=_str_settings(wallet))
         async with openai.AsyncOpenAI(
             base_url=wallet.api.url("/v1"), api_key="x402", http_client=ahttp
         ) as asdk:
@@ -137,13 +144,15 @@ def test_openai_http_clients_take_str_paths(wallet: Wallet) -> None:
 
 
 def test_walletd_openai_helpers_take_str_paths(wallet: Wallet) -> None:
-    with walletd_openai(wallet.api.url("/v1"), **_as_str(wallet)) as sdk:
+    with walletd_openai(wallet.api.url("/v1"), walletd=_str_settings(wallet)) as sdk:
         sdk.chat.completions.create(
             model=CHAT_MODEL, messages=[{"role": "user", "content": "hi"}], extra_body=VENICE
         )
 
     async def run() -> None:
-        async with async_walletd_openai(wallet.api.url("/v1"), **_as_str(wallet)) as asdk:
+        async with async_walletd_openai(
+            wallet.api.url("/v1"), walletd=_str_settings(wallet)
+        ) as asdk:
             await asdk.chat.completions.create(
                 model=CHAT_MODEL, messages=[{"role": "user", "content": "hi"}], extra_body=VENICE
             )

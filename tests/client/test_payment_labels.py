@@ -32,9 +32,7 @@ def _labels(wallet: Wallet) -> list[dict[str, str]]:
 def test_cluster_client_labels_chat_stream_and_images_with_model_and_route(
     wallet: Wallet,
 ) -> None:
-    with ClusterClient(
-        wallet.api.url("/v1"), socket=wallet.socket, token_file=wallet.token_file
-    ) as api:
+    with ClusterClient(wallet.api.url("/v1"), walletd=wallet.settings()) as api:
         api.chat(CHAT_MODEL, "hello")
         with api.chat_stream(CHAT_MODEL, "hello", max_tokens=5) as stream:
             "".join(stream)
@@ -44,9 +42,7 @@ def test_cluster_client_labels_chat_stream_and_images_with_model_and_route(
 
 def test_async_cluster_client_labels_chat_with_model_and_route(wallet: Wallet) -> None:
     async def run() -> None:
-        async with AsyncClusterClient(
-            wallet.api.url("/v1"), socket=wallet.socket, token_file=wallet.token_file
-        ) as api:
+        async with AsyncClusterClient(wallet.api.url("/v1"), walletd=wallet.settings()) as api:
             await api.chat(CHAT_MODEL, "hello")
             await api.images(IMAGE_MODEL, "a lighthouse", size="256x256")
 
@@ -56,9 +52,7 @@ def test_async_cluster_client_labels_chat_with_model_and_route(wallet: Wallet) -
 
 def test_caller_labels_merge_with_model_and_route_and_win(wallet: Wallet) -> None:
     given = {"app": "billing", "model": "my-own-name"}
-    with ClusterClient(
-        wallet.api.url("/v1"), socket=wallet.socket, token_file=wallet.token_file, labels=given
-    ) as api:
+    with ClusterClient(wallet.api.url("/v1"), walletd=wallet.settings(labels=given)) as api:
         api.chat(CHAT_MODEL, "hello")
     assert _labels(wallet) == [{"route": "/v1/chat/completions", **given}]
 
@@ -66,9 +60,7 @@ def test_caller_labels_merge_with_model_and_route_and_win(wallet: Wallet) -> Non
 def test_per_request_labels_win_over_the_clients(wallet: Wallet) -> None:
     with http_client(
         wallet.api.base_url,
-        socket=wallet.socket,
-        token_file=wallet.token_file,
-        labels={"app": "a", "team": "t"},
+        walletd=wallet.settings(labels={"app": "a", "team": "t"}),
     ) as http:
         response = http.post(
             "/v1/chat/completions",
@@ -85,9 +77,7 @@ def test_walletd_chat_cli_records_the_model(wallet: Wallet) -> None:
 
 
 def test_openai_sdk_helpers_record_the_model_from_the_body(wallet: Wallet) -> None:
-    with walletd_openai(
-        wallet.api.url("/v1"), socket=wallet.socket, token_file=wallet.token_file
-    ) as sdk:
+    with walletd_openai(wallet.api.url("/v1"), walletd=wallet.settings()) as sdk:
         sdk.chat.completions.create(model=CHAT_MODEL, messages=MESSAGES, extra_body=VENICE)
         stream = sdk.chat.completions.create(
             model=CHAT_MODEL, messages=MESSAGES, stream=True, extra_body=VENICE
@@ -96,9 +86,7 @@ def test_openai_sdk_helpers_record_the_model_from_the_body(wallet: Wallet) -> No
         sdk.images.generate(model=IMAGE_MODEL, prompt="x", size="256x256", extra_body=VENICE)
 
     async def run() -> None:
-        async with async_walletd_openai(
-            wallet.api.url("/v1"), socket=wallet.socket, token_file=wallet.token_file
-        ) as asdk:
+        async with async_walletd_openai(wallet.api.url("/v1"), walletd=wallet.settings()) as asdk:
             await asdk.chat.completions.create(
                 model=CHAT_MODEL, messages=MESSAGES, extra_body=VENICE
             )
@@ -108,9 +96,7 @@ def test_openai_sdk_helpers_record_the_model_from_the_body(wallet: Wallet) -> No
 
 
 def test_spend_report_groups_by_the_recorded_model(wallet: Wallet) -> None:
-    with ClusterClient(
-        wallet.api.url("/v1"), socket=wallet.socket, token_file=wallet.token_file
-    ) as api:
+    with ClusterClient(wallet.api.url("/v1"), walletd=wallet.settings()) as api:
         api.chat(CHAT_MODEL, "hello")
         api.images(IMAGE_MODEL, "a lighthouse", size="256x256")
     with wallet.client() as client:

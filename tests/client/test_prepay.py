@@ -12,7 +12,7 @@ REQUESTS = 3
 
 def _chat_n_times(wallet: Wallet, *, prepay: bool) -> ClusterClient:
     api = ClusterClient(
-        wallet.api.base_url, socket=wallet.socket, token_file=wallet.token_file, prepay=prepay,
+        wallet.api.base_url, walletd=wallet.settings(prepay=prepay),
         retry=RetryPolicy(max_retries=0),
     )  # fmt: skip
     for i in range(REQUESTS):
@@ -36,9 +36,7 @@ def test_prepay_saves_the_402_round_trip_counted_at_the_server(wallet: Wallet) -
 
 def test_refused_prepayment_is_reported_and_falls_back_once(wallet: Wallet) -> None:
     url = wallet.api.url("/v1/chat/completions")
-    with ClusterClient(
-        wallet.api.base_url, socket=wallet.socket, token_file=wallet.token_file, prepay=True
-    ) as api:
+    with ClusterClient(wallet.api.base_url, walletd=wallet.settings(prepay=True)) as api:
         assert api.auth is not None
         request = api._http.build_request("POST", url)
         stale = demand_header("2999", url=url, payTo=wallet.api.pay_to)  # terms that changed

@@ -14,7 +14,7 @@ import pytest
 from tests.direct.conftest import CHAT, PRICE, RECIPIENT, DirectApi, direct_header
 from tests.plugins.chain import Chain
 from tests.plugins.daemon import Daemon, WalletHome
-from walletd.client import ChainError, WalletClient, WalletdAuth
+from walletd.client import ChainError, WalletClient, WalletdAuth, WalletdSettings
 from walletd.domain.payment import PaymentStatus as S
 
 PROCESSES, THREADS = 2, 6
@@ -110,9 +110,8 @@ def test_the_client_auth_flow_pays_the_devnet_direct_mode(
 ) -> None:
     home.admin("budget", "set", "svc", "--daily", "1")
     before = chain.usdc_balance(direct_api.pay_to)
-    auth = WalletdAuth(
-        socket=home.socket, token_file=home.root / "svc.token", client_follows_redirects=False
-    )
+    settings = WalletdSettings(socket=home.socket, token_file=home.root / "svc.token")
+    auth = WalletdAuth(walletd=settings, client_follows_redirects=False)
     with httpx.Client(auth=auth, timeout=120) as http:
         response = http.post(direct_api.url(), json=CHAT)
     assert response.status_code == 200, response.text

@@ -75,7 +75,7 @@ def test_async_client_is_created_outside_a_loop_and_used_in_two(
 
     async def use() -> str:
         state = await client.get_budget()
-        await client.close()
+        await client.aclose()
         return state.client
 
     assert asyncio.run(use()) == "carol"

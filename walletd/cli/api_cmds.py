@@ -69,7 +69,7 @@ def _client(
     """A ClusterClient in API-key mode or payment mode."""
     import httpx
 
-    from walletd.client import ClusterClient
+    from walletd.client import ClusterClient, WalletdSettings
 
     limits = httpx.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT_S))
     if api_key_file is not None:
@@ -77,7 +77,8 @@ def _client(
         if not key:
             raise click.UsageError(f"{api_key_file} is empty")
         return ClusterClient(base_url, api_key=key, timeout=limits)
-    return ClusterClient(base_url, socket=socket, token_file=token_file, timeout=limits)
+    settings = WalletdSettings(socket=socket, token_file=token_file)
+    return ClusterClient(base_url, walletd=settings, timeout=limits)
 
 
 def _say_paid(payment: PaymentAttempt | None, quiet: bool) -> None:

@@ -10,6 +10,13 @@ Paying HTTP requests (see _auth, _cluster, _http, _openai):
     with ClusterClient("https://api.example/v1") as api:   # walletd pays each 402
         print(api.chat("llama-3.3-70b", "hello").text)
 
+    billing = WalletdSettings(token_file="billing.token", labels={"app": "billing"})
+    api = ClusterClient("https://api.example/v1", walletd=billing)
+
+Every payer takes its walletd side as one ``WalletdSettings`` (``walletd=``).
+Each blocking class has an asyncio twin with the same methods (``Async...``,
+closed with ``aclose()``); both run one core (see _effects).
+
     client = OpenAI(base_url=url, api_key="x402", http_client=openai_http_client(url))
 
 This package is the base install: it needs grpcio, protobuf and httpx only, and
@@ -47,9 +54,11 @@ from walletd.client._auth import (
 from walletd.client._cluster import (
     AsyncChatStream,
     AsyncClusterClient,
+    ChatOptions,
     ChatResult,
     ChatStream,
     ClusterClient,
+    ImageOptions,
     ImagesResult,
     ModelInfo,
     RetryPolicy,
@@ -57,14 +66,19 @@ from walletd.client._cluster import (
 )
 from walletd.client._errors import error_from_rpc, map_rpc_errors
 from walletd.client._http import (
+    AsyncHttpOptions,
+    HttpOptions,
     async_http_client,
     async_openai_http_client,
     http_client,
     openai_http_client,
 )
+from walletd.client._settings import WalletdSettings
 from walletd.client._wallet import (
     AsyncWalletClient,
     ClientTls,
+    PayOptions,
+    ReportOptions,
     WalletClient,
     default_socket_path,
 )
@@ -117,11 +131,13 @@ __all__ = [
     "LABELS_EXTENSION",
     "AsyncChatStream",
     "AsyncClusterClient",
+    "AsyncHttpOptions",
     "AsyncWalletClient",
     "AuthError",
     "BudgetExceededError",
     "BudgetState",
     "ChainError",
+    "ChatOptions",
     "ChatResult",
     "ChatStream",
     "ClientTls",
@@ -138,7 +154,9 @@ __all__ = [
     "Demand",
     "FeeTooHighError",
     "FrozenError",
+    "HttpOptions",
     "IdempotencyConflictError",
+    "ImageOptions",
     "ImagesResult",
     "InsufficientFundsError",
     "InvalidDemandError",
@@ -147,6 +165,7 @@ __all__ = [
     "ModelInfo",
     "NotFoundError",
     "PaidAnswerLostError",
+    "PayOptions",
     "PayReceipt",
     "PaymentAttempt",
     "PaymentRejectedError",
@@ -156,6 +175,7 @@ __all__ = [
     "PolicyDeniedError",
     "RefusalCount",
     "RefusedError",
+    "ReportOptions",
     "ReportRow",
     "RetryPolicy",
     "SchemaOutOfDateError",
@@ -172,6 +192,7 @@ __all__ = [
     "WalletdAuth",
     "WalletdError",
     "WalletdPaymentError",
+    "WalletdSettings",
     "WindowState",
     "WrongPassphraseError",
     "api_root",

@@ -21,8 +21,9 @@ constructor every class of the tree shares::
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
-from walletd.errors import WalletdError
+from walletd.errors import Detail, WalletdError
 
 
 class ClusterError(WalletdError):
@@ -37,50 +38,43 @@ class ClusterError(WalletdError):
     reason = "API_ERROR"
     grpc_code = "UNKNOWN"
 
+    def __init_subclass__(cls, reason: str = "", grpc_code: str = "", **kwargs: Any) -> None:
+        """Each subclass names its reason and gRPC code in its class line."""
+        super().__init_subclass__(**kwargs)
+        cls.reason = reason or cls.reason
+        cls.grpc_code = grpc_code or cls.grpc_code
+
     @property
     def status(self) -> int:
         """The HTTP status (0 when there was no answer)."""
         raw = self.details.get("status", "0")
         return int(raw) if raw.isdigit() else 0
 
-    @property
-    def code(self) -> str:
-        """The server's machine-readable error code, e.g. ``model_not_found``."""
-        return self.details.get("code", "")
+    code = Detail("The server's machine-readable error code, e.g. ``model_not_found``.")
+    type = Detail("The server's error type, e.g. ``invalid_request_error``.")
 
-    @property
-    def type(self) -> str:
-        """The server's error type, e.g. ``invalid_request_error``."""
-        return self.details.get("type", "")
-
-    @property
-    def payment_id(self) -> str:
-        """walletd's id of the payment made for the request ("" when none was made)."""
-        return self.details.get("payment_id", "")
+    payment_id = Detail("walletd's id of the payment made for the request; empty when none was.")
 
 
-class ClusterBadRequestError(ClusterError):
+class ClusterBadRequestError(ClusterError, reason="API_BAD_REQUEST", grpc_code="INVALID_ARGUMENT"):
     """400: the request body was refused."""
 
-    reason = "API_BAD_REQUEST"
-    grpc_code = "INVALID_ARGUMENT"
 
-
-class ClusterAuthenticationError(ClusterError):
+class ClusterAuthenticationError(
+    ClusterError, reason="API_UNAUTHORIZED", grpc_code="UNAUTHENTICATED"
+):
     """401: the API key was refused."""
 
-    reason = "API_UNAUTHORIZED"
-    grpc_code = "UNAUTHENTICATED"
 
-
-class PaymentRequiredError(ClusterError):
+class PaymentRequiredError(
+    ClusterError, reason="API_PAYMENT_REQUIRED", grpc_code="FAILED_PRECONDITION"
+):
     """402 and nothing was paid (no wallet configured, or the origin is not ours)."""
 
-    reason = "API_PAYMENT_REQUIRED"
-    grpc_code = "FAILED_PRECONDITION"
 
-
-class PaymentRejectedError(PaymentRequiredError):
+class PaymentRejectedError(
+    PaymentRequiredError, reason="API_PAYMENT_REJECTED", grpc_code="FAILED_PRECONDITION"
+):
     """402 although a payment was sent: the server refused it.
 
     ``details``: ``payment_id``, ``payment_reason`` (the server's errorReason,
@@ -89,48 +83,31 @@ class PaymentRejectedError(PaymentRequiredError):
     sent on an earlier attempt of the same request).
     """
 
-    reason = "API_PAYMENT_REJECTED"
-    grpc_code = "FAILED_PRECONDITION"
-
-    @property
-    def payment_reason(self) -> str:
-        """Why the server refused it, in its own words."""
-        return self.details.get("payment_reason", "")
+    payment_reason = Detail("Why the server refused it, in its own words.")
 
 
-class ClusterNotFoundError(ClusterError):
+class ClusterNotFoundError(ClusterError, reason="API_NOT_FOUND", grpc_code="NOT_FOUND"):
     """404: unknown path or model."""
 
-    reason = "API_NOT_FOUND"
-    grpc_code = "NOT_FOUND"
 
-
-class ClusterRateLimitError(ClusterError):
+class ClusterRateLimitError(
+    ClusterError, reason="API_RATE_LIMITED", grpc_code="RESOURCE_EXHAUSTED"
+):
     """429, after the retries ran out."""
 
-    reason = "API_RATE_LIMITED"
-    grpc_code = "RESOURCE_EXHAUSTED"
 
-
-class ClusterServerError(ClusterError):
+class ClusterServerError(ClusterError, reason="API_SERVER_ERROR", grpc_code="INTERNAL"):
     """5xx, after the retries ran out."""
 
-    reason = "API_SERVER_ERROR"
-    grpc_code = "INTERNAL"
 
-
-class ClusterUnavailableError(ClusterServerError):
+class ClusterUnavailableError(
+    ClusterServerError, reason="API_UNAVAILABLE", grpc_code="UNAVAILABLE"
+):
     """503, after the retries ran out."""
 
-    reason = "API_UNAVAILABLE"
-    grpc_code = "UNAVAILABLE"
 
-
-class ClusterConnectionError(ClusterError):
+class ClusterConnectionError(ClusterError, reason="API_CONNECTION", grpc_code="UNAVAILABLE"):
     """No complete answer: connection refused or dropped, or a timeout."""
-
-    reason = "API_CONNECTION"
-    grpc_code = "UNAVAILABLE"
 
 
 _BY_STATUS: Mapping[int, type[ClusterError]] = {

@@ -40,11 +40,13 @@ import threading
 import uuid
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import httpx
 
-from walletd.client._wallet import AsyncWalletClient, PathArg, WalletClient
+from walletd.client._effects import Done, Plan, aattempt, attempt, step
+from walletd.client._settings import WalletdSettings
+from walletd.client._wallet import AsyncWalletClient, WalletClient
 from walletd.domain.payment import PayReceipt
 from walletd.errors import InvalidRequestError, PaidAnswerLostError, WalletdError
 
@@ -75,6 +77,8 @@ FALLBACK_SUFFIX = ".fallback"
 """Appended to the idempotency key when a refused pre-payment falls back to a 402 round trip."""
 
 _SDK_RETRIED_STATUSES = frozenset({408, 409, 429})
+
+C = TypeVar("C", WalletClient, AsyncWalletClient)
 
 
 def new_idempotency_key() -> str:
@@ -234,37 +238,55 @@ def _with_server_reason(err: PaidAnswerLostError, reason: str) -> PaidAnswerLost
     return PaidAnswerLostError(f"{err.message} (the server said: {reason})", details)
 
 
-# ---- effects ---------------------------------------------------------------
+# ---- effects ----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Send:
+class _Send(NamedTuple):
     request: httpx.Request
 
 
-@dataclass(frozen=True)
-class _Pay:
+class _Pay(NamedTuple):
     key: str
     request: httpx.Request
     demand: Demand
 
 
-@dataclass(frozen=True)
-class _Report:
-    receipt: PayReceipt
+class _Report(NamedTuple):
+    payment_id: str
     status: int
     payment_response: str
-    refusal: str = ""
-    """The server's reason for refusing the payment, if it gave one."""
 
 
-@dataclass(frozen=True)
-class _Read:
+class _Read(NamedTuple):
     response: httpx.Response
 
 
 _Effect = _Send | _Pay | _Report | _Read
-_Plan = Generator[_Effect, Any, None]
+
+
+class _Opened(Generic[C]):
+    """A walletd client given by the caller, or opened here on first use (then ours to close)."""
+
+    def __init__(self, given: C | None, open_client: Callable[[], C]) -> None:
+        self._client: C | None = given
+        self._open: Callable[[], C] = open_client
+        self._owned = False
+        self._lock = threading.Lock()
+
+    def get(self) -> C:
+        """The client, opened now if there is none yet."""
+        with self._lock:
+            if self._client is None:
+                self._client, self._owned = self._open(), True
+            return self._client
+
+    def release(self) -> C | None:
+        """The client if it was opened here (to be closed by the caller), now forgotten."""
+        with self._lock:
+            if not self._owned:
+                return None
+            client, self._client, self._owned = self._client, None, False
+            return client
 
 
 class WalletdAuth(httpx.Auth):
@@ -278,14 +300,11 @@ class WalletdAuth(httpx.Auth):
     InvalidRequestError and nothing is signed.
 
     ``base_url``: when given, only requests to its origin are ever paid.
-    ``prepay``: after a route's first 402, attach a payment to the next request
-    on that route straight away (saves a round trip; see the module docstring).
-    ``wallet``/``async_wallet`` are created on first use from ``socket``,
-    ``token``/``token_file`` (or ``$WALLETD_SOCKET``/``$WALLETD_TOKEN_FILE``), so a
-    request that never meets a 402 needs no daemon at all.
-    ``labels`` go on every payment's ledger row, over the ``route`` and ``model``
-    each request gets by itself (:func:`request_labels`); labels in a request's
-    ``extensions["walletd.labels"]`` win over both.
+    ``walletd``: the socket, token, labels and pre-pay choice (a
+    :class:`WalletdSettings`; the default reads ``$WALLETD_SOCKET`` and
+    ``$WALLETD_TOKEN_FILE``). ``wallet``/``async_wallet``, when not given, are
+    opened from it on first use, so a request that never meets a 402 needs no
+    daemon at all.
     ``error_wrapper`` turns a walletd refusal into the exception the caller's
     SDK propagates without retrying (see ``walletd.client._openai``).
     """
@@ -294,24 +313,17 @@ class WalletdAuth(httpx.Auth):
         self,
         *,
         base_url: str | httpx.URL | None = None,
-        prepay: bool = False,
+        walletd: WalletdSettings | None = None,
         wallet: WalletClient | None = None,
         async_wallet: AsyncWalletClient | None = None,
-        socket: PathArg | None = None,
-        token: str | None = None,
-        token_file: PathArg | None = None,
-        labels: Mapping[str, str] | None = None,
         strip_authorization: bool = True,
         error_wrapper: Callable[[WalletdError], Exception] | None = None,
         client_follows_redirects: bool | None = None,
     ) -> None:
+        self.settings = walletd or WalletdSettings()
         self._origin = _origin(httpx.URL(str(base_url))) if base_url is not None else None
-        self.prepay = prepay
-        self._wallet = wallet
-        self._async_wallet = async_wallet
-        self._owned: list[WalletClient | AsyncWalletClient] = []
-        self._connect = {"socket": socket, "token": token, "token_file": token_file}
-        self._labels = dict(labels or {})
+        self._wallet = _Opened(wallet, self.settings.connect)
+        self._async_wallet = _Opened(async_wallet, self.settings.connect_async)
         self._strip_authorization = strip_authorization
         self._error_wrapper = error_wrapper
         # httpx follows a redirect *inside* one auth-flow step and copies every
@@ -323,37 +335,32 @@ class WalletdAuth(httpx.Auth):
         self._demands: dict[tuple[Any, ...], Demand] = {}
         self._lock = threading.Lock()
 
-    # ---- wallets, created lazily -----------------------------------------
+    @property
+    def prepay(self) -> bool:
+        """Whether a route's known terms are paid before its request is sent."""
+        return self.settings.prepay
+
+    # ---- wallets, opened lazily ------------------------------------------
 
     def wallet(self) -> WalletClient:
         """The blocking walletd client (opened on first use)."""
-        with self._lock:
-            if self._wallet is None:
-                self._wallet = WalletClient(**self._connect)  # type: ignore[arg-type]
-                self._owned.append(self._wallet)
-            return self._wallet
+        return self._wallet.get()
 
     def async_wallet(self) -> AsyncWalletClient:
         """The asyncio walletd client (opened on first use; its channel follows the loop)."""
-        with self._lock:
-            if self._async_wallet is None:
-                self._async_wallet = AsyncWalletClient(**self._connect)  # type: ignore[arg-type]
-                self._owned.append(self._async_wallet)
-            return self._async_wallet
+        return self._async_wallet.get()
 
     def close(self) -> None:
         """Close the blocking walletd client if this object opened it (a given one is yours)."""
-        if isinstance(self._wallet, WalletClient) and self._wallet in self._owned:
-            self._wallet.close()
-            self._owned.remove(self._wallet)
-            self._wallet = None
+        opened = self._wallet.release()
+        if opened is not None:
+            opened.close()
 
     async def aclose(self) -> None:
         """Close the asyncio walletd client if this object opened it."""
-        if self._async_wallet is not None and self._async_wallet in self._owned:
-            await self._async_wallet.close()
-            self._owned.remove(self._async_wallet)
-            self._async_wallet = None
+        opened = self._async_wallet.release()
+        if opened is not None:
+            await opened.aclose()
 
     # ---- pre-pay cache ---------------------------------------------------
 
@@ -375,44 +382,40 @@ class WalletdAuth(httpx.Auth):
     # ---- the drivers -----------------------------------------------------
 
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response]:
-        """Perform the plan's effects with blocking I/O."""
+        """Perform the plan's effects with blocking I/O (httpx sends the requests)."""
         plan = self._plan(request)
-        result: Any = None
-        while True:
-            try:
-                effect = plan.send(result)
-            except StopIteration:
-                return
-            if isinstance(effect, _Send):
-                result = yield effect.request
-            elif isinstance(effect, _Pay):
-                result = self._pay_sync(effect)
-            elif isinstance(effect, _Report):
-                self._report_sync(effect)
-                result = None
+        effect = step(plan, None)
+        while not isinstance(effect, Done):
+            if not isinstance(effect, _Send):
+                effect = step(plan, attempt(self._perform, effect))
             else:
-                result = effect.response.read()
+                effect = step(plan, (yield effect.request))
 
     async def async_auth_flow(
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
         """Perform the plan's effects with awaited I/O."""
         plan = self._plan(request)
-        result: Any = None
-        while True:
-            try:
-                effect = plan.send(result)
-            except StopIteration:
-                return
+        effect = step(plan, None)
+        while not isinstance(effect, Done):
             if isinstance(effect, _Send):
-                result = yield effect.request
-            elif isinstance(effect, _Pay):
-                result = await self._pay_async(effect)
-            elif isinstance(effect, _Report):
-                await self._report_async(effect)
-                result = None
+                effect = step(plan, (yield effect.request))
             else:
-                result = await effect.response.aread()
+                effect = step(plan, await aattempt(self._aperform, effect))
+
+    def _perform(self, effect: _Pay | _Report | _Read) -> Any:
+        if isinstance(effect, _Pay):
+            return self.wallet().pay(**self._pay_args(effect))
+        if isinstance(effect, _Report):
+            return self.wallet().report_outcome(*effect)
+        return effect.response.read()
+
+    async def _aperform(self, effect: _Pay | _Report | _Read) -> Any:
+        if isinstance(effect, _Pay):
+            return await self.async_wallet().pay(**self._pay_args(effect))
+        if isinstance(effect, _Report):
+            return await self.async_wallet().report_outcome(*effect)
+        return await effect.response.aread()
 
     def mark_redirects_guarded(self) -> None:
         """Declare that every client using this auth runs ``guard_payment_header``.
@@ -446,49 +449,17 @@ class WalletdAuth(httpx.Auth):
         }
 
     def _labels_for(self, request: httpx.Request) -> dict[str, str]:
-        """The request's own route and model, then this auth's labels, then the request's."""
+        """The request's own route and model, then the settings' labels, then the request's."""
         extra = request.extensions.get(LABELS_EXTENSION)
         given = {str(k): str(v) for k, v in extra.items()} if isinstance(extra, Mapping) else {}
-        return {**request_labels(request), **self._labels, **given}
-
-    def _pay_sync(self, effect: _Pay) -> PayReceipt:
-        try:
-            return self.wallet().pay(**self._pay_args(effect))
-        except WalletdError as err:
-            raise self._wrap(err) from err
-
-    async def _pay_async(self, effect: _Pay) -> PayReceipt:
-        try:
-            return await self.async_wallet().pay(**self._pay_args(effect))
-        except WalletdError as err:
-            raise self._wrap(err) from err
+        return {**request_labels(request), **self.settings.labels, **given}
 
     def _wrap(self, err: WalletdError) -> Exception:
         return err if self._error_wrapper is None else self._error_wrapper(err)
 
-    def _report_sync(self, effect: _Report) -> None:
-        try:
-            self.wallet().report_outcome(
-                effect.receipt.payment_id, effect.status, effect.payment_response
-            )
-        except PaidAnswerLostError as err:  # paid, and the server refused to answer
-            raise self._wrap(_with_server_reason(err, effect.refusal)) from err
-        except Exception:  # best effort: the request itself has already succeeded or failed
-            log.warning("could not report the outcome of %s", effect.receipt.payment_id)
-
-    async def _report_async(self, effect: _Report) -> None:
-        try:
-            await self.async_wallet().report_outcome(
-                effect.receipt.payment_id, effect.status, effect.payment_response
-            )
-        except PaidAnswerLostError as err:  # as above
-            raise self._wrap(_with_server_reason(err, effect.refusal)) from err
-        except Exception:  # best effort, as above
-            log.warning("could not report the outcome of %s", effect.receipt.payment_id)
-
     # ---- the plan --------------------------------------------------------
 
-    def _plan(self, request: httpx.Request) -> _Plan:
+    def _plan(self, request: httpx.Request) -> Plan[_Effect, None]:
         """The whole flow for one request, as effects; see the module docstring."""
         self._scrub(request)
         key, caller_key = self._idempotency_key(request)
@@ -506,7 +477,9 @@ class WalletdAuth(httpx.Auth):
         self.remember_demand(request, demand)
         yield from self._pay_and_send(request, key, caller_key, demand, prepaid=False)
 
-    def _prepaid(self, request: httpx.Request, key: str, caller_key: bool, demand: Demand) -> _Plan:
+    def _prepaid(
+        self, request: httpx.Request, key: str, caller_key: bool, demand: Demand
+    ) -> Plan[_Effect, None]:
         """Pay on the remembered terms; on a 402, fall back once to the 402's own terms.
 
         The fallback signs a second authorization, so it is taken only when the
@@ -514,8 +487,8 @@ class WalletdAuth(httpx.Auth):
         settled on an earlier attempt whose answer was lost.
         """
         response = yield from self._pay_and_send(request, key, caller_key, demand, prepaid=True)
-        attempt = payment_attempt(response)
-        if response.status_code != 402 or attempt is None or attempt.receipt.reused:
+        paid = payment_attempt(response)
+        if response.status_code != 402 or paid is None or paid.receipt.reused:
             return
         fresh = yield from self._read_demand(response)
         if fresh is None:
@@ -533,9 +506,12 @@ class WalletdAuth(httpx.Auth):
         demand: Demand,
         *,
         prepaid: bool,
-    ) -> Generator[_Effect, Any, httpx.Response]:
+    ) -> Plan[_Effect, httpx.Response]:
         """Pay, attach the header, send, report; returns the paid response."""
-        receipt: PayReceipt = yield _Pay(key, request, demand)
+        try:
+            receipt: PayReceipt = yield _Pay(key, request, demand)
+        except WalletdError as err:
+            raise self._wrap(err) from err
         strip_payment_headers(request)
         request.headers[receipt.header_name] = receipt.header_value
         request.extensions = {
@@ -546,7 +522,12 @@ class WalletdAuth(httpx.Auth):
         response: httpx.Response = yield _Send(request)
         settlement = payment_response_of(response)
         refusal = payment_refusal_reason(response) if response.status_code == 402 else ""
-        yield _Report(receipt, response.status_code, settlement, refusal)
+        try:
+            yield _Report(receipt.payment_id, response.status_code, settlement)
+        except PaidAnswerLostError as err:  # paid, and the server refused to answer
+            raise self._wrap(_with_server_reason(err, refusal)) from err
+        except Exception:  # best effort: the request itself has already succeeded or failed
+            log.warning("could not report the outcome of %s", receipt.payment_id)
         response.extensions[PAYMENT_EXTENSION] = PaymentAttempt(
             receipt, key, response.status_code, settlement, prepaid
         )
@@ -567,7 +548,7 @@ class WalletdAuth(httpx.Auth):
         if not caller_key and (status in _SDK_RETRIED_STATUSES or status >= 500):
             response.headers["x-should-retry"] = "false"
 
-    def _read_demand(self, response: httpx.Response) -> Generator[_Effect, Any, Demand | None]:
+    def _read_demand(self, response: httpx.Response) -> Plan[_Effect, Demand | None]:
         """The x402 demand of a 402: the v2 header, else a v1 JSON body (read here)."""
         header = response.headers.get("PAYMENT-REQUIRED")
         if header:

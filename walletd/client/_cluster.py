@@ -14,6 +14,12 @@ Every attempt of one call carries the same ``Idempotency-Key``, so walletd hands
 back the same signed authorization and a retried request never pays twice. A
 stream that breaks after its first byte is not retried (it would duplicate
 output); the error is raised instead.
+
+Both clients are one core, ``_ClusterCore``: the constructor, the request
+bodies, the retry loop and the parsing of answers are written there once, as
+plans of effects (send, read, close, sleep; see ``walletd.client._effects``).
+Each client's methods run a plan with its own ``_perform``, four lines of
+blocking or awaited I/O.
 """
 
 from __future__ import annotations
@@ -26,8 +32,7 @@ import random
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any
+from typing import Any, Generic, NamedTuple, TypeAlias, TypedDict, TypeVar, Unpack
 
 import httpx
 
@@ -45,8 +50,10 @@ from walletd.client._auth import (
     payment_attempt,
     payment_refusal_reason,
 )
-from walletd.client._http import DEFAULT_TIMEOUT, async_http_client, http_client
-from walletd.client._wallet import AsyncWalletClient, PathArg, WalletClient
+from walletd.client._effects import AsyncClosing, Closing, Plan, arun, check_options, run
+from walletd.client._http import DEFAULT_TIMEOUT, open_client
+from walletd.client._settings import WalletdSettings
+from walletd.client._wallet import AsyncWalletClient, WalletClient
 
 DEFAULT_PROVIDER = "venice"
 RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -55,6 +62,7 @@ DEFAULT_MAX_RETRY_AFTER = 30.0
 
 Messages = str | Sequence[Mapping[str, Any]]
 _Outcome = httpx.Response | httpx.TransportError
+T = TypeVar("T")
 
 
 def api_root(base_url: str) -> str:
@@ -78,20 +86,17 @@ class ChatResult:
     """A chat completion: the text and the facts around it."""
 
     text: str
+    """The first choice's message ("" if it had none)."""
     model: str
-    finish_reason: str
-    usage: Mapping[str, int]
-    raw: Mapping[str, Any]
+    """The model that answered, as the server names it."""
+    finish_reason: str = ""
+    """Why the answer ended: ``stop``, ``length``..."""
+    usage: Mapping[str, int] = field(default_factory=dict)
+    """Token counts (``prompt_tokens``, ``completion_tokens``...) as sent."""
+    raw: Mapping[str, Any] = field(default_factory=dict)
+    """The whole response document."""
     payment: PaymentAttempt | None = None
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """One entry of ``GET /v1/models``."""
-
-    id: str
-    type: str
-    owned_by: str
+    """What walletd paid for it (None in API-key mode)."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +105,7 @@ class ImagesResult:
 
     images: list[bytes]
     payment: PaymentAttempt | None = None
+    """What walletd paid for them (None in API-key mode)."""
 
 
 def _chat_result(data: Mapping[str, Any], payment: PaymentAttempt | None) -> ChatResult:
@@ -116,6 +122,17 @@ def _chat_result(data: Mapping[str, Any], payment: PaymentAttempt | None) -> Cha
 
 def _images(data: Mapping[str, Any]) -> list[bytes]:
     return [base64.b64decode(item["b64_json"]) for item in data.get("data", [])]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """One entry of ``GET /v1/models``."""
+
+    id: str
+    """The name to pass as ``model``."""
+    type: str
+    """``text``, ``image``..."""
+    owned_by: str
 
 
 def _models(data: Mapping[str, Any]) -> list[ModelInfo]:
@@ -234,15 +251,14 @@ class _SseState:
         return None
 
 
-class ChatStream:
-    """An iterator of text deltas; also a context manager that closes the response.
+class _Stream:
+    """What both chat streams share: the response, what its SSE said, and its payment.
 
     ``payment`` is known as soon as the stream exists (the headers have come).
     """
 
     def __init__(self, response: httpx.Response) -> None:
         self._response = response
-        self._lines = response.iter_lines()
         self.state = _SseState()
 
     @property
@@ -250,8 +266,16 @@ class ChatStream:
         """What walletd paid for this stream."""
         return payment_attempt(self._response)
 
-    def __iter__(self) -> ChatStream:
-        return self
+    def _broke(self, exc: httpx.TransportError) -> ClusterConnectionError:
+        return ClusterConnectionError(f"stream broke: {exc}")
+
+
+class ChatStream(_Stream, Closing):
+    """An iterator of text deltas; also a context manager that closes the response."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        super().__init__(response)
+        self._lines = response.iter_lines()
 
     def __next__(self) -> str:
         while not self.state.done:
@@ -261,7 +285,7 @@ class ChatStream:
                 break
             except httpx.TransportError as exc:
                 self.close()
-                raise ClusterConnectionError(f"stream broke: {exc}") from exc
+                raise self._broke(exc) from exc
             delta = self.state.feed(line)
             if delta is not None:
                 return delta
@@ -272,33 +296,16 @@ class ChatStream:
         """Close the response (also on early exit)."""
         self._response.close()
 
-    def __enter__(self) -> ChatStream:
+    def __iter__(self) -> ChatStream:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
-
-class AsyncChatStream:
+class AsyncChatStream(_Stream, AsyncClosing):
     """:class:`ChatStream` for asyncio (``async for``, ``async with``)."""
 
     def __init__(self, response: httpx.Response) -> None:
-        self._response = response
+        super().__init__(response)
         self._lines = response.aiter_lines()
-        self.state = _SseState()
-
-    @property
-    def payment(self) -> PaymentAttempt | None:
-        """What walletd paid for this stream."""
-        return payment_attempt(self._response)
-
-    def __aiter__(self) -> AsyncChatStream:
-        return self
 
     async def __anext__(self) -> str:
         while not self.state.done:
@@ -308,7 +315,7 @@ class AsyncChatStream:
                 break
             except httpx.TransportError as exc:
                 await self.aclose()
-                raise ClusterConnectionError(f"stream broke: {exc}") from exc
+                raise self._broke(exc) from exc
             delta = self.state.feed(line)
             if delta is not None:
                 return delta
@@ -319,74 +326,169 @@ class AsyncChatStream:
         """Close the response (also on early exit)."""
         await self._response.aclose()
 
-    async def __aenter__(self) -> AsyncChatStream:
+    def __aiter__(self) -> AsyncChatStream:
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 # ---- the clients ------------------------------------------------------------------------
 
 
-class _ClusterBase:
-    """Request bodies and settings shared by the sync and async clients."""
+class ChatOptions(TypedDict, total=False):
+    """The optional arguments of ``chat`` and ``chat_stream``."""
+
+    max_tokens: int | None
+    temperature: float | None
+    provider: str | None
+    """The backend the API routes to; None: the client's ``provider``."""
+
+
+class ImageOptions(TypedDict, total=False):
+    """The optional arguments of ``images`` and ``images_result``."""
+
+    n: int
+    """How many images (default 1)."""
+    size: str
+    """``WIDTHxHEIGHT`` (default ``1024x1024``)."""
+    provider: str | None
+
+
+class _Sleep(NamedTuple):
+    seconds: float
+
+
+class _Send(NamedTuple):
+    request: httpx.Request
+
+
+class _Read(NamedTuple):
+    response: httpx.Response
+
+
+class _Close(NamedTuple):
+    response: httpx.Response
+
+
+_Effect = _Sleep | _Send | _Read | _Close
+_Plan: TypeAlias = Plan[_Effect, T]
+
+W = TypeVar("W", WalletClient, AsyncWalletClient)
+H = TypeVar("H", httpx.Client, httpx.AsyncClient)
+Tr = TypeVar("Tr", httpx.BaseTransport, httpx.AsyncBaseTransport)
+
+
+class _ClusterCore(Generic[W, Tr, H]):
+    """The settings, request bodies and plans of both clients; the clients only run them."""
+
+    _http_class: type[H]
 
     def __init__(
-        self, base_url: str, api_key: str | None, provider: str, retry: RetryPolicy
+        self,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        walletd: WalletdSettings | None = None,
+        wallet: W | None = None,
+        provider: str = DEFAULT_PROVIDER,
+        retry: RetryPolicy | None = None,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        transport: Tr | None = None,
     ) -> None:
         self.root = api_root(base_url)
         self.api_key = api_key
         self.provider = provider
-        self.retry = retry
+        self.retry = retry or RetryPolicy()
+        self.auth = None if api_key else self._auth(walletd, wallet)
+        self._http: H = open_client(self._http_class, None, self.auth, timeout, transport)
 
-    def _headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+    def _auth(self, walletd: WalletdSettings | None, wallet: W | None) -> WalletdAuth:
+        """The payment flow of payment mode (given the wallet of this client's kind)."""
+        raise NotImplementedError
+
+    # ---- plans -----------------------------------------------------------
+
+    def _chat(self, model: str, messages: Messages, options: ChatOptions) -> _Plan[ChatResult]:
+        check_options(options, ChatOptions, "chat")
+        body = self._chat_body(model, messages, options, stream=False)
+        response = yield from self._call("POST", "/chat/completions", body)
+        return _chat_result(response.json(), payment_attempt(response))
+
+    def _chat_stream(
+        self, model: str, messages: Messages, options: ChatOptions
+    ) -> _Plan[httpx.Response]:
+        check_options(options, ChatOptions, "chat_stream")
+        body = self._chat_body(model, messages, options, stream=True)
+        return (yield from self._call("POST", "/chat/completions", body, stream=True))
+
+    def _images(self, model: str, prompt: str, options: ImageOptions) -> _Plan[ImagesResult]:
+        check_options(options, ImageOptions, "images")
+        body = {
+            "model": model,
+            "prompt": prompt,
+            "n": options.get("n", 1),
+            "size": options.get("size", "1024x1024"),
+            "provider": options.get("provider") or self.provider,
+            "response_format": "b64_json",
+        }
+        response = yield from self._call("POST", "/images/generations", body)
+        return ImagesResult(_images(response.json()), payment_attempt(response))
+
+    def _models(self) -> _Plan[list[ModelInfo]]:
+        return _models((yield from self._call("GET", "/models", None)).json())
+
+    def _call(
+        self, method: str, path: str, body: Any, *, stream: bool = False
+    ) -> _Plan[httpx.Response]:
+        """Send with retries under one idempotency key; a success response (read unless stream)."""
+        key = new_idempotency_key()
+        attempt = 0
+        while True:
+            outcome = yield from self._attempt(self._build(method, path, body, key), stream)
+            if isinstance(outcome, httpx.Response) and outcome.status_code < 400:
+                return outcome
+            if not self._retryable(attempt, outcome):
+                raise self._failure(outcome)
+            yield _Sleep(self.retry.delay(attempt, outcome))
+            attempt += 1
+
+    def _attempt(self, request: httpx.Request, stream: bool) -> _Plan[_Outcome]:
+        """One attempt; the transport error when no complete answer came.
+
+        Error bodies are always read; a success body only when not streaming.
+        """
+        try:
+            response: httpx.Response = yield _Send(request)
+        except httpx.TransportError as exc:
+            return exc
+        try:
+            if not stream or response.status_code >= 400:
+                yield _Read(response)
+        except httpx.TransportError as exc:
+            yield _Close(response)
+            return exc
+        return response
+
+    # ---- pieces ----------------------------------------------------------
 
     def _chat_body(
-        self,
-        model: str,
-        messages: Messages,
-        max_tokens: int | None,
-        temperature: float | None,
-        provider: str | None,
-        stream: bool,
+        self, model: str, messages: Messages, options: ChatOptions, *, stream: bool
     ) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": model,
             "messages": _messages(messages),
-            "provider": provider or self.provider,
+            "provider": options.get("provider") or self.provider,
         }
         if stream:
             body["stream"] = True
-        if max_tokens is not None:
-            body["max_tokens"] = max_tokens
-        if temperature is not None:
-            body["temperature"] = temperature
+        if options.get("max_tokens") is not None:
+            body["max_tokens"] = options.get("max_tokens")
+        if options.get("temperature") is not None:
+            body["temperature"] = options.get("temperature")
         return body
 
-    def _image_body(
-        self, model: str, prompt: str, n: int, size: str, provider: str | None
-    ) -> dict[str, Any]:
-        return {
-            "model": model,
-            "prompt": prompt,
-            "n": n,
-            "size": size,
-            "provider": provider or self.provider,
-            "response_format": "b64_json",
-        }
-
-    def _build(
-        self, http: httpx.Client | httpx.AsyncClient, method: str, path: str, body: Any, key: str
-    ) -> httpx.Request:
-        headers = {**self._headers(), IDEMPOTENCY_HEADER: key}
-        return http.build_request(method, self.root + path, json=body, headers=headers)
+    def _build(self, method: str, path: str, body: Any, key: str) -> httpx.Request:
+        auth = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        headers = {**auth, IDEMPOTENCY_HEADER: key}
+        return self._http.build_request(method, self.root + path, json=body, headers=headers)
 
     def _retryable(self, attempt: int, outcome: _Outcome) -> bool:
         """Whether another attempt is allowed after this outcome."""
@@ -405,128 +507,38 @@ class _ClusterBase:
         )
 
 
-class ClusterClient(_ClusterBase):
-    """Blocking client of the paid API; see the module docstring."""
+class ClusterClient(_ClusterCore[WalletClient, httpx.BaseTransport, httpx.Client], Closing):
+    """Blocking client of the paid API; see the module docstring.
 
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        api_key: str | None = None,
-        prepay: bool = False,
-        wallet: WalletClient | None = None,
-        socket: PathArg | None = None,
-        token: str | None = None,
-        token_file: PathArg | None = None,
-        labels: Mapping[str, str] | None = None,
-        provider: str = DEFAULT_PROVIDER,
-        retry: RetryPolicy | None = None,
-        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
-        transport: httpx.BaseTransport | None = None,
-    ) -> None:
-        super().__init__(base_url, api_key, provider, retry or RetryPolicy())
-        if api_key:
-            self.auth: WalletdAuth | None = None
-            self._http = httpx.Client(timeout=timeout, transport=transport, follow_redirects=False)
-        else:
-            self.auth = WalletdAuth(
-                base_url=self.root,
-                prepay=prepay,
-                wallet=wallet,
-                socket=socket,
-                token=token,
-                token_file=token_file,
-                labels=labels,
-                strip_authorization=False,
-            )
-            self._http = http_client(auth=self.auth, timeout=timeout, transport=transport)
+    ``walletd`` (a :class:`WalletdSettings`) or ``wallet`` (a walletd client of
+    your own) pays in payment mode; ``api_key`` switches to API-key mode.
+    """
 
-    def chat(
-        self,
-        model: str,
-        messages: Messages,
-        *,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        provider: str | None = None,
-    ) -> ChatResult:
+    _http_class = httpx.Client
+
+    def chat(self, model: str, messages: Messages, **options: Unpack[ChatOptions]) -> ChatResult:
         """One chat completion."""
-        body = self._chat_body(model, messages, max_tokens, temperature, provider, False)
-        response = self._call("POST", "/chat/completions", body)
-        return _chat_result(response.json(), payment_attempt(response))
+        return run(self._chat(model, messages, options), self._perform)
 
     def chat_stream(
-        self,
-        model: str,
-        messages: Messages,
-        *,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        provider: str | None = None,
+        self, model: str, messages: Messages, **options: Unpack[ChatOptions]
     ) -> ChatStream:
         """A streamed chat completion: iterate it for text deltas."""
-        body = self._chat_body(model, messages, max_tokens, temperature, provider, True)
-        return ChatStream(self._call("POST", "/chat/completions", body, stream=True))
+        return ChatStream(run(self._chat_stream(model, messages, options), self._perform))
 
     def images_result(
-        self,
-        model: str,
-        prompt: str,
-        *,
-        n: int = 1,
-        size: str = "1024x1024",
-        provider: str | None = None,
+        self, model: str, prompt: str, **options: Unpack[ImageOptions]
     ) -> ImagesResult:
         """Generated images with the payment made for them."""
-        body = self._image_body(model, prompt, n, size, provider)
-        response = self._call("POST", "/images/generations", body)
-        return ImagesResult(_images(response.json()), payment_attempt(response))
+        return run(self._images(model, prompt, options), self._perform)
 
-    def images(
-        self,
-        model: str,
-        prompt: str,
-        *,
-        n: int = 1,
-        size: str = "1024x1024",
-        provider: str | None = None,
-    ) -> list[bytes]:
+    def images(self, model: str, prompt: str, **options: Unpack[ImageOptions]) -> list[bytes]:
         """Generated images, as PNG bytes."""
-        return self.images_result(model, prompt, n=n, size=size, provider=provider).images
+        return self.images_result(model, prompt, **options).images
 
     def models(self) -> list[ModelInfo]:
         """The model catalogue (free)."""
-        return _models(self._call("GET", "/models", None).json())
-
-    def _call(self, method: str, path: str, body: Any, *, stream: bool = False) -> httpx.Response:
-        """Send with retries under one idempotency key; a success response (read unless stream)."""
-        key = new_idempotency_key()
-        attempt = 0
-        while True:
-            outcome = self._attempt(self._build(self._http, method, path, body, key), stream)
-            if isinstance(outcome, httpx.Response) and outcome.status_code < 400:
-                return outcome
-            if not self._retryable(attempt, outcome):
-                raise self._failure(outcome)
-            time.sleep(self.retry.delay(attempt, outcome))
-            attempt += 1
-
-    def _attempt(self, request: httpx.Request, stream: bool) -> _Outcome:
-        """One attempt; the transport error when no complete answer came.
-
-        Error bodies are always read; a success body only when not streaming.
-        """
-        try:
-            response = self._http.send(request, stream=True)
-        except httpx.TransportError as exc:
-            return exc
-        try:
-            if not stream or response.status_code >= 400:
-                response.read()
-        except httpx.TransportError as exc:
-            response.close()
-            return exc
-        return response
+        return run(self._models(), self._perform)
 
     def close(self) -> None:
         """Close the HTTP client (the walletd client it may have opened too)."""
@@ -534,128 +546,54 @@ class ClusterClient(_ClusterBase):
         if self.auth is not None:
             self.auth.close()
 
-    def __enter__(self) -> ClusterClient:
-        return self
+    def _auth(self, walletd: WalletdSettings | None, wallet: WalletClient | None) -> WalletdAuth:
+        return WalletdAuth(
+            base_url=self.root, walletd=walletd, wallet=wallet, strip_authorization=False
+        )
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+    def _perform(self, effect: _Effect) -> Any:
+        if isinstance(effect, _Sleep):
+            return time.sleep(effect.seconds)
+        if isinstance(effect, _Read):
+            return effect.response.read()
+        if isinstance(effect, _Close):
+            return effect.response.close()
+        return self._http.send(effect.request, stream=True)
 
 
-class AsyncClusterClient(_ClusterBase):
+class AsyncClusterClient(
+    _ClusterCore[AsyncWalletClient, httpx.AsyncBaseTransport, httpx.AsyncClient], AsyncClosing
+):
     """asyncio client of the paid API; same behaviour as :class:`ClusterClient`."""
 
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        api_key: str | None = None,
-        prepay: bool = False,
-        wallet: AsyncWalletClient | None = None,
-        socket: PathArg | None = None,
-        token: str | None = None,
-        token_file: PathArg | None = None,
-        labels: Mapping[str, str] | None = None,
-        provider: str = DEFAULT_PROVIDER,
-        retry: RetryPolicy | None = None,
-        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        super().__init__(base_url, api_key, provider, retry or RetryPolicy())
-        if api_key:
-            self.auth: WalletdAuth | None = None
-            self._http = httpx.AsyncClient(
-                timeout=timeout, transport=transport, follow_redirects=False
-            )
-        else:
-            self.auth = WalletdAuth(
-                base_url=self.root,
-                prepay=prepay,
-                async_wallet=wallet,
-                socket=socket,
-                token=token,
-                token_file=token_file,
-                labels=labels,
-                strip_authorization=False,
-            )
-            self._http = async_http_client(auth=self.auth, timeout=timeout, transport=transport)
+    _http_class = httpx.AsyncClient
 
     async def chat(
-        self,
-        model: str,
-        messages: Messages,
-        *,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        provider: str | None = None,
+        self, model: str, messages: Messages, **options: Unpack[ChatOptions]
     ) -> ChatResult:
         """One chat completion."""
-        body = self._chat_body(model, messages, max_tokens, temperature, provider, False)
-        response = await self._call("POST", "/chat/completions", body)
-        return _chat_result(response.json(), payment_attempt(response))
+        return await arun(self._chat(model, messages, options), self._perform)
 
     async def chat_stream(
-        self,
-        model: str,
-        messages: Messages,
-        *,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        provider: str | None = None,
+        self, model: str, messages: Messages, **options: Unpack[ChatOptions]
     ) -> AsyncChatStream:
         """A streamed chat completion: ``async for`` it for text deltas."""
-        body = self._chat_body(model, messages, max_tokens, temperature, provider, True)
-        return AsyncChatStream(await self._call("POST", "/chat/completions", body, stream=True))
+        response = await arun(self._chat_stream(model, messages, options), self._perform)
+        return AsyncChatStream(response)
 
-    async def images(
-        self,
-        model: str,
-        prompt: str,
-        *,
-        n: int = 1,
-        size: str = "1024x1024",
-        provider: str | None = None,
-    ) -> list[bytes]:
+    async def images_result(
+        self, model: str, prompt: str, **options: Unpack[ImageOptions]
+    ) -> ImagesResult:
+        """Generated images with the payment made for them."""
+        return await arun(self._images(model, prompt, options), self._perform)
+
+    async def images(self, model: str, prompt: str, **options: Unpack[ImageOptions]) -> list[bytes]:
         """Generated images, as PNG bytes."""
-        body = self._image_body(model, prompt, n, size, provider)
-        return _images((await self._call("POST", "/images/generations", body)).json())
+        return (await self.images_result(model, prompt, **options)).images
 
     async def models(self) -> list[ModelInfo]:
         """The model catalogue (free)."""
-        return _models((await self._call("GET", "/models", None)).json())
-
-    async def _call(
-        self, method: str, path: str, body: Any, *, stream: bool = False
-    ) -> httpx.Response:
-        """See :meth:`ClusterClient._call`."""
-        key = new_idempotency_key()
-        attempt = 0
-        while True:
-            outcome = await self._attempt(self._build(self._http, method, path, body, key), stream)
-            if isinstance(outcome, httpx.Response) and outcome.status_code < 400:
-                return outcome
-            if not self._retryable(attempt, outcome):
-                raise self._failure(outcome)
-            await asyncio.sleep(self.retry.delay(attempt, outcome))
-            attempt += 1
-
-    async def _attempt(self, request: httpx.Request, stream: bool) -> _Outcome:
-        """See :meth:`ClusterClient._attempt`."""
-        try:
-            response = await self._http.send(request, stream=True)
-        except httpx.TransportError as exc:
-            return exc
-        try:
-            if not stream or response.status_code >= 400:
-                await response.aread()
-        except httpx.TransportError as exc:
-            await response.aclose()
-            return exc
-        return response
+        return await arun(self._models(), self._perform)
 
     async def aclose(self) -> None:
         """Close the HTTP client (and the walletd client it may have opened)."""
@@ -663,13 +601,18 @@ class AsyncClusterClient(_ClusterBase):
         if self.auth is not None:
             await self.auth.aclose()
 
-    async def __aenter__(self) -> AsyncClusterClient:
-        return self
+    def _auth(
+        self, walletd: WalletdSettings | None, wallet: AsyncWalletClient | None
+    ) -> WalletdAuth:
+        return WalletdAuth(
+            base_url=self.root, walletd=walletd, async_wallet=wallet, strip_authorization=False
+        )
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
+    async def _perform(self, effect: _Effect) -> Any:
+        if isinstance(effect, _Sleep):
+            return await asyncio.sleep(effect.seconds)
+        if isinstance(effect, _Read):
+            return await effect.response.aread()
+        if isinstance(effect, _Close):
+            return await effect.response.aclose()
+        return await self._http.send(effect.request, stream=True)

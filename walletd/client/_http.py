@@ -13,144 +13,120 @@ What they fix, and why:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
+from typing import Any, TypedDict, TypeVar, Unpack
 
 import httpx
 
 from walletd.client._auth import WalletdAuth, async_guard_payment_header, guard_payment_header
-from walletd.client._wallet import AsyncWalletClient, PathArg, WalletClient
+from walletd.client._effects import check_options
+from walletd.client._settings import WalletdSettings
+from walletd.client._wallet import AsyncWalletClient, WalletClient
 from walletd.errors import WalletdError
 
 DEFAULT_TIMEOUT = httpx.Timeout(120.0, connect=5.0)
+H = TypeVar("H", httpx.Client, httpx.AsyncClient)
 
 
-def http_client(
-    base_url: str | None = None,
+class _Options(TypedDict, total=False):
+    auth: WalletdAuth | None
+    """A payment flow of your own; ``walletd`` and ``wallet`` are then not used."""
+    walletd: WalletdSettings | None
+    """The socket, token, labels and pre-pay choice (default: from the environment)."""
+    timeout: httpx.Timeout
+    """Default: 120 s to read, 5 s to connect."""
+
+
+class HttpOptions(_Options, total=False):
+    """The keyword arguments of :func:`http_client` and :func:`openai_http_client`."""
+
+    wallet: WalletClient | None
+    """A walletd client of your own (else one is opened from ``walletd`` on the first 402)."""
+    transport: httpx.BaseTransport | None
+
+
+class AsyncHttpOptions(_Options, total=False):
+    """The keyword arguments of :func:`async_http_client` and :func:`async_openai_http_client`."""
+
+    wallet: AsyncWalletClient | None
+    transport: httpx.AsyncBaseTransport | None
+
+
+def open_client(
+    cls: type[H],
+    base_url: str | None,
+    auth: WalletdAuth | None,
+    timeout: httpx.Timeout,
+    transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None,
+) -> H:
+    """An httpx client of kind ``cls`` that follows no redirect, its payments guarded."""
+    options: dict[str, Any] = {"base_url": base_url or "", "transport": transport}
+    if auth is not None:
+        auth.mark_redirects_guarded()
+        hook = async_guard_payment_header if cls is httpx.AsyncClient else guard_payment_header
+        options |= {"auth": auth, "event_hooks": {"request": [hook]}}
+    return cls(**options, follow_redirects=False, timeout=timeout)
+
+
+def _auth(
+    base_url: str | None,
+    options: _Options,
     *,
-    auth: WalletdAuth | None = None,
-    prepay: bool = False,
     wallet: WalletClient | None = None,
-    socket: PathArg | None = None,
-    token: str | None = None,
-    token_file: PathArg | None = None,
-    labels: Mapping[str, str] | None = None,
-    timeout: httpx.Timeout = DEFAULT_TIMEOUT,
-    transport: httpx.BaseTransport | None = None,
-) -> httpx.Client:
+    async_wallet: AsyncWalletClient | None = None,
+    error_wrapper: Callable[[WalletdError], Exception] | None = None,
+) -> WalletdAuth:
+    """The caller's payment flow, or a new one limited to ``base_url``'s origin."""
+    check_options(options, HttpOptions, "http_client")
+    given = options.get("auth")
+    if given is not None:
+        return given
+    return WalletdAuth(
+        base_url=base_url,
+        walletd=options.get("walletd"),
+        wallet=wallet,
+        async_wallet=async_wallet,
+        error_wrapper=error_wrapper,
+    )
+
+
+def http_client(base_url: str | None = None, **options: Unpack[HttpOptions]) -> httpx.Client:
     """A blocking httpx client whose requests are paid through walletd.
 
     ``base_url`` limits payments to its origin (and is the client's base URL).
     """
-    auth = auth or WalletdAuth(
-        base_url=base_url,
-        prepay=prepay,
-        wallet=wallet,
-        socket=socket,
-        token=token,
-        token_file=token_file,
-        labels=labels,
-    )
-    auth.mark_redirects_guarded()
-    return httpx.Client(
-        base_url=base_url or "",
-        auth=auth,
-        follow_redirects=False,
-        timeout=timeout,
-        transport=transport,
-        event_hooks={"request": [guard_payment_header]},
-    )
+    auth = _auth(base_url, options, wallet=options.get("wallet"))
+    timeout, transport = options.get("timeout", DEFAULT_TIMEOUT), options.get("transport")
+    return open_client(httpx.Client, base_url, auth, timeout, transport)
 
 
 def async_http_client(
-    base_url: str | None = None,
-    *,
-    auth: WalletdAuth | None = None,
-    prepay: bool = False,
-    wallet: AsyncWalletClient | None = None,
-    socket: PathArg | None = None,
-    token: str | None = None,
-    token_file: PathArg | None = None,
-    labels: Mapping[str, str] | None = None,
-    timeout: httpx.Timeout = DEFAULT_TIMEOUT,
-    transport: httpx.AsyncBaseTransport | None = None,
+    base_url: str | None = None, **options: Unpack[AsyncHttpOptions]
 ) -> httpx.AsyncClient:
     """:func:`http_client` for asyncio."""
-    auth = auth or WalletdAuth(
-        base_url=base_url,
-        prepay=prepay,
-        async_wallet=wallet,
-        socket=socket,
-        token=token,
-        token_file=token_file,
-        labels=labels,
-    )
-    auth.mark_redirects_guarded()
-    return httpx.AsyncClient(
-        base_url=base_url or "",
-        auth=auth,
-        follow_redirects=False,
-        timeout=timeout,
-        transport=transport,
-        event_hooks={"request": [async_guard_payment_header]},
-    )
+    auth = _auth(base_url, options, async_wallet=options.get("wallet"))
+    timeout = options.get("timeout", DEFAULT_TIMEOUT)
+    return open_client(httpx.AsyncClient, base_url, auth, timeout, options.get("transport"))
 
 
-def openai_http_client(
-    base_url: str | None = None,
-    *,
-    auth: WalletdAuth | None = None,
-    prepay: bool = False,
-    wallet: WalletClient | None = None,
-    socket: PathArg | None = None,
-    token: str | None = None,
-    token_file: PathArg | None = None,
-    labels: Mapping[str, str] | None = None,
-    timeout: httpx.Timeout = DEFAULT_TIMEOUT,
-    transport: httpx.BaseTransport | None = None,
-) -> httpx.Client:
+def openai_http_client(base_url: str | None = None, **options: Unpack[HttpOptions]) -> httpx.Client:
     """The ``http_client`` for ``openai.OpenAI`` (openai 2.x, built on httpx).
 
     The SDK sends absolute URLs, so ``base_url`` here only limits which origin
     is paid. Its placeholder ``api_key`` is stripped by the auth flow.
     """
-    auth = auth or WalletdAuth(
-        base_url=base_url,
-        prepay=prepay,
-        wallet=wallet,
-        socket=socket,
-        token=token,
-        token_file=token_file,
-        labels=labels,
-        error_wrapper=_openai_error_wrapper(),
-    )
-    return http_client(None, auth=auth, timeout=timeout, transport=transport)
+    wrapper = _openai_error_wrapper()
+    options["auth"] = _auth(base_url, options, wallet=options.get("wallet"), error_wrapper=wrapper)
+    return http_client(None, **options)
 
 
 def async_openai_http_client(
-    base_url: str | None = None,
-    *,
-    auth: WalletdAuth | None = None,
-    prepay: bool = False,
-    wallet: AsyncWalletClient | None = None,
-    socket: PathArg | None = None,
-    token: str | None = None,
-    token_file: PathArg | None = None,
-    labels: Mapping[str, str] | None = None,
-    timeout: httpx.Timeout = DEFAULT_TIMEOUT,
-    transport: httpx.AsyncBaseTransport | None = None,
+    base_url: str | None = None, **options: Unpack[AsyncHttpOptions]
 ) -> httpx.AsyncClient:
     """The ``http_client`` for ``openai.AsyncOpenAI``."""
-    auth = auth or WalletdAuth(
-        base_url=base_url,
-        prepay=prepay,
-        async_wallet=wallet,
-        socket=socket,
-        token=token,
-        token_file=token_file,
-        labels=labels,
-        error_wrapper=_openai_error_wrapper(),
-    )
-    return async_http_client(None, auth=auth, timeout=timeout, transport=transport)
+    wallet, wrapper = options.get("wallet"), _openai_error_wrapper()
+    options["auth"] = _auth(base_url, options, async_wallet=wallet, error_wrapper=wrapper)
+    return async_http_client(None, **options)
 
 
 def _openai_error_wrapper() -> Callable[[WalletdError], Exception] | None:

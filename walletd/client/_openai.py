@@ -17,18 +17,17 @@ This module imports ``openai``; ``walletd.client`` loads it only on demand.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
-import httpx
 import openai
 
 from walletd.client._auth import IDEMPOTENCY_HEADER
-from walletd.client._http import DEFAULT_TIMEOUT, async_openai_http_client, openai_http_client
-from walletd.client._wallet import AsyncWalletClient, PathArg, WalletClient
+from walletd.client._http import HttpOptions, async_openai_http_client, openai_http_client
+from walletd.client._settings import WalletdSettings
 from walletd.errors import WalletdError
 
 PLACEHOLDER_API_KEY = "x402"
+SDK = TypeVar("SDK", openai.OpenAI, openai.AsyncOpenAI)
 
 
 class WalletdPaymentError(openai.OpenAIError):
@@ -44,74 +43,43 @@ def wrap_walletd_error(error: WalletdError) -> Exception:
     return WalletdPaymentError(error)
 
 
-def _enable_idempotency(client: openai.OpenAI | openai.AsyncOpenAI) -> None:
+def _idempotent(client: SDK) -> SDK:
     """Send the SDK's per-call key (``stainless-python-retry-<uuid>``) as Idempotency-Key.
 
     ``_idempotency_header`` is the SDK's documented-in-code hook for this
     (OpenAI sets it to None); pinned ``openai>=2.54,<3`` and tested.
     """
     client._idempotency_header = IDEMPOTENCY_HEADER
+    return client
 
 
 def walletd_openai(
-    base_url: str,
-    *,
-    prepay: bool = False,
-    wallet: WalletClient | None = None,
-    socket: PathArg | None = None,
-    token: str | None = None,
-    token_file: PathArg | None = None,
-    labels: Mapping[str, str] | None = None,
-    timeout: httpx.Timeout = DEFAULT_TIMEOUT,
-    transport: httpx.BaseTransport | None = None,
-    **kwargs: Any,
+    base_url: str, *, walletd: WalletdSettings | None = None, **kwargs: Any
 ) -> openai.OpenAI:
-    """``openai.OpenAI`` whose requests walletd pays; ``kwargs`` go to the SDK."""
-    http = openai_http_client(
-        base_url,
-        prepay=prepay,
-        wallet=wallet,
-        socket=socket,
-        token=token,
-        token_file=token_file,
-        labels=labels,
-        timeout=timeout,
-        transport=transport,
-    )
-    client = openai.OpenAI(
-        base_url=base_url, api_key=PLACEHOLDER_API_KEY, http_client=http, **kwargs
-    )
-    _enable_idempotency(client)
-    return client
+    """``openai.OpenAI`` whose requests walletd pays.
+
+    ``kwargs`` named in :class:`HttpOptions` (``wallet``, ``timeout``,
+    ``transport``, ``auth``) go to the http client, the rest to the SDK.
+    """
+    http, sdk = _split(kwargs)
+    http_client = openai_http_client(base_url, walletd=walletd, **http)
+    return _idempotent(openai.OpenAI(**_sdk_options(base_url, http_client, sdk)))
 
 
 def async_walletd_openai(
-    base_url: str,
-    *,
-    prepay: bool = False,
-    wallet: AsyncWalletClient | None = None,
-    socket: PathArg | None = None,
-    token: str | None = None,
-    token_file: PathArg | None = None,
-    labels: Mapping[str, str] | None = None,
-    timeout: httpx.Timeout = DEFAULT_TIMEOUT,
-    transport: httpx.AsyncBaseTransport | None = None,
-    **kwargs: Any,
+    base_url: str, *, walletd: WalletdSettings | None = None, **kwargs: Any
 ) -> openai.AsyncOpenAI:
-    """``openai.AsyncOpenAI`` whose requests walletd pays; ``kwargs`` go to the SDK."""
-    http = async_openai_http_client(
-        base_url,
-        prepay=prepay,
-        wallet=wallet,
-        socket=socket,
-        token=token,
-        token_file=token_file,
-        labels=labels,
-        timeout=timeout,
-        transport=transport,
-    )
-    client = openai.AsyncOpenAI(
-        base_url=base_url, api_key=PLACEHOLDER_API_KEY, http_client=http, **kwargs
-    )
-    _enable_idempotency(client)
-    return client
+    """``openai.AsyncOpenAI`` whose requests walletd pays; see :func:`walletd_openai`."""
+    http, sdk = _split(kwargs)
+    client = async_openai_http_client(base_url, walletd=walletd, **http)
+    return _idempotent(openai.AsyncOpenAI(**_sdk_options(base_url, client, sdk)))
+
+
+def _split(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The keyword arguments of the http client, and those of the SDK."""
+    http = {k: v for k, v in kwargs.items() if k in HttpOptions.__annotations__}
+    return http, {k: v for k, v in kwargs.items() if k not in http}
+
+
+def _sdk_options(base_url: str, http_client: Any, sdk: dict[str, Any]) -> dict[str, Any]:
+    return {"base_url": base_url, "api_key": PLACEHOLDER_API_KEY, "http_client": http_client, **sdk}

@@ -19,15 +19,16 @@ import os
 import socket as socket_mod
 import stat
 import struct
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from operator import attrgetter
 from pathlib import Path
-from types import TracebackType
-from typing import TypeAlias
+from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypedDict, TypeVar, Unpack
 
 import grpc
 import grpc.aio
 
+from walletd.client._effects import AsyncClosing, Closing, check_options
 from walletd.client._errors import map_rpc_errors
 from walletd.domain.budget import BudgetState, WindowState
 from walletd.domain.payment import PaymentView, PayReceipt
@@ -45,8 +46,15 @@ from walletd.errors import (
     InvalidRequestError,
     UntrustedSocketError,
     WalletdError,
+    read_named_file,
 )
 from walletd.v1 import wallet_pb2 as pb, wallet_pb2_grpc as pb_grpc
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T")
+D = TypeVar("D", bound="DataclassInstance")
 
 PathArg: TypeAlias = str | os.PathLike[str]
 """A file path as the client takes it: ``str`` or any ``os.PathLike`` (``Path``)."""
@@ -116,15 +124,7 @@ class ClientTls:
 
 def _read_file(path: PathArg | None, what: str) -> bytes | None:
     """The bytes of an optional file, or InvalidRequestError naming it."""
-    if path is None:
-        return None
-    path = Path(path).expanduser()
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise InvalidRequestError(
-            f"cannot read {what} {path}: {exc.strerror}", {"path": str(path)}
-        ) from exc
+    return None if path is None else read_named_file(Path(path).expanduser(), what)
 
 
 def load_token(token: str | None, token_file: PathArg | None) -> str | None:
@@ -299,37 +299,15 @@ def _optional_amount(value: str) -> int | None:
     return None if value == "" else _amount(value)
 
 
-def _pay_request(
-    idempotency_key: str,
-    method: str,
-    url: str,
-    payment_required: str,
-    body: bytes,
-    labels: Mapping[str, str] | None,
-) -> pb.PayRequest:
-    """The PayRequest for the arguments of ``pay``."""
-    return pb.PayRequest(
-        idempotency_key=idempotency_key,
-        method=method,
-        url=url,
-        payment_required=payment_required,
-        body=body,
-        labels=dict(labels or {}),
-    )
+def _from_message(cls: type[D], message: Any, **converted: Any) -> D:
+    """The domain dataclass ``cls`` from a message with fields of the same names."""
+    same = {f.name: getattr(message, f.name) for f in fields(cls) if f.name not in converted}
+    return cls(**same, **converted)
 
 
 def _receipt(resp: pb.PayResponse) -> PayReceipt:
     """The domain receipt of a PayResponse."""
-    return PayReceipt(
-        payment_id=resp.payment_id,
-        header_name=resp.header_name,
-        header_value=resp.header_value,
-        amount=_amount(resp.amount),
-        payee=resp.payee,
-        network=resp.network,
-        valid_before=resp.valid_before,
-        reused=resp.reused,
-    )
+    return _from_message(PayReceipt, resp, amount=_amount(resp.amount))
 
 
 def _budget_state(resp: pb.GetBudgetResponse) -> BudgetState:
@@ -348,28 +326,11 @@ def _budget_state(resp: pb.GetBudgetResponse) -> BudgetState:
 
 def _payment_view(p: pb.Payment) -> PaymentView:
     """The domain view of one Payment message."""
-    return PaymentView(
-        payment_id=p.payment_id,
-        client=p.client,
-        status=p.status,
-        amount=_amount(p.amount),
-        payee=p.payee,
-        network=p.network,
-        url=p.url,
-        created_at=p.created_at,
-        valid_before=p.valid_before,
-        nonce=p.nonce,
-        labels=dict(p.labels),
-    )
+    return _from_message(PaymentView, p, amount=_amount(p.amount), labels=dict(p.labels))
 
 
-def _spend_report_request(
-    since_ms: int | None, until_ms: int | None, group_by: Sequence[str]
-) -> pb.GetSpendReportRequest:
-    """The request of ``get_spend_report`` (None is "no bound", 0 on the wire)."""
-    return pb.GetSpendReportRequest(
-        since_ms=since_ms or 0, until_ms=until_ms or 0, group_by=list(group_by)
-    )
+def _payment_views(resp: pb.ListPaymentsResponse) -> list[PaymentView]:
+    return [_payment_view(p) for p in resp.payments]
 
 
 def _tally(t: pb.Tally) -> Tally:
@@ -418,34 +379,76 @@ def _health_serving(data: bytes) -> bool:
     return data[:2] == bytes([0x08, _SERVING])
 
 
+class PayOptions(TypedDict, total=False):
+    """The optional arguments of ``pay``: the demand, and labels for the ledger row."""
+
+    payment_required: str
+    """The 402's ``PAYMENT-REQUIRED`` header (x402 v2)."""
+    body: bytes
+    """Else the 402's JSON body (x402 v1)."""
+    labels: Mapping[str, str] | None
+
+
+class ReportOptions(TypedDict, total=False):
+    """The optional arguments of ``get_spend_report`` (times are Unix ms)."""
+
+    since_ms: int | None
+    until_ms: int | None
+    group_by: Sequence[str]
+    """Any of payee, host, model, day and status."""
+
+
+@dataclass(frozen=True)
+class _Rpc(Generic[T]):
+    """One call, as data: the stub method, its request, and how to read its answer."""
+
+    method: str
+    request: Any
+    read: Callable[[Any], T]
+    wait_for_ready: bool = False
+
+
+def _pay(key: str, method: str, url: str, options: PayOptions) -> _Rpc[PayReceipt]:
+    check_options(options, PayOptions, "pay")
+    request = pb.PayRequest(
+        idempotency_key=key,
+        method=method,
+        url=url,
+        payment_required=options.get("payment_required", ""),
+        body=options.get("body", b""),
+        labels=dict(options.get("labels") or {}),
+    )
+    return _Rpc("Pay", request, _receipt, wait_for_ready=True)
+
+
+def _report_outcome(payment_id: str, http_status: int, payment_response: str) -> _Rpc[str]:
+    request = pb.ReportOutcomeRequest(
+        payment_id=payment_id, http_status=http_status, payment_response=payment_response
+    )
+    return _Rpc("ReportOutcome", request, attrgetter("status"))
+
+
+def _spend_report_rpc(options: ReportOptions) -> _Rpc[SpendReport]:
+    """None is "no bound", 0 on the wire."""
+    check_options(options, ReportOptions, "get_spend_report")
+    request = pb.GetSpendReportRequest(
+        since_ms=options.get("since_ms") or 0,
+        until_ms=options.get("until_ms") or 0,
+        group_by=list(options.get("group_by", ())),
+    )
+    return _Rpc("GetSpendReport", request, _spend_report)
+
+
+def _get_budget() -> _Rpc[BudgetState]:
+    return _Rpc("GetBudget", pb.GetBudgetRequest(), _budget_state)
+
+
+def _list_payments(limit: int) -> _Rpc[list[PaymentView]]:
+    return _Rpc("ListPayments", pb.ListPaymentsRequest(limit=limit), _payment_views)
+
+
 class _ClientBase:
     """Settings and call options shared by the sync and async clients."""
-
-    def __init__(
-        self,
-        socket: PathArg | None,
-        token: str | None,
-        token_file: PathArg | None,
-        target: str | None,
-        timeout: float,
-        tls: ClientTls | None,
-        socket_owner: int | str | None,
-    ) -> None:
-        tok = load_token(token, token_file)  # local mistakes first, then the socket probe
-        self._endpoint = _endpoint(socket, target, tls, socket_owner)
-        self._metadata: tuple[tuple[str, str], ...] = (
-            (("authorization", f"Bearer {tok}"),) if tok else ()
-        )
-        self._timeout = timeout
-
-    @property
-    def target(self) -> str:
-        """The gRPC target this client dials."""
-        return self._endpoint.target
-
-
-class WalletClient(_ClientBase):
-    """Blocking client; thread-safe (one channel, shared by all calls)."""
 
     def __init__(
         self,
@@ -457,7 +460,33 @@ class WalletClient(_ClientBase):
         tls: ClientTls | None = None,
         socket_owner: int | str | None = None,
     ) -> None:
-        super().__init__(socket, token, token_file, target, timeout, tls, socket_owner)
+        tok = load_token(token, token_file)  # local mistakes first, then the socket probe
+        self._endpoint = _endpoint(socket, target, tls, socket_owner)
+        self._metadata: tuple[tuple[str, str], ...] = (
+            (("authorization", f"Bearer {tok}"),) if tok else ()
+        )
+        self._timeout = timeout
+        self._start()
+
+    def _start(self) -> None:
+        """Open what the client needs up front (the blocking client: its channel)."""
+
+    @property
+    def target(self) -> str:
+        """The gRPC target this client dials."""
+        return self._endpoint.target
+
+    def _call_options(self, rpc: _Rpc[Any]) -> dict[str, Any]:
+        options: dict[str, Any] = {"timeout": self._timeout, "metadata": self._metadata}
+        if rpc.wait_for_ready:
+            options["wait_for_ready"] = True
+        return options
+
+
+class WalletClient(_ClientBase, Closing):
+    """Blocking client; thread-safe (one channel, shared by all calls)."""
+
+    def _start(self) -> None:
         ep = self._endpoint
         if ep.credentials is None:
             self._channel = grpc.insecure_channel(ep.target, options=ep.options)
@@ -466,26 +495,14 @@ class WalletClient(_ClientBase):
         self._stub = pb_grpc.WalletServiceStub(self._channel)
 
     def pay(
-        self,
-        idempotency_key: str,
-        method: str,
-        url: str,
-        *,
-        payment_required: str = "",
-        body: bytes = b"",
-        labels: Mapping[str, str] | None = None,
+        self, idempotency_key: str, method: str, url: str, **options: Unpack[PayOptions]
     ) -> PayReceipt:
         """Pay one 402 demand; waits up to the timeout for a restarting daemon.
 
         On DaemonUnavailableError the payment may or may not have been recorded:
         retry with the same idempotency key, which returns the same header.
         """
-        req = _pay_request(idempotency_key, method, url, payment_required, body, labels)
-        with map_rpc_errors():
-            resp = self._stub.Pay(
-                req, timeout=self._timeout, metadata=self._metadata, wait_for_ready=True
-            )
-        return _receipt(resp)
+        return self._call(_pay(idempotency_key, method, url, options))
 
     def report_outcome(self, payment_id: str, http_status: int, payment_response: str = "") -> str:
         """Tell the daemon what the paid request returned; returns the payment's status.
@@ -493,44 +510,22 @@ class WalletClient(_ClientBase):
         Raises PaidAnswerLostError when the server refused a payment that the
         chain shows already used (the daemon has recorded it settled).
         """
-        req = pb.ReportOutcomeRequest(
-            payment_id=payment_id, http_status=http_status, payment_response=payment_response
-        )
-        with map_rpc_errors():
-            resp = self._stub.ReportOutcome(req, timeout=self._timeout, metadata=self._metadata)
-        return resp.status
+        return self._call(_report_outcome(payment_id, http_status, payment_response))
 
     def get_budget(self) -> BudgetState:
         """What remains in each of this client's budget windows."""
-        with map_rpc_errors():
-            resp = self._stub.GetBudget(
-                pb.GetBudgetRequest(), timeout=self._timeout, metadata=self._metadata
-            )
-        return _budget_state(resp)
+        return self._call(_get_budget())
 
     def list_payments(self, limit: int = 100) -> list[PaymentView]:
         """This client's payments, newest first."""
-        with map_rpc_errors():
-            resp = self._stub.ListPayments(
-                pb.ListPaymentsRequest(limit=limit), timeout=self._timeout, metadata=self._metadata
-            )
-        return [_payment_view(p) for p in resp.payments]
+        return self._call(_list_payments(limit))
 
-    def get_spend_report(
-        self,
-        *,
-        since_ms: int | None = None,
-        until_ms: int | None = None,
-        group_by: Sequence[str] = (),
-    ) -> SpendReport:
+    def get_spend_report(self, **options: Unpack[ReportOptions]) -> SpendReport:
         """This client's spend report (scope read): counts and amounts by status.
 
         ``group_by`` takes payee, host, model, day and status; times are Unix ms.
         """
-        req = _spend_report_request(since_ms, until_ms, group_by)
-        with map_rpc_errors():
-            resp = self._stub.GetSpendReport(req, timeout=self._timeout, metadata=self._metadata)
-        return _spend_report(resp)
+        return self._call(_spend_report_rpc(options))
 
     def health(self) -> bool:
         """True when the daemon answers and its wallet service is SERVING."""
@@ -547,19 +542,13 @@ class WalletClient(_ClientBase):
         """Close the channel; the client cannot be used afterwards."""
         self._channel.close()
 
-    def __enter__(self) -> WalletClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+    def _call(self, rpc: _Rpc[T]) -> T:
+        with map_rpc_errors():
+            response = getattr(self._stub, rpc.method)(rpc.request, **self._call_options(rpc))
+        return rpc.read(response)
 
 
-class AsyncWalletClient(_ClientBase):
+class AsyncWalletClient(_ClientBase, AsyncClosing):
     """asyncio client; the channel is created lazily inside the running loop.
 
     A grpc.aio channel is bound to the loop that created it, so constructing the
@@ -567,19 +556,8 @@ class AsyncWalletClient(_ClientBase):
     a call from a different loop opens a new channel.
     """
 
-    def __init__(
-        self,
-        socket: PathArg | None = None,
-        token: str | None = None,
-        token_file: PathArg | None = None,
-        target: str | None = None,
-        timeout: float = 10.0,
-        tls: ClientTls | None = None,
-        socket_owner: int | str | None = None,
-    ) -> None:
-        super().__init__(socket, token, token_file, target, timeout, tls, socket_owner)
-        self._channel: grpc.aio.Channel | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+    _channel: grpc.aio.Channel | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
 
     def _current_channel(self) -> grpc.aio.Channel:
         """The channel of the running loop, opened on first use."""
@@ -595,75 +573,29 @@ class AsyncWalletClient(_ClientBase):
             self._loop = loop
         return self._channel
 
-    def _stub(self) -> pb_grpc.WalletServiceAsyncStub:
-        """A stub on the running loop's channel (stubs are cheap)."""
-        return pb_grpc.WalletServiceStub(self._current_channel())
-
     async def pay(
-        self,
-        idempotency_key: str,
-        method: str,
-        url: str,
-        *,
-        payment_required: str = "",
-        body: bytes = b"",
-        labels: Mapping[str, str] | None = None,
+        self, idempotency_key: str, method: str, url: str, **options: Unpack[PayOptions]
     ) -> PayReceipt:
         """Pay one 402 demand; see WalletClient.pay."""
-        req = _pay_request(idempotency_key, method, url, payment_required, body, labels)
-        with map_rpc_errors():
-            resp = await self._stub().Pay(
-                req, timeout=self._timeout, metadata=self._metadata, wait_for_ready=True
-            )
-        return _receipt(resp)
+        return await self._call(_pay(idempotency_key, method, url, options))
 
     async def report_outcome(
         self, payment_id: str, http_status: int, payment_response: str = ""
     ) -> str:
-        """Tell the daemon what the paid request returned; returns the payment's status.
-
-        Raises PaidAnswerLostError when the server refused a payment that the
-        chain shows already used (the daemon has recorded it settled).
-        """
-        req = pb.ReportOutcomeRequest(
-            payment_id=payment_id, http_status=http_status, payment_response=payment_response
-        )
-        with map_rpc_errors():
-            resp = await self._stub().ReportOutcome(
-                req, timeout=self._timeout, metadata=self._metadata
-            )
-        return resp.status
+        """Tell the daemon what the paid request returned; see WalletClient.report_outcome."""
+        return await self._call(_report_outcome(payment_id, http_status, payment_response))
 
     async def get_budget(self) -> BudgetState:
         """What remains in each of this client's budget windows."""
-        with map_rpc_errors():
-            resp = await self._stub().GetBudget(
-                pb.GetBudgetRequest(), timeout=self._timeout, metadata=self._metadata
-            )
-        return _budget_state(resp)
+        return await self._call(_get_budget())
 
     async def list_payments(self, limit: int = 100) -> list[PaymentView]:
         """This client's payments, newest first."""
-        with map_rpc_errors():
-            resp = await self._stub().ListPayments(
-                pb.ListPaymentsRequest(limit=limit), timeout=self._timeout, metadata=self._metadata
-            )
-        return [_payment_view(p) for p in resp.payments]
+        return await self._call(_list_payments(limit))
 
-    async def get_spend_report(
-        self,
-        *,
-        since_ms: int | None = None,
-        until_ms: int | None = None,
-        group_by: Sequence[str] = (),
-    ) -> SpendReport:
+    async def get_spend_report(self, **options: Unpack[ReportOptions]) -> SpendReport:
         """This client's spend report; see WalletClient.get_spend_report."""
-        req = _spend_report_request(since_ms, until_ms, group_by)
-        with map_rpc_errors():
-            resp = await self._stub().GetSpendReport(
-                req, timeout=self._timeout, metadata=self._metadata
-            )
-        return _spend_report(resp)
+        return await self._call(_spend_report_rpc(options))
 
     async def health(self) -> bool:
         """True when the daemon answers and its wallet service is SERVING."""
@@ -676,19 +608,14 @@ class AsyncWalletClient(_ClientBase):
             return False
         return isinstance(data, bytes) and _health_serving(data)
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         """Close the channel of the running loop, if one was opened."""
         channel, self._channel, self._loop = self._channel, None, None
         if channel is not None:
             await channel.close(grace=None)
 
-    async def __aenter__(self) -> AsyncWalletClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
+    async def _call(self, rpc: _Rpc[T]) -> T:
+        stub = pb_grpc.WalletServiceStub(self._current_channel())  # stubs are cheap
+        with map_rpc_errors():
+            response = await getattr(stub, rpc.method)(rpc.request, **self._call_options(rpc))
+        return rpc.read(response)

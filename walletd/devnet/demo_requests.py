@@ -11,8 +11,11 @@ import base64
 import json
 from pathlib import Path
 
-from walletd.client import ClusterClient, PaymentAttempt, WalletClient
+from walletd.client import ClusterClient, PaymentAttempt, WalletClient, WalletdSettings
 from walletd.domain.money import format_usd
+
+DEMO = WalletdSettings(labels={"app": "demo"})
+"""The demo's payments carry ``app=demo`` (the wallet itself is given)."""
 
 
 def _paid(payment: PaymentAttempt | None) -> str:
@@ -29,7 +32,7 @@ def _paid(payment: PaymentAttempt | None) -> str:
 def run(base_url: str, wallet: WalletClient, model: str, image_model: str, out: Path) -> None:
     """A paid chat, a streamed chat and an image generation."""
     messages = [{"role": "user", "content": "What does walletd do?"}]
-    with ClusterClient(f"{base_url}/v1", wallet=wallet, labels={"app": "demo"}) as api:
+    with ClusterClient(f"{base_url}/v1", walletd=DEMO, wallet=wallet) as api:
         result = api.chat(model, messages)
         print(f"  chat → {result.text[:60]!r}")
         print(f"    {_paid(result.payment)}")

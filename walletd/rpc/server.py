@@ -51,7 +51,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from walletd.domain.payment import MAX_PAY_REQUEST_BYTES
-from walletd.errors import InvalidRequestError
+from walletd.errors import InvalidRequestError, read_named_file
 from walletd.rpc.intake import MAX_CONCURRENT_RPCS, Intake
 from walletd.rpc.permissions import SERVICE_NAME
 from walletd.rpc.servicer import WalletServicer
@@ -182,12 +182,7 @@ class TlsFiles:
 
 def _read_pem(path: Path) -> bytes:
     """The bytes of a PEM file, or InvalidRequestError naming the file."""
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise InvalidRequestError(
-            f"cannot read TLS file {path}: {exc.strerror}", {"path": str(path)}
-        ) from exc
+    return read_named_file(path, "TLS file")
 
 
 class RpcServer:
