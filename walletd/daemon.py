@@ -196,11 +196,23 @@ def _start_reconciler(
     return loop
 
 
+SIGNAL_POLL_S = 0.5
+"""How often the main thread wakes to run a signal handler another thread received."""
+
+
 def _wait_for_signal(stop: threading.Event) -> None:
+    """Block until SIGTERM or SIGINT.
+
+    The kernel may deliver the signal to any of the daemon's threads (gRPC's,
+    the reconciler, the metrics server). Python then only flags it, and runs
+    the handler when the main thread next executes bytecode; a main thread
+    blocked in an untimed wait would never do so. So it waits in short steps.
+    """
 
     def _handle(signum: int, _frame: FrameType | None) -> None:
         stop.set()
 
     signal.signal(signal.SIGTERM, _handle)
     signal.signal(signal.SIGINT, _handle)
-    stop.wait()
+    while not stop.wait(SIGNAL_POLL_S):
+        pass

@@ -458,6 +458,7 @@ class ForkedDaemon(Daemon):
 
     def __init__(self, home: WalletHome, zygote: Zygote) -> None:
         self.home = home
+        self.socket = home.socket
         self.log = (home.root / "daemon.log").open("ab")
         self.proc = _ForkedProc(zygote)  # type: ignore[assignment]
         self._wait_ready(timeout=60)

@@ -156,7 +156,11 @@ class Daemon:
         self.proc = subprocess.Popen(
             argv, env=home.env, stdout=self.log, stderr=self.log, preexec_fn=limit
         )
-        self._wait_ready()
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()  # a daemon that never came up leaves no process or open log behind
+            raise
 
     def _wait_ready(self, timeout: float = 30) -> None:
         from walletd.client import WalletClient
