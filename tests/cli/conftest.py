@@ -8,7 +8,6 @@ beta, paid through the real WalletService); ``pay_daemon`` is one real
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.plugins.daemon import Daemon, WalletHome, init_home
+from tests.plugins.daemon import WalletHome, client_daemon
 from tests.report.conftest import Books, make_books
 
 PER_REQUEST_USD = "0.01"
@@ -44,13 +43,5 @@ def books(sqlite_ledger_url: str) -> Iterator[Books]:
 @pytest.fixture(scope="module")
 def pay_daemon() -> Iterator[tuple[WalletHome, Path]]:
     """A running daemon and the token file of client `svc` (per request 0.01 USD)."""
-    home = init_home()
-    token = home.add_client("svc")
-    home.admin("budget", "set", "svc", "--per-request", PER_REQUEST_USD, "--daily", "5")
-    daemon = Daemon(home)
-    try:
-        yield home, token
-    finally:
-        code = daemon.stop()
-        shutil.rmtree(home.root, ignore_errors=True)
-        assert code == 0
+    with client_daemon("--per-request", PER_REQUEST_USD, "--daily", "5") as found:
+        yield found

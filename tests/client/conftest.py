@@ -7,7 +7,6 @@ and looks only at the ledger rows it created.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.plugins.chain import Chain
-from tests.plugins.daemon import Daemon, WalletHome, init_home
+from tests.plugins.daemon import WalletHome, client_daemon
 from tests.plugins.devnet import DevnetApi
 from walletd.client import PaymentView, WalletClient, WalletdSettings
 
@@ -73,16 +72,8 @@ class Wallet:
 @pytest.fixture(scope="module")
 def module_daemon() -> Iterator[tuple[WalletHome, Path]]:
     """An initialised wallet with client `svc` (daily budget 5 USD) and its daemon."""
-    home = init_home()
-    token = home.add_client("svc")
-    home.admin("budget", "set", "svc", "--daily", "5")
-    daemon = Daemon(home)
-    try:
-        yield home, token
-    finally:
-        code = daemon.stop()
-        shutil.rmtree(home.root, ignore_errors=True)
-        assert code == 0
+    with client_daemon("--daily", "5") as found:
+        yield found
 
 
 @pytest.fixture

@@ -11,17 +11,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.client.conftest import CHAT_MODEL, CHAT_PRICE, FUNDS, Wallet
-from tests.plugins.chain import Chain
-from tests.plugins.daemon import Daemon, WalletHome, init_home
-from tests.plugins.devnet import DevnetApi
+from tests.client.conftest import CHAT_MODEL, CHAT_PRICE, Wallet
+from tests.plugins.daemon import WalletHome, client_daemon
 from walletd.client import (
     AsyncClusterClient,
     ClusterClient,
@@ -38,28 +35,9 @@ NONCE_USED = "invalid_exact_evm_nonce_already_used"
 @pytest.fixture(scope="module")
 def module_daemon(anvil: devchain.Anvil) -> Iterator[tuple[WalletHome, Path]]:
     """Like tests/client's daemon, but with the chain RPC (its loop runs rarely)."""
-    home = init_home()
-    (home.data_dir / "walletd.toml").write_text(
-        f'[chain]\nrpc_url = "{anvil.rpc_url}"\nreconcile_interval_seconds = 3600\n'
-    )
-    token = home.add_client("svc")
-    home.admin("budget", "set", "svc", "--daily", "5")
-    daemon = Daemon(home)
-    try:
-        yield home, token
-    finally:
-        code = daemon.stop()
-        shutil.rmtree(home.root, ignore_errors=True)
-        assert code == 0
-
-
-@pytest.fixture
-def wallet(module_daemon: tuple[WalletHome, Path], chain: Chain, devnet_api: DevnetApi) -> Wallet:
-    home, token = module_daemon
-    chain.mint(home.address, FUNDS)
-    found = Wallet(home, token, devnet_api, chain)
-    found.seen = frozenset(p.payment_id for p in found.new_payments())
-    return found
+    config = f'[chain]\nrpc_url = "{anvil.rpc_url}"\nreconcile_interval_seconds = 3600\n'
+    with client_daemon("--daily", "5", config=config) as found:
+        yield found
 
 
 def _client(wallet: Wallet) -> ClusterClient:

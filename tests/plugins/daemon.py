@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,6 +122,27 @@ def init_home(root: Path | None = None, data_dir: Path | None = None) -> WalletH
     )  # fmt: skip
     home.address = out.stdout.splitlines()[-1]
     return home
+
+
+@contextmanager
+def client_daemon(*budget: str, config: str = "") -> Iterator[tuple[WalletHome, Path]]:
+    """A new wallet, its client `svc` (``budget set svc BUDGET``) and its running daemon.
+
+    ``config`` becomes the data dir's walletd.toml. Yields the home and the token file;
+    the daemon must then stop cleanly.
+    """
+    home = init_home()
+    if config:
+        (home.data_dir / "walletd.toml").write_text(config)
+    token = home.add_client("svc")
+    home.admin("budget", "set", "svc", *budget)
+    daemon = Daemon(home)
+    try:
+        yield home, token
+    finally:
+        code = daemon.stop()
+        shutil.rmtree(home.root, ignore_errors=True)
+        assert code == 0, daemon.logs()
 
 
 @pytest.fixture
