@@ -89,15 +89,15 @@ def run(
         signer = unlock(settings, passphrase)
         store = Store(engines)
         require_current_key(store, signer.address)  # not a key rotated away, e.g. on a replica
+        chain = chain_opener(settings) if settings.rpc_url else None
         funds = _funds_cache(settings, metrics)
-        if funds is not None:  # Pay reads the balance afresh before refusing for funds
-            read_chain = chain_opener(settings)
-            funds.source = lambda: read_chain().usdc_balance(signer.address)
+        if funds is not None and chain is not None:  # Pay reads the balance afresh if short
+            open_chain = chain
+            funds.source = lambda: open_chain().usdc_balance(signer.address)
         direct = DirectPayments(
             store, signer, settings.limits(), settings.proof_headers(), transfer_opener(settings),
             funds=funds, receipt_timeout_s=settings.direct_receipt_timeout_seconds,
         )  # fmt: skip
-        chain = chain_opener(settings) if settings.rpc_url else None
         service = WalletService(
             store, signer, settings.limits(), funds=funds, direct=direct, chain=chain
         )
