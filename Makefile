@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-EXTRAS := server,postgres,devnet,openai,dev
+EXTRAS := server,postgres,devnet,openai,mcp,dev
 
 # `make test-fast`: the quick lane for while you work (under 2 minutes on 2 cores): no
 # anvil, no PostgreSQL, no slow tests, small Hypothesis runs. `make test` runs everything.

@@ -21,12 +21,18 @@ closed with ``aclose()``); both run one core (see _effects).
 
 This package is the base install: it needs grpcio, protobuf and httpx only, and
 must never import the daemon's modules (database, keys, service layer). The
-openai helpers load ``openai`` only when first used.
+openai helpers load ``openai`` only when first used, the MCP session (``walletd[mcp]``)
+``mcp``:
+
+    async with ClientSession(read, write) as session:      # the official MCP SDK
+        await session.initialize()
+        paying = PayingMCPSession(session, server="http://127.0.0.1:8000/mcp")
+        result, payment = await paying.call_tool_paid("get_weather", {"city": "Paris"})
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from walletd.client._api_errors import (
     ClusterAuthenticationError,
@@ -114,15 +120,30 @@ from walletd.errors import (
     WrongPassphraseError,
 )
 
+if TYPE_CHECKING:  # at run time they load on first use (__getattr__), with ``mcp``
+    from walletd.client._mcp import (
+        MCPPayment,
+        MCPPaymentRejectedError,
+        PayingMCPSession,
+        tool_resource_url,
+    )
+
 _OPENAI_NAMES = frozenset({"WalletdPaymentError", "async_walletd_openai", "walletd_openai"})
+_MCP_NAMES = frozenset(
+    {"MCPPayment", "MCPPaymentRejectedError", "PayingMCPSession", "tool_resource_url"}
+)
 
 
 def __getattr__(name: str) -> Any:
-    """The openai helpers, imported on first use (they need the ``openai`` extra)."""
+    """The openai and MCP helpers, imported on first use (the ``openai``, ``mcp`` extras)."""
     if name in _OPENAI_NAMES:
         from walletd.client import _openai
 
         return getattr(_openai, name)
+    if name in _MCP_NAMES:
+        from walletd.client import _mcp
+
+        return getattr(_mcp, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -162,11 +183,14 @@ __all__ = [
     "InvalidDemandError",
     "InvalidRequestError",
     "KeyStoreError",
+    "MCPPayment",
+    "MCPPaymentRejectedError",
     "ModelInfo",
     "NotFoundError",
     "PaidAnswerLostError",
     "PayOptions",
     "PayReceipt",
+    "PayingMCPSession",
     "PaymentAttempt",
     "PaymentRejectedError",
     "PaymentRequiredError",
@@ -208,5 +232,6 @@ __all__ = [
     "openai_http_client",
     "payment_attempt",
     "request_labels",
+    "tool_resource_url",
     "walletd_openai",
 ]

@@ -74,6 +74,9 @@ back by days) is summed from the rows, so pruning never changes a sum.
 
 _KEY = re.compile(r"[A-Za-z0-9_.:\-]{1,200}")
 _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+_URL_SCHEMES = frozenset({"http", "https", "mcp+stdio"})
+"""http(s) for HTTP resources; ``mcp+stdio://<name>/tools/<tool>`` names a tool of a local
+MCP server (walletd.client.PayingMCPSession), whose name is the host policy sees."""
 
 
 def _request_host(cmd: PayCommand) -> str:
@@ -82,8 +85,8 @@ def _request_host(cmd: PayCommand) -> str:
     if cmd.method.upper() not in _METHODS:
         raise InvalidRequestError(f"unsupported method {cmd.method!r:.20}")
     parts = urlsplit(cmd.url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidRequestError("url must be an absolute http(s) URL")
+    if parts.scheme not in _URL_SCHEMES or not parts.hostname:
+        raise InvalidRequestError("url must be an absolute http(s) or mcp+stdio URL")
     return parts.hostname.lower()
 
 
