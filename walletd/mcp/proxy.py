@@ -97,12 +97,16 @@ class _Link:
     error: str = ""
     """Why the connection could not open, or why it ended."""
     instructions: str | None = None
+    calls: set[anyio.CancelScope] = field(default_factory=set)
+    """The scopes of the calls waiting on this connection: cancelled when it closes."""
 
     def close(self, why: str = "") -> None:
-        """End the connection (its task closes the transport)."""
+        """End the connection (its task closes the transport) and every call waiting on it."""
         self.error = self.error or why
         self.closed.set()
         self.scope.cancel()
+        for call in list(self.calls):
+            call.cancel()
 
     @property
     def alive(self) -> bool:
@@ -163,12 +167,11 @@ class UpstreamLink:
             link.closed.set()
             link.ready.set()
 
-    async def session(self) -> PayingMCPSession:
-        """The open paying session, opened now if there is none (UpstreamError if it fails)."""
+    async def open(self) -> _Link:
+        """The open connection, opened now if there is none (UpstreamError if it fails)."""
         async with self._lock:
             if self._link is not None and self._link.alive:
-                assert self._link.paying is not None
-                return self._link.paying
+                return self._link
             link = self._link = _Link()
             self._group.start_soon(self._keep, link)
             with anyio.move_on_after(self.upstream.timeout):
@@ -176,8 +179,13 @@ class UpstreamLink:
             if not link.alive:
                 link.close(f"it did not start within {self.upstream.timeout:g} s")
                 raise UpstreamError(f"cannot reach the upstream MCP server: {link.error}")
-            assert link.paying is not None
-            return link.paying
+            return link
+
+    async def session(self) -> PayingMCPSession:
+        """The open paying session (see :meth:`open`)."""
+        paying = (await self.open()).paying
+        assert paying is not None
+        return paying
 
     def drop(self, why: str) -> str:
         """Close the current connection (the next call opens a new one); returns the reason."""
@@ -223,10 +231,24 @@ class UpstreamLink:
         """Call one tool upstream, paying it through walletd; every failure is a tool error."""
         server = self.upstream.server
         try:
-            paying = await self.session()
-            result, payment = await paying.call_tool_paid(
-                name, arguments, read_timeout_seconds=self.upstream.timeout
-            )
+            link = await self.open()
+            assert link.paying is not None
+            with anyio.CancelScope() as waiting:
+                link.calls.add(waiting)
+                try:
+                    result, payment = await link.paying.call_tool_paid(
+                        name, arguments, read_timeout_seconds=self.upstream.timeout
+                    )
+                finally:
+                    link.calls.discard(waiting)
+            if waiting.cancelled_caught:
+                why = link.error or "its connection closed"
+                return plain_error(
+                    "UPSTREAM_UNAVAILABLE",
+                    f"upstream {server} failed during tool {name!r}: {why}; the connection "
+                    "is closed and the next call opens a new one",
+                    tool=name,
+                )
         except UpstreamError as exc:
             return plain_error("UPSTREAM_UNAVAILABLE", str(exc), server=server)
         except MCPPaymentRejectedError as err:
