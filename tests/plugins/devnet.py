@@ -1,5 +1,8 @@
 """Fixtures: the local paid API (facilitator + Cluster-Protocol-like API) on the session chain.
 
+``devnet_mcp`` adds the paid MCP server (walletd.devnet.mcp_server) on the same facilitator
+and payee; it starts on first use, and its stats and faults are reset around each test.
+
 ``devnet_api`` is session-scoped: the servers start once (~0.1 s on top of anvil) against the
 session's ``anvil`` with test USDC installed. Between tests its stats and faults are reset by
 an autouse fixture that only acts when the test uses ``devnet_api``, so tests that never touch
@@ -29,6 +32,7 @@ if TYPE_CHECKING:
 
     from walletd.devnet import chain as devchain
     from walletd.devnet.api import ApiStats, Faults
+    from walletd.devnet.mcp_server import McpFaults, McpStats
 else:
     devchain = LazyModule("walletd.devnet.chain")
 
@@ -79,6 +83,43 @@ def devnet_api(anvil: devchain.Anvil, usdc: Contract) -> Iterator[DevnetApi]:
             stats=running.stats,
             faults=running.faults,
         )
+
+
+@dataclass(frozen=True)
+class DevnetMcp:
+    """The running paid MCP server as tests see it."""
+
+    url: str
+    pay_to: str
+    stats: McpStats
+    faults: McpFaults
+
+    def reset(self) -> None:
+        """Forget the settlements and switch every fault off."""
+        self.stats.reset()
+        self.faults.reset()
+
+
+@pytest.fixture(scope="session")
+def devnet_mcp(devnet_api: DevnetApi) -> Iterator[DevnetMcp]:
+    """The paid MCP server (weather $0.001, research $0.01, ping free), paying ``devnet_api``'s
+    payee through its facilitator."""
+    from walletd.devnet.mcp_server import paid_mcp_server
+
+    with paid_mcp_server(devnet_api.facilitator_url, devnet_api.pay_to) as running:
+        yield DevnetMcp(running.url, running.pay_to, running.stats, running.faults)
+
+
+@pytest.fixture(autouse=True)
+def _reset_devnet_mcp(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Clean stats and faults around every test that uses ``devnet_mcp``."""
+    if "devnet_mcp" not in request.fixturenames:
+        yield
+        return
+    server: DevnetMcp = request.getfixturevalue("devnet_mcp")
+    server.reset()
+    yield
+    server.reset()
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,7 @@
-"""``python -m walletd.devnet``: run a local paid API (anvil + USDC + facilitator) until stopped.
+"""``python -m walletd.devnet``: run a local paid API and paid MCP server until stopped.
+
+anvil + test USDC + facilitator, the paid HTTP API and the paid MCP server (streamable
+HTTP) beside it.
 
 Prints where everything listens, then waits for Ctrl-C or SIGTERM and shuts down cleanly.
 Everything binds 127.0.0.1 on free ports; the keys involved are anvil's public dev keys.
@@ -68,6 +71,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"api_url          {api.base_url}  (POST /v1/chat/completions $0.003, ", end="")
         print("POST /v1/images/generations $0.02, GET /v1/models free)")
         print(f"stats_url        {api.base_url}/_devnet/stats")
+        print(
+            f"mcp_url          {devnet.mcp.url}  (streamable HTTP; tools weather $0.001, ", end=""
+        )
+        print("research $0.01, ping free)")
         print(f"pay_to           {api.pay_to}")
         for address in args.fund:
             print(f"funded           {address}  ({_FUND_AMOUNT} atomic USDC)")

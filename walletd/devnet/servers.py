@@ -5,7 +5,8 @@
   and no other process can take it in between (no "find a free port, then bind" race).
 * :func:`paid_api` starts the facilitator and the paid API against an existing node; the
   test fixtures use it with the session's anvil.
-* :class:`Devnet` adds the node: anvil, test USDC at Base's address, facilitator, API.
+* :class:`Devnet` adds the node: anvil, test USDC at Base's address, facilitator, API, and
+  the paid MCP server (:mod:`walletd.devnet.mcp_server`) beside the API.
 
 Roles (anvil's public dev accounts, local chains only): account 0 deploys and mints the
 token (see :mod:`walletd.devnet.chain`), account 1 is the facilitator and pays gas,
@@ -21,6 +22,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import uvicorn
 from eth_account.signers.local import LocalAccount
@@ -31,6 +33,9 @@ from web3 import Web3
 from walletd.devnet.api import ApiSettings, ApiStats, Faults, api_faults, api_stats, create_api_app
 from walletd.devnet.chain import Anvil, connect, dev_account, install_usdc
 from walletd.devnet.facilitator import create_facilitator_app
+
+if TYPE_CHECKING:
+    from walletd.devnet.mcp_server import PaidMcpServer
 
 __all__ = [
     "FACILITATOR_ACCOUNT_INDEX",
@@ -164,10 +169,11 @@ def paid_api(
 
 
 class Devnet:
-    """Everything walletd pays against, on loopback: anvil, USDC, facilitator, paid API.
+    """Everything walletd pays against, on loopback: anvil, USDC, facilitator, paid API, MCP.
 
     Use as a context manager; leaving it stops the servers and then anvil. Attributes are
-    available while entered: ``anvil``, ``rpc_url``, ``w3``, ``api`` (a :class:`PaidApi`).
+    available while entered: ``anvil``, ``rpc_url``, ``w3``, ``api`` (a :class:`PaidApi`),
+    ``mcp`` (the paid MCP server, paying the same ``pay_to`` through the same facilitator).
     """
 
     def __init__(self, *, pay_to: str | None = None, api_keys: Iterable[str] = ()) -> None:
@@ -177,6 +183,7 @@ class Devnet:
         self._anvil: Anvil | None = None
         self._w3: Web3 | None = None
         self._api: PaidApi | None = None
+        self._mcp: PaidMcpServer | None = None
 
     def __enter__(self) -> Devnet:
         try:
@@ -185,6 +192,11 @@ class Devnet:
             install_usdc(self._w3)
             self._api = self._stack.enter_context(
                 paid_api(self._anvil.rpc_url, pay_to=self._pay_to, api_keys=self._api_keys)
+            )
+            from walletd.devnet.mcp_server import paid_mcp_server  # it imports this module
+
+            self._mcp = self._stack.enter_context(
+                paid_mcp_server(self._api.facilitator_url, self._api.pay_to)
             )
         except BaseException:
             self._stack.close()
@@ -198,7 +210,7 @@ class Devnet:
         tb: TracebackType | None,
     ) -> None:
         self._stack.close()
-        self._anvil = self._w3 = self._api = None
+        self._anvil = self._w3 = self._api = self._mcp = None
 
     @property
     def anvil(self) -> Anvil:
@@ -225,3 +237,10 @@ class Devnet:
         if self._api is None:
             raise RuntimeError("the devnet is not running")
         return self._api
+
+    @property
+    def mcp(self) -> PaidMcpServer:
+        """The running paid MCP server."""
+        if self._mcp is None:
+            raise RuntimeError("the devnet is not running")
+        return self._mcp
