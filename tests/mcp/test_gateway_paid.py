@@ -25,6 +25,8 @@ IMAGE_MODEL = "flux-dev"
 CHAT_PRICE, IMAGE_PRICE = 3000, 20000
 FUNDS = 1_000_000
 
+pytestmark = pytest.mark.slow  # a daemon and `walletd mcp` subprocesses
+
 
 @pytest.fixture(scope="module")
 def gateway_daemon() -> Iterator[tuple[WalletHome, dict[str, Path]]]:

@@ -22,6 +22,8 @@ from walletd.client import WalletClient
 WEATHER, RESEARCH = 1000, 10000
 FUNDS = 1_000_000
 
+pytestmark = pytest.mark.slow  # a daemon and `walletd mcp` subprocesses
+
 
 @pytest.fixture(scope="module")
 def proxy_daemon() -> Iterator[tuple[WalletHome, Path]]:
