@@ -141,13 +141,21 @@ def test_an_exhausted_budget_is_a_tool_error_naming_the_reason_and_the_limit_in_
     before = chain.usdc_balance(home.address)
 
     async def run() -> Any:
-        async with agent(env, "--base-url", devnet_api.base_url) as session:
+        args = ("--base-url", devnet_api.base_url, "--max-response-bytes", "64")
+        async with agent(env, *args) as session:
             first = await session.call_tool("chat", {"model": CHAT_MODEL, "prompt": "one"})
             second = await session.call_tool("chat", {"model": CHAT_MODEL, "prompt": "two"})
             left = await session.call_tool("wallet_budget", {})
-            return first, second, left
+            models = await session.call_tool("paid_fetch", {"url": devnet_api.url("/v1/models")})
+            return first, second, left, models
 
-    first, second, left = asyncio.run(run())
+    first, second, left, models = asyncio.run(run())
+    # The response-size cap: a free fetch, its body cut at 64 bytes, and said so.
+    assert not models.isError
+    assert (structured(models)["truncated"], structured(models)["bytes"]) == (True, 64)
+    assert structured(models)["payment"] is None
+    assert "(cut at 64 bytes)" in text_of(models)
+    assert "walletd paid nothing for this call." in text_of(models)
     assert not first.isError, text_of(first)
     assert second.isError
     text = text_of(second)

@@ -10,15 +10,18 @@ for a budget refusal, the limit, spent and requested amounts in USD.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from mcp.types import CallToolResult, ContentBlock, TextContent
 
+from walletd.client import AsyncWalletClient
 from walletd.domain.money import format_usd
-from walletd.domain.payment import PayReceipt
+from walletd.domain.payment import PaymentView, PayReceipt
 from walletd.errors import RefusedError, WalletdError
 
+STATUS_LOOKBACK = 100
+"""How many of the client's newest payments are searched for one payment."""
 USD_DETAILS = ("limit", "spent", "requested", "available", "outstanding", "asked")
 """Atomic-unit details of a refusal that are also given in USD."""
 
@@ -39,13 +42,38 @@ def payment_facts(
     }
 
 
+def view_facts(view: PaymentView) -> dict[str, Any]:
+    """The ``payment`` object of a ledger row (a payment known only by its id)."""
+    return {
+        "amount_usd": format_usd(view.amount),
+        "amount_atomic": str(view.amount),
+        "payee": view.payee,
+        "network": view.network,
+        "payment_id": view.payment_id,
+        "status": view.status,
+        "transaction": "",
+        "reused": False,
+    }
+
+
+async def ledger_facts(wallet: Callable[[], AsyncWalletClient], payment_id: str) -> dict[str, Any]:
+    """What the client's ledger says of ``payment_id`` (only its id if it cannot be read)."""
+    unknown: dict[str, Any] = {"payment_id": payment_id, "status": "signed"}
+    try:
+        rows = await wallet().list_payments(STATUS_LOOKBACK)
+    except WalletdError:  # a client without the read scope, or the daemon away
+        return unknown
+    row = next((r for r in rows if r.payment_id == payment_id), None)
+    return unknown if row is None else view_facts(row)
+
+
 def payment_line(payment: Mapping[str, Any] | None) -> str:
     """One sentence: what was paid (or that nothing was)."""
     if payment is None:
         return "walletd paid nothing for this call."
     line = (
-        f"walletd paid {payment['amount_usd']} USD to {payment['payee']}, "
-        f"payment {payment['payment_id']}, status {payment['status']}"
+        f"walletd paid {payment.get('amount_usd', '?')} USD to {payment.get('payee', '?')}, "
+        f"payment {payment.get('payment_id', '?')}, status {payment.get('status', '?')}"
     )
     if payment.get("transaction"):
         line += f", tx {payment['transaction']}"

@@ -41,6 +41,7 @@ from walletd.errors import InvalidRequestError, PolicyDeniedError, WalletdError
 from walletd.mcp._results import (
     dumps,
     error_result,
+    ledger_facts,
     payment_facts,
     plain_error,
     tool_result,
@@ -49,8 +50,6 @@ from walletd.mcp._results import (
 DEFAULT_MAX_RESPONSE_BYTES = 1 << 20
 DEFAULT_TIMEOUT_S = 120.0
 CONNECT_TIMEOUT_S = 5.0
-STATUS_LOOKBACK = 100
-"""How many of the client's newest payments are searched for a payment's ledger status."""
 _TEXT_TYPES = ("text/", "application/json", "application/xml", "+json", "+xml", "javascript")
 _SENT_BACK_HEADERS = ("content-type", "content-length", "location", "retry-after")
 _PAID = ToolAnnotations(readOnlyHint=False, destructiveHint=False, openWorldHint=True)
@@ -141,42 +140,16 @@ class Gateway:
 
     # ---- payments as the agent sees them -----------------------------------
 
-    async def ledger_status(self, payment_id: str) -> str:
-        """The payment's status in the ledger now ("signed" if it cannot be read back)."""
-        try:
-            rows = await self.wallet.list_payments(STATUS_LOOKBACK)
-        except WalletdError:  # a client without the read scope
-            return "signed"
-        return next((r.status for r in rows if r.payment_id == payment_id), "signed")
-
     async def facts(self, paid: PaymentAttempt | None) -> dict[str, Any] | None:
         """The ``payment`` object for a paid response (None when nothing was paid)."""
         if paid is None:
             return None
-        status = await self.ledger_status(paid.receipt.payment_id)
+        status = (await ledger_facts(lambda: self.wallet, paid.receipt.payment_id))["status"]
         return payment_facts(paid.receipt, status, paid.settlement)
 
     async def facts_by_id(self, payment_id: str) -> dict[str, Any] | None:
         """The ``payment`` object of a payment known only by id (an API error after paying)."""
-        if not payment_id:
-            return None
-        try:
-            rows = await self.wallet.list_payments(STATUS_LOOKBACK)
-        except WalletdError:
-            return {"payment_id": payment_id, "amount_usd": "?", "payee": "?", "status": "signed"}
-        row = next((r for r in rows if r.payment_id == payment_id), None)
-        if row is None:
-            return {"payment_id": payment_id, "amount_usd": "?", "payee": "?", "status": "signed"}
-        return {
-            "amount_usd": format_usd(row.amount),
-            "amount_atomic": str(row.amount),
-            "payee": row.payee,
-            "network": row.network,
-            "payment_id": row.payment_id,
-            "status": row.status,
-            "transaction": "",
-            "reused": False,
-        }
+        return await ledger_facts(lambda: self.wallet, payment_id) if payment_id else None
 
     async def failed(self, err: WalletdError) -> CallToolResult:
         """A tool error for ``err``, with the payment when one was made before it failed."""

@@ -46,7 +46,7 @@ from mcp.types import (
 
 from walletd.client import MCPPayment, MCPPaymentRejectedError, PayingMCPSession, WalletdSettings
 from walletd.errors import WalletdError
-from walletd.mcp._results import error_result, payment_line, plain_error
+from walletd.mcp._results import error_result, ledger_facts, payment_line, plain_error
 from walletd.mcp.server import HttpAddress, new_server, serve
 
 log = logging.getLogger("walletd.mcp.proxy")
@@ -252,7 +252,10 @@ class UpstreamLink:
         except UpstreamError as exc:
             return plain_error("UPSTREAM_UNAVAILABLE", str(exc), server=server)
         except MCPPaymentRejectedError as err:
-            return error_result(err, {"payment_id": err.details.get("payment_id", "")})
+            paying = link.paying
+            assert paying is not None
+            paid = await ledger_facts(paying.wallet, err.details.get("payment_id", ""))
+            return error_result(err, paid)
         except WalletdError as err:
             return error_result(err)
         except McpError as err:
@@ -277,7 +280,8 @@ class UpstreamLink:
             return plain_error(
                 "UPSTREAM_TIMEOUT",
                 f"upstream {server} did not answer tool {name!r} within "
-                f"{self.upstream.timeout:g} s",
+                f"{self.upstream.timeout:g} s (if the tool is paid, its payment may have been "
+                "made: the ledger follows it until it settles or expires)",
                 tool=name,
             )
         return plain_error(
