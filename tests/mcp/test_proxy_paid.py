@@ -27,7 +27,10 @@ pytestmark = pytest.mark.slow  # a daemon and `walletd mcp` subprocesses
 
 @pytest.fixture(scope="module")
 def proxy_daemon() -> Iterator[tuple[WalletHome, Path]]:
+    """Client `svc` (daily 5 USD) and client `exact` (daily 0.003 USD: three weather calls)."""
     with client_daemon("--daily", "5") as found:
+        found[0].add_client("exact")
+        found[0].admin("budget", "set", "exact", "--daily", "0.003")
         yield found
 
 
@@ -84,3 +87,30 @@ def test_the_proxy_re_exposes_the_tools_unchanged_and_pays_exactly_what_moves_on
     assert spent == WEATHER + RESEARCH
     assert (before[0] - after[0], after[1] - before[1]) == (spent, spent)
     assert [tool for tool, _ in devnet_mcp.stats.settlements] == ["weather", "research"]
+
+
+def test_a_budget_for_exactly_three_calls_pays_three_of_five_concurrent_calls(
+    proxy_daemon, chain: Chain, devnet_mcp: DevnetMcp
+) -> None:
+    home, _ = proxy_daemon
+    token = home.root / "exact.token"
+    chain.mint(home.address, FUNDS)
+    before = chain.usdc_balance(home.address)
+
+    async def run() -> list[Any]:
+        async with agent(walletd_env(home.socket, token), "--upstream", devnet_mcp.url) as session:
+            calls = [session.call_tool("weather", {"city": f"c{i}"}) for i in range(5)]
+            return list(await asyncio.gather(*calls))
+
+    results = asyncio.run(run())
+    paid = [r for r in results if not r.isError]
+    refused = [r for r in results if r.isError]
+    assert len(paid) == 3, [text_of(r) for r in results]
+    for result in refused:
+        assert result.structuredContent["error"]["reason"] == "BUDGET_EXCEEDED"
+        assert "limit 0.003000 USD" in text_of(result)
+    with WalletClient(socket=home.socket, token_file=token) as wallet:
+        rows = wallet.list_payments(limit=1000)
+    assert [r.amount for r in rows] == [WEATHER] * 3
+    assert before - chain.usdc_balance(home.address) == 3 * WEATHER
+    assert len(devnet_mcp.stats.settlements) == 3
