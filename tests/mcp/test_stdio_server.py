@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -99,3 +100,16 @@ def test_upstream_url_and_command_are_exclusive() -> None:
     )
     assert result.exit_code == 2
     assert "not both" in result.output
+
+
+def test_a_start_up_error_with_json_is_one_json_object_on_stderr_and_nothing_on_stdout() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = CliRunner().invoke(main, ["mcp", "--http", f"127.0.0.1:{port}", "--json"])
+    assert result.exit_code == 1, result.output
+    assert result.stdout == ""
+    error = json.loads(result.stderr)["error"]
+    assert error["reason"] == "INVALID_REQUEST"
+    assert f"cannot listen on 127.0.0.1:{port}" in error["message"]

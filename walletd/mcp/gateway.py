@@ -36,6 +36,7 @@ from walletd.client import (
     async_http_client,
     payment_attempt,
 )
+from walletd.domain.budget import BudgetState
 from walletd.domain.money import format_usd
 from walletd.errors import InvalidRequestError, PolicyDeniedError, WalletdError
 from walletd.mcp._results import (
@@ -71,6 +72,46 @@ class GatewayOptions:
 def url_host(url: str) -> str:
     """The URL's host as the daemon's host rule sees it (lower-cased, no port)."""
     return (urlsplit(url).hostname or "").lower()
+
+
+def url_hosts(url: str) -> frozenset[str]:
+    """The host of ``url`` as the daemon's rule sees it and as httpx will dial it.
+
+    Both must pass the allowlist, so a URL that the two parsers might read
+    differently cannot slip past the check.
+
+    Raises:
+        InvalidRequestError: not an http(s) URL with a host.
+    """
+    try:
+        hosts = frozenset({url_host(url), httpx.URL(url).host.lower()})
+        scheme = urlsplit(url).scheme
+    except (ValueError, httpx.InvalidURL):
+        hosts, scheme = frozenset(), ""
+    if scheme not in ("http", "https") or "" in hosts or not hosts:
+        raise InvalidRequestError(f"{url[:200]!r} is not an http(s) URL", {"field": "url"})
+    return hosts
+
+
+def check_hosts(hosts: frozenset[str], budget: BudgetState) -> None:
+    """Refuse, as Pay's host rule would, a host the client's or the global allowlist lacks.
+
+    Raises:
+        PolicyDeniedError: rule ``host_allowlist``, naming the host and the allowlist.
+    """
+    bad = next((host for host in sorted(hosts) if not budget.allows_host(host)), None)
+    if bad is None:
+        return
+    scope, allowed = (
+        ("", budget.hosts)
+        if budget.hosts and bad not in budget.hosts
+        else ("global ", budget.global_hosts)
+    )
+    raise PolicyDeniedError(
+        f"policy host_allowlist: host {bad!r} is not in the {scope}host "
+        f"allowlist ({', '.join(allowed)}); no request was sent",
+        {"rule": "host_allowlist", "host": bad, "allowlist": ",".join(allowed)},
+    )
 
 
 class Gateway:
@@ -110,33 +151,14 @@ class Gateway:
     # ---- the allowlist, before anything is sent ----------------------------
 
     async def refuse_host(self, url: str) -> CallToolResult | None:
-        """A tool error when the client's host allowlist excludes ``url``; else None."""
+        """A tool error when ``url`` is not http(s) or its host is not allowed; else None."""
         try:
-            hosts = {url_host(url), httpx.URL(url).host.lower()}
-            scheme = urlsplit(url).scheme
-        except (ValueError, httpx.InvalidURL):
-            hosts, scheme = set(), ""
-        if scheme not in ("http", "https") or "" in hosts or not hosts:
-            bad_url = InvalidRequestError(f"{url[:200]!r} is not an http(s) URL", {"field": "url"})
-            return error_result(bad_url)
-        try:
+            hosts = url_hosts(url)
             budget = await self.wallet.get_budget()
+            check_hosts(hosts, budget)
         except WalletdError as err:
             return error_result(err)
-        if all(budget.allows_host(host) for host in hosts):
-            return None
-        bad = next(host for host in sorted(hosts) if not budget.allows_host(host))
-        scope, allowed = (
-            ("", budget.hosts)
-            if budget.hosts and bad not in budget.hosts
-            else ("global ", budget.global_hosts)
-        )
-        denied = PolicyDeniedError(
-            f"policy host_allowlist: host {bad!r} is not in the {scope}host "
-            f"allowlist ({', '.join(allowed)}); no request was sent",
-            {"rule": "host_allowlist", "host": bad, "allowlist": ",".join(allowed)},
-        )
-        return error_result(denied)
+        return None
 
     # ---- payments as the agent sees them -----------------------------------
 
