@@ -113,3 +113,11 @@ def test_a_start_up_error_with_json_is_one_json_object_on_stderr_and_nothing_on_
     error = json.loads(result.stderr)["error"]
     assert error["reason"] == "INVALID_REQUEST"
     assert f"cannot listen on 127.0.0.1:{port}" in error["message"]
+
+
+def test_the_help_names_the_socket_and_token_file_variables_and_loopback() -> None:
+    result = CliRunner().invoke(main, ["mcp", "--help"], terminal_width=200)
+    text = " ".join(result.output.split())
+    for needle in ("$WALLETD_SOCKET", "$WALLETD_TOKEN_FILE", "~/.local/share/walletd/walletd.sock",
+                   "must be loopback", "--upstream-command"):  # fmt: skip
+        assert needle in text, needle
