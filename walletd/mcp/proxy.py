@@ -113,6 +113,13 @@ class _Link:
         return self.paying is not None and not self.closed.is_set()
 
 
+def describe(exc: BaseException) -> str:
+    """``Type: message`` of the first real error inside (task groups wrap them in groups)."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return f"{type(exc).__name__}: {exc!s:.200}"
+
+
 class UpstreamError(Exception):
     """The upstream could not be reached or answered with something that is not MCP."""
 
@@ -161,7 +168,7 @@ class UpstreamLink:
                     link.ready.set()
                     await link.closed.wait()
         except Exception as exc:  # the upstream failed to start, died, or broke the transport
-            link.error = link.error or f"{type(exc).__name__}: {exc!s:.200}"
+            link.error = link.error or describe(exc)
             log.warning("upstream %s: %s", self.upstream.server, link.error)
         finally:
             link.closed.set()
