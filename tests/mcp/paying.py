@@ -5,8 +5,8 @@ The agent side is always the official MCP SDK's ``ClientSession`` over streamabl
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +15,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult, TextContent
 
 from tests.plugins.chain import Chain
-from tests.plugins.daemon import WalletHome
+from tests.plugins.daemon import WalletHome, client_daemon
 from walletd.client import PaymentView, WalletClient, WalletdSettings
 
 
@@ -36,6 +36,19 @@ def text_of(result: object) -> str:
     block = result.content[0]
     assert isinstance(block, TextContent), block
     return block.text
+
+
+@contextmanager
+def funded_daemon(chain: Chain, funds: int) -> Iterator[tuple[WalletHome, Path]]:
+    """A wallet holding ``funds`` USDC, client `svc` ($5 a day), and its daemon reading ``chain``.
+
+    Funded once, outside any chain snapshot: the daemon caches the balance it read, so a
+    snapshot rolled back under it would make it see funds that are gone.
+    """
+    config = f'[chain]\nrpc_url = "{chain.rpc_url}"\nreconcile_interval_seconds = 3600\n'
+    with client_daemon("--daily", "5", config=config) as found:
+        chain.mint(found[0].address, funds)
+        yield found
 
 
 @dataclass

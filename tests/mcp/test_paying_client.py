@@ -3,9 +3,8 @@
 The agent is the official MCP SDK's ClientSession over streamable HTTP, wrapped in
 PayingMCPSession; the server is walletd.devnet.mcp_server (the x402 SDK's MCP payment
 wrapper, settling through the local facilitator on anvil). One daemon serves the module;
-its wallet is funded once, outside any chain snapshot (the daemon caches the balance it
-read, so a snapshot rolled back under it would make it see funds that are gone), and each
-test looks at balance deltas and at its own ledger rows only.
+its wallet is funded once, outside any chain snapshot (``funded_daemon``), and each test
+looks at balance deltas and at its own ledger rows only.
 """
 
 from __future__ import annotations
@@ -20,10 +19,10 @@ import pytest
 from mcp import McpError
 from mcp.types import CallToolResult
 
-from tests.mcp.paying import McpWallet, mcp_session, text_of
+from tests.mcp.paying import McpWallet, funded_daemon, mcp_session, text_of
 from tests.plugins.adversarial import add_clients
 from tests.plugins.chain import Chain
-from tests.plugins.daemon import WalletHome, client_daemon
+from tests.plugins.daemon import WalletHome
 from tests.plugins.devnet import DevnetMcp
 from walletd.client import (
     BudgetExceededError,
@@ -53,19 +52,17 @@ def module_chain(anvil: Anvil, w3: Web3, usdc: Contract) -> Chain:
 
 
 @pytest.fixture(scope="module")
-def mcp_daemon(module_chain: Chain) -> Iterator[tuple[WalletHome, Path]]:
+def module_daemon(module_chain: Chain) -> Iterator[tuple[WalletHome, Path]]:
     """A funded wallet with client `svc` ($5 a day) and its daemon, which reads the chain."""
-    config = f'[chain]\nrpc_url = "{module_chain.rpc_url}"\nreconcile_interval_seconds = 3600\n'
-    with client_daemon("--daily", "5", config=config) as found:
-        module_chain.mint(found[0].address, FUNDS)
+    with funded_daemon(module_chain, FUNDS) as found:
         yield found
 
 
 @pytest.fixture
 def wallet(
-    mcp_daemon: tuple[WalletHome, Path], module_chain: Chain, devnet_mcp: DevnetMcp
+    module_daemon: tuple[WalletHome, Path], module_chain: Chain, devnet_mcp: DevnetMcp
 ) -> McpWallet:
-    home, token = mcp_daemon
+    home, token = module_daemon
     return McpWallet(home, token, module_chain, devnet_mcp.pay_to).mark_seen()
 
 
@@ -126,10 +123,10 @@ def test_a_free_tool_passes_through_without_reaching_the_daemon(
 
 
 def test_a_budget_of_n_calls_accepts_exactly_n_even_when_they_run_concurrently(
-    mcp_daemon: tuple[WalletHome, Path], module_chain: Chain, devnet_mcp: DevnetMcp
+    module_daemon: tuple[WalletHome, Path], module_chain: Chain, devnet_mcp: DevnetMcp
 ) -> None:
     n, tried = 3, 6
-    home, _ = mcp_daemon
+    home, _ = module_daemon
     token = add_clients(home, {"agent3": "pay,read"}, admin.BudgetChange(daily=parse_usd("0.003")))[
         "agent3"
     ]

@@ -21,6 +21,8 @@ FORBIDDEN = (
     "walletd.db",
     "walletd.keys",
     "walletd.rpc",
+    # the mcp extra: PayingMCPSession loads it on first use
+    "mcp",
 )
 
 PROGRAM = """

@@ -124,7 +124,7 @@ class MCPPayment:
 
     @property
     def amount_usd(self) -> str:
-        """The amount as a USD string (``"0.003"``)."""
+        """The amount as a USD string (``"0.003000"``)."""
         return format_usd(self.receipt.amount)
 
     @property
