@@ -121,3 +121,10 @@ def test_the_help_names_the_socket_and_token_file_variables_and_loopback() -> No
     for needle in ("$WALLETD_SOCKET", "$WALLETD_TOKEN_FILE", "~/.local/share/walletd/walletd.sock",
                    "must be loopback", "--upstream-command"):  # fmt: skip
         assert needle in text, needle
+
+
+def test_an_upstream_name_policy_could_not_see_as_a_host_is_a_usage_error() -> None:
+    args = ["mcp", "--upstream-command", "python -m x", "--upstream-name", "no spaces/here"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2
+    assert "--upstream-name" in result.output

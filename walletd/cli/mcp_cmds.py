@@ -141,6 +141,13 @@ def _serve(
     command = shlex.split(upstream_command) if upstream_command else []
     if upstream_command is not None and not command:
         raise click.UsageError("--upstream-command is empty")
+    if upstream_name:
+        from walletd.client import tool_resource_url
+
+        try:
+            tool_resource_url(upstream_name, "probe")
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--upstream-name") from None
     try:
         http = server.HttpAddress.parse(http_address) if http_address else None
     except InvalidRequestError as err:
