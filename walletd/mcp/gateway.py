@@ -29,7 +29,6 @@ from pydantic import Field
 from walletd.client import (
     AsyncClusterClient,
     AsyncWalletClient,
-    ClusterError,
     PaymentAttempt,
     WalletdAuth,
     WalletdSettings,
@@ -175,10 +174,7 @@ class Gateway:
 
     async def failed(self, err: WalletdError) -> CallToolResult:
         """A tool error for ``err``, with the payment when one was made before it failed."""
-        payment_id = err.details.get("payment_id", "") if isinstance(err, ClusterError) else ""
-        if not payment_id and err.reason == "PAID_ANSWER_LOST":
-            payment_id = err.details.get("payment_id", "")
-        return error_result(err, await self.facts_by_id(payment_id))
+        return error_result(err, await self.facts_by_id(err.details.get("payment_id", "")))
 
     # ---- the tools ---------------------------------------------------------
 
