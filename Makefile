@@ -8,7 +8,7 @@ EXTRAS := server,postgres,devnet,openai,mcp,dev
 
 # `make test-fast`: the quick lane for while you work (under 2 minutes on 2 cores): no
 # anvil, no PostgreSQL, no slow tests, small Hypothesis runs. `make test` runs everything.
-.PHONY: setup demo test test-fast check stress bench protos contracts clean fuzz pg
+.PHONY: setup demo demo-mcp test test-fast check stress bench protos contracts clean fuzz pg
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ setup: $(VENV)/.installed node_modules/.installed
 
 demo: setup
 	$(PY) -m walletd.devnet.demo
+
+# An agent's MCP client pays a devnet chat and a devnet MCP tool through `walletd mcp`.
+demo-mcp: setup
+	$(PY) -m walletd.devnet.demo_mcp
 
 test: setup
 	scripts/test

@@ -321,7 +321,13 @@ def _budget_state(resp: pb.GetBudgetResponse) -> BudgetState:
         )
         for w in resp.windows
     )
-    return BudgetState(client=resp.client, windows=windows, frozen=resp.frozen)
+    return BudgetState(
+        client=resp.client,
+        windows=windows,
+        frozen=resp.frozen,
+        hosts=tuple(resp.hosts),
+        global_hosts=tuple(resp.global_hosts),
+    )
 
 
 def _payment_view(p: pb.Payment) -> PaymentView:

@@ -106,6 +106,15 @@ class BudgetState:
     client: str
     windows: tuple[WindowState, ...]
     frozen: bool
+    hosts: tuple[str, ...] = ()
+    """The client's host allowlist (lower-cased, sorted); empty means any host."""
+    global_hosts: tuple[str, ...] = ()
+    """The global host allowlist, which every client's URLs must also pass."""
+
+    def allows_host(self, host: str) -> bool:
+        """Whether Pay's host rule lets a URL on ``host`` be paid for."""
+        host = host.lower()
+        return all(not hosts or host in hosts for hosts in (self.hosts, self.global_hosts))
 
 
 def window_states(budget: Budget, spent: Mapping[str, int], prefix: str = "") -> list[WindowState]:

@@ -100,6 +100,8 @@ def budget_response(state: BudgetState) -> pb.GetBudgetResponse:
         client=state.client,
         windows=[budget_window(w) for w in state.windows],
         frozen=state.frozen,
+        hosts=list(state.hosts),
+        global_hosts=list(state.global_hosts),
     )
 
 

@@ -602,7 +602,13 @@ class WalletService:
             client = tx.client_by_id(caller.client_id)
             windows = window_states(client.budget, tx.spent(client.id, now))
             windows += window_states(state.budget, tx.spent(None, now), prefix="global_")
-        return BudgetState(caller.name, tuple(windows), state.frozen)
+        return BudgetState(
+            caller.name,
+            tuple(windows),
+            state.frozen,
+            hosts=tuple(sorted(client.budget.hosts)),
+            global_hosts=tuple(sorted(state.budget.hosts)),
+        )
 
     def list_payments(self, caller: Caller, limit: int) -> list[PaymentView]:
         """The caller's own payments, newest first."""

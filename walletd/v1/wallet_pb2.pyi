@@ -223,20 +223,32 @@ class GetBudgetResponse(_message.Message):
     CLIENT_FIELD_NUMBER: _builtins.int
     WINDOWS_FIELD_NUMBER: _builtins.int
     FROZEN_FIELD_NUMBER: _builtins.int
+    HOSTS_FIELD_NUMBER: _builtins.int
+    GLOBAL_HOSTS_FIELD_NUMBER: _builtins.int
     client: _builtins.str
     frozen: _builtins.bool
     @_builtins.property
     def windows(self) -> _containers.RepeatedCompositeFieldContainer[Global___BudgetWindow]: ...
+    @_builtins.property
+    def hosts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The caller's host allowlist and the global one (lower-cased URL hosts, sorted);
+        empty means any host. Pay refuses a URL whose host a non-empty list lacks.
+        """
+
+    @_builtins.property
+    def global_hosts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
         self,
         *,
         client: _builtins.str = ...,
         windows: _abc.Iterable[Global___BudgetWindow] | None = ...,
         frozen: _builtins.bool = ...,
+        hosts: _abc.Iterable[_builtins.str] | None = ...,
+        global_hosts: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client", b"client", "frozen", b"frozen", "windows", b"windows"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client", b"client", "frozen", b"frozen", "global_hosts", b"global_hosts", "hosts", b"hosts", "windows", b"windows"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
