@@ -99,3 +99,28 @@ def test_rate_limits_refuse_with_the_windows_figures(wallet_home: WalletHome) ->
     }  # fmt: skip
     decisions = json.loads(home.admin("spend-report", "--json").stdout)
     assert "RATE_LIMITED" in json.dumps(decisions)
+
+
+def test_two_daemons_sign_exactly_the_rate_limit_of_many_concurrent_attempts(
+    wallet_home: WalletHome,
+) -> None:
+    """Two daemons on one SQLite ledger, 4 caller processes x 4 threads x 3 keys: 48 for 10."""
+    from tests.pg.test_replica_race import _callers
+
+    home = wallet_home
+    token = home.add_client("svc")
+    home.admin("budget", "set", "svc", "--daily", "1", "--max-payments", "10", "--per", "minute")
+    second = home.root / "second.sock"
+    running = [Daemon(home), Daemon(home, "--socket", str(second))]
+    try:
+        results = _callers([home.socket, second], {"svc": token}, shared=0, attempts=3)
+    finally:
+        codes = [d.stop() for d in running]
+    assert codes == [0, 0], running[0].logs()
+    runs = results["svc"]
+    assert [e for run in runs for e in run["errors"]] == []
+    signed = [r for run in runs for r in run["receipts"]]
+    refused = [r for run in runs for r in run["refused"]]
+    assert len(signed) == 10
+    assert {r["reason"] for r in refused} == {"RATE_LIMITED"}
+    assert len(signed) + len(refused) == 4 * 4 * 3
