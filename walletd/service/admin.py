@@ -107,6 +107,7 @@ def set_budget(store: Store, name: str | None, change: BudgetChange) -> None:
     if selector is not None and (change.payees is not None or change.hosts is not None):
         raise InvalidRequestError("a scoped budget has no allowlists (--payee, --host)")
     with store.write() as tx:
+        tx.lock_state()  # first: concurrent changes apply one after the other, none lost
         owner = GLOBAL_OWNER if name is None else tx.client_by_name(name).id
         if selector is None and change.owns_fields():
             if name is None:
