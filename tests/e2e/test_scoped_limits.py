@@ -1,18 +1,22 @@
 """Rate limits and budgets per label, host and payee, as an operator sets them and a service meets them.
 
-Limits are set with the real CLI (offline, against the data dir), payments go
-through a real daemon and the thin client, and refusals come back as the
-error classes with their figures.
+Limits are set with the real CLI commands (run in process, offline against the
+data dir, as an operator runs them beside the daemon), payments go through a
+real daemon and the thin client, and refusals come back as the error classes
+with their figures.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from tests.plugins.daemon import Daemon, WalletHome, demand_header
+from walletd.cli import main
 from walletd.client import BudgetExceededError, RateLimitedError, WalletClient
 
 URL = "http://127.0.0.1:9/v1/chat/completions"
@@ -20,8 +24,18 @@ OTHER = "0x" + "ab" * 20
 PRICE = 3000
 
 
+def _admin(home: WalletHome, *args: str) -> str:
+    """Run an operator command in process (the real CLI code, without a subprocess's start-up)."""
+    unset: dict[str, str | None] = {k: None for k in os.environ if k.startswith("WALLETD_")}
+    result = CliRunner(env=unset).invoke(
+        main, [*args, "--data-dir", str(home.data_dir)], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
 def _show(home: WalletHome, *who: str) -> dict[str, Any]:
-    doc: dict[str, Any] = json.loads(home.admin("budget", "show", *who, "--json").stdout)
+    doc: dict[str, Any] = json.loads(_admin(home, "budget", "show", *who, "--json"))
     return doc
 
 
@@ -30,10 +44,10 @@ def test_tool_and_payee_budgets_stop_at_their_limit_while_the_client_has_room(
 ) -> None:
     home = wallet_home
     token = home.add_client("svc")
-    home.admin("budget", "set", "svc", "--daily", "1")
-    home.admin("budget", "set", "svc", "--for", "label:tool=summarize", "--daily", "0.009")
+    _admin(home, "budget", "set", "svc", "--daily", "1")
+    _admin(home, "budget", "set", "svc", "--for", "label:tool=summarize", "--daily", "0.009")
     shouted = "0x" + OTHER[2:].upper()  # stored lower-cased, as Pay compares it
-    home.admin("budget", "set", "svc", "--for", f"payee={shouted}", "--monthly", "0.006")
+    _admin(home, "budget", "set", "svc", "--for", f"payee={shouted}", "--monthly", "0.006")
     daemon = Daemon(home)
     try:
         with WalletClient(socket=home.socket, token_file=token) as wallet:
@@ -63,16 +77,16 @@ def test_tool_and_payee_budgets_stop_at_their_limit_while_the_client_has_room(
         "limit": 3 * PRICE, "spent": 3 * PRICE, "remaining": 0
     }  # fmt: skip
     assert scoped[f"payee={OTHER}"]["monthly"]["spent"] == 2 * PRICE
-    assert "ok:" in home.admin("audit", "verify").stdout
+    assert "ok:" in _admin(home, "audit", "verify")
 
 
 def test_rate_limits_refuse_with_the_windows_figures(wallet_home: WalletHome) -> None:
     home = wallet_home
     tokens = {name: home.add_client(name) for name in ("svc", "other")}
     for name in tokens:
-        home.admin("budget", "set", name, "--daily", "1")
-    home.admin("budget", "set", "svc", "--max-payments", "2", "--per", "minute")
-    home.admin("budget", "set", "--global", "--max-payments", "3", "--per", "hour")
+        _admin(home, "budget", "set", name, "--daily", "1")
+    _admin(home, "budget", "set", "svc", "--max-payments", "2", "--per", "minute")
+    _admin(home, "budget", "set", "--global", "--max-payments", "3", "--per", "hour")
     daemon = Daemon(home)
     try:
         with WalletClient(socket=home.socket, token_file=tokens["svc"]) as svc:
@@ -97,7 +111,7 @@ def test_rate_limits_refuse_with_the_windows_figures(wallet_home: WalletHome) ->
     assert _show(home, "svc")["rates"]["payments_per_minute"] == {
         "limit": 2, "count": 2, "remaining": 0
     }  # fmt: skip
-    decisions = json.loads(home.admin("spend-report", "--json").stdout)
+    decisions = json.loads(_admin(home, "spend-report", "--json"))
     assert "RATE_LIMITED" in json.dumps(decisions)
 
 
@@ -109,7 +123,7 @@ def test_two_daemons_sign_exactly_the_rate_limit_of_many_concurrent_attempts(
 
     home = wallet_home
     token = home.add_client("svc")
-    home.admin("budget", "set", "svc", "--daily", "1", "--max-payments", "10", "--per", "minute")
+    _admin(home, "budget", "set", "svc", "--daily", "1", "--max-payments", "10", "--per", "minute")
     second = home.root / "second.sock"
     running = [Daemon(home), Daemon(home, "--socket", str(second))]
     try:
