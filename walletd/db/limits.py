@@ -28,7 +28,7 @@ from typing import Any
 
 from sqlalchemy import delete, insert, select, update
 
-from walletd.db import tables
+from walletd.db import hot, tables
 from walletd.db.chains import ChainsTx
 from walletd.db.records import NewPayment
 from walletd.domain import audit, buckets
@@ -73,7 +73,10 @@ _LIFETIME = (
     "(SELECT amount FROM spend_buckets "
     f"WHERE scope = ? AND span = {buckets.LIFETIME} AND start_ms = 0)"
 )
-_HORIZON = "(SELECT amount FROM spend_buckets WHERE scope = 0 AND span = -1 AND start_ms = 0)"
+_HORIZON = (
+    "(SELECT amount FROM spend_buckets "
+    f"WHERE scope = {hot.GLOBAL_SCOPE} AND span = {hot.HORIZON_SPAN} AND start_ms = 0)"
+)
 _SPAN_PARTS = len(buckets.SPANS) + 1
 """Bucket sums per window: one per span, and the lifetime bucket."""
 
