@@ -16,7 +16,8 @@ use it without the daemon's dependencies::
     │   ├── InsufficientFundsError        INSUFFICIENT_FUNDS    FAILED_PRECONDITION
     │   ├── FrozenError                   FROZEN                FAILED_PRECONDITION
     │   ├── FeeTooHighError               FEE_TOO_HIGH          FAILED_PRECONDITION
-    │   └── IdempotencyConflictError      IDEMPOTENCY_CONFLICT  ALREADY_EXISTS
+    │   ├── IdempotencyConflictError      IDEMPOTENCY_CONFLICT  ALREADY_EXISTS
+    │   └── RateLimitedError              RATE_LIMITED          RESOURCE_EXHAUSTED
     ├── AuthError
     │   ├── UnauthenticatedError          UNAUTHENTICATED       UNAUTHENTICATED
     │   ├── PermissionDeniedError         PERMISSION_DENIED     PERMISSION_DENIED
@@ -305,6 +306,31 @@ class DaemonUnavailableError(WalletdError):
 
     reason = "DAEMON_UNAVAILABLE"
     grpc_code = "UNAVAILABLE"
+
+
+class RateLimitedError(RefusedError):
+    """A rate limit (signed payments per rolling window) is reached; nothing was signed.
+
+    ``details``: ``window`` (e.g. ``payments_per_minute``, ``global_payments_per_hour``,
+    ``payments_per_day[host=api.example.com]``), ``limit``, ``count`` (payments
+    already signed in the window) and ``per`` (``minute``, ``hour`` or ``day``).
+    """
+
+    reason = "RATE_LIMITED"
+    grpc_code = "RESOURCE_EXHAUSTED"
+
+    window = Detail("The rate window that refused, as ``budget show`` names it.")
+    per = Detail("The window's length: ``minute``, ``hour`` or ``day``.")
+
+    @property
+    def limit(self) -> int:
+        """Signed payments the window allows."""
+        return int(self.details.get("limit", "0"))
+
+    @property
+    def count(self) -> int:
+        """Signed payments already in the window."""
+        return int(self.details.get("count", "0"))
 
 
 def all_error_classes() -> list[type[WalletdError]]:

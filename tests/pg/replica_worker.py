@@ -16,7 +16,12 @@ import threading
 from pathlib import Path
 
 from tests.plugins.daemon import demand_header
-from walletd.client import BudgetExceededError, DaemonUnavailableError, WalletClient
+from walletd.client import (
+    BudgetExceededError,
+    DaemonUnavailableError,
+    RateLimitedError,
+    WalletClient,
+)
 from walletd.domain.payment import PayReceipt
 
 URL = "http://127.0.0.1:9/v1/chat"
@@ -51,9 +56,9 @@ def main() -> None:
             for key in keys:
                 try:
                     r = _pay(wallet, key, header)
-                except BudgetExceededError:
+                except (BudgetExceededError, RateLimitedError) as exc:
                     with lock:
-                        out["refused"].append({"key": key, "socket": socket})
+                        out["refused"].append({"key": key, "socket": socket, "reason": exc.reason})
                     continue
                 except Exception as exc:
                     with lock:

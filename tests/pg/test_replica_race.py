@@ -90,7 +90,9 @@ def _prepare(home: WalletHome, db_url: str) -> dict[str, Path]:
     return tokens
 
 
-def _callers(sockets: list[Path], tokens: dict[str, Path]) -> dict[str, list[dict[str, Any]]]:
+def _callers(
+    sockets: list[Path], tokens: dict[str, Path], shared: int = SHARED, attempts: int = ATTEMPTS
+) -> dict[str, list[dict[str, Any]]]:
     """Run the caller processes; results per client name."""
     names = sorted(tokens)
     procs = []
@@ -98,7 +100,7 @@ def _callers(sockets: list[Path], tokens: dict[str, Path]) -> dict[str, list[dic
         name = names[p % len(names)]
         argv = [
             sys.executable, "-m", "tests.pg.replica_worker", ",".join(map(str, sockets)),
-            str(tokens[name]), str(THREADS), str(ATTEMPTS), f"p{p}", str(SHARED), str(p),
+            str(tokens[name]), str(THREADS), str(attempts), f"p{p}", str(shared), str(p),
         ]  # fmt: skip
         procs.append((name, subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)))
     results: dict[str, list[dict[str, Any]]] = defaultdict(list)

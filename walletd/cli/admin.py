@@ -17,6 +17,8 @@ from walletd.domain.money import format_usd, parse_usd
 
 if TYPE_CHECKING:
     from walletd.domain.budget import Budget, BudgetState
+    from walletd.domain.limits import LimitUsage
+    from walletd.service.admin import LimitsView
 
 
 def _store(data_dir: Path | None, config_path: Path | None, db_url: str) -> Any:
@@ -109,6 +111,72 @@ def _budget_doc(budget: Budget, state: BudgetState) -> dict[str, Any]:
     }
 
 
+def _rates(usage: LimitUsage) -> dict[str, dict[str, int]]:
+    found = {}
+    for window in usage.limit.rate_windows():
+        allowed, count = usage.limit.rate(window), usage.counts.get(window, 0)
+        assert allowed is not None
+        found[f"payments_per_{window}"] = {
+            "limit": allowed, "count": count, "remaining": max(allowed - count, 0)
+        }  # fmt: skip
+    return found
+
+
+def _limits_doc(view: LimitsView) -> dict[str, Any]:
+    from walletd.domain.budget import window_states
+
+    scoped = []
+    for usage in view.scoped:
+        windows = {
+            w.window: {"limit": w.limit, "spent": w.spent, "remaining": w.remaining}
+            for w in window_states(usage.limit.budget, usage.spent)
+        }
+        scoped.append({"for": usage.limit.selector.text, "windows": windows,
+                       "rates": _rates(usage)})  # fmt: skip
+    return {
+        "rates": _rates(view.own) if view.own is not None else {},
+        "scoped": scoped,
+        "warnings": list(view.warnings),
+    }
+
+
+def _rate_lines(usage: LimitUsage, indent: str) -> list[str]:
+    return [
+        f"{indent}{name:<20} limit {r['limit']}  signed {r['count']}  remaining {r['remaining']}"
+        for name, r in _rates(usage).items()
+    ]
+
+
+def _limits_lines(view: LimitsView) -> list[str]:
+    from walletd.domain.budget import window_states
+
+    lines = _rate_lines(view.own, "  ") if view.own is not None else []
+    for usage in view.scoped:
+        lines.append(f"  for {usage.limit.selector.text}:")
+        for w in window_states(usage.limit.budget, usage.spent):
+            assert w.limit is not None
+            assert w.remaining is not None
+            lines.append(
+                f"    {w.window:<12} limit {format_usd(w.limit)}  spent {format_usd(w.spent)}"
+                f"  remaining {format_usd(w.remaining)}"
+            )
+        lines += _rate_lines(usage, "    ")
+    lines += [f"  warning: {text}" for text in view.warnings]
+    return lines
+
+
+def _show(store: Any, name: str | None, as_json: bool) -> None:
+    from walletd.service import admin
+
+    budget_, state = admin.show_budget(store, name)
+    view = admin.show_limits(store, name)
+    emit(
+        as_json,
+        _budget_doc(budget_, state) | _limits_doc(view),
+        _budget_lines(budget_, state) + _limits_lines(view),
+    )
+
+
 def _budget_lines(budget: Budget, state: BudgetState) -> list[str]:
     lines = [f"budget {state.client}{' (payments frozen)' if state.frozen else ''}"]
     for w in state.windows:
@@ -127,7 +195,19 @@ def _budget_lines(budget: Budget, state: BudgetState) -> list[str]:
 
 @click.group()
 def budget() -> None:
-    """Budgets: per-request, hourly and daily (rolling), monthly (UTC), total."""
+    """Budgets: per-request, hourly and daily (rolling), monthly (UTC), total; rate limits."""
+
+
+def _selector(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    from walletd.domain.limits import parse_selector
+    from walletd.errors import InvalidRequestError
+
+    if value is None:
+        return None
+    try:
+        return parse_selector(value).text
+    except InvalidRequestError as exc:
+        raise click.BadParameter(exc.message) from exc
 
 
 @budget.command("set")
@@ -141,34 +221,60 @@ def budget() -> None:
 @click.option("--payee", multiple=True, help="Only pay these addresses (repeat).")
 @click.option("--host", multiple=True, help="Only pay for URLs on these hosts (repeat).")
 @click.option("--clear", is_flag=True, help="Remove every limit before applying the others.")
+@click.option(
+    "--for", "selector", callback=_selector, metavar="SELECTOR",
+    help="A scoped budget: label:KEY=VALUE, host=HOST or payee=0x... (its own windows).",
+)  # fmt: skip
+@click.option(
+    "--max-payments", type=click.IntRange(min=0), help="Signed payments allowed per --per."
+)
+@click.option(
+    "--per", type=click.Choice(["minute", "hour", "day"]), help="The rolling rate window."
+)
 @ledger_options
 @json_option
 def budget_set(
     name: str | None, is_global: bool, per_request: int | None, hourly: int | None,
     daily: int | None, monthly: int | None, total: int | None, payee: tuple[str, ...],
-    host: tuple[str, ...], clear: bool, data_dir: Path | None, config_path: Path | None,
-    db_url: str, as_json: bool,
+    host: tuple[str, ...], clear: bool, selector: str | None, max_payments: int | None,
+    per: str | None, data_dir: Path | None, config_path: Path | None, db_url: str,
+    as_json: bool,
 ) -> None:  # fmt: skip
     """Set limits for client NAME (or --global); options not given keep their value.
 
     Amounts are USD. A limit of 0 refuses every payment in that window (it
     does not mean "no limit"). A client with no amount limit at all is
     refused. To remove one limit, give --clear with every limit, payee and
-    host to keep, e.g. `budget set svc --clear --daily 5` drops all but daily.
+    host to keep, e.g. `budget set svc --clear --daily 5` drops all but daily
+    (and the rate limits).
+
+    --max-payments N --per minute|hour|day caps the signed payments in any
+    rolling minute, hour or day (each window is kept; give one per command).
+
+    --for SELECTOR sets a scoped budget: extra windows that the payments it
+    selects must also fit, e.g. `--for label:tool=summarize --daily 0.10`,
+    `--for host=api.example.com --daily 1`, `--for payee=0x... --monthly 20`.
+    --clear with --for starts that scoped budget over; `--for S --clear` alone
+    removes it. --payee and --host stay allowlists of the own budget.
     """
     from walletd.service import admin
 
     if is_global == bool(name):
         raise click.UsageError("give a client NAME or --global (one of them)")
+    if (max_payments is None) != (per is None):
+        raise click.UsageError("--max-payments and --per go together")
+    if selector is not None and (payee or host):
+        raise click.UsageError("--payee and --host are allowlists of the own budget, not --for")
     change = admin.BudgetChange(
         per_request=per_request, hourly=hourly, daily=daily, monthly=monthly, total=total,
         payees=frozenset(_checked_payees(payee)) if payee else None,
         hosts=frozenset(host) if host else None, clear=clear,
+        rates={per: max_payments} if per is not None and max_payments is not None else {},
+        selector=selector,
     )  # fmt: skip
     store = _store(data_dir, config_path, db_url)
     admin.set_budget(store, name, change)
-    budget_, state = admin.show_budget(store, name)
-    emit(as_json, _budget_doc(budget_, state), _budget_lines(budget_, state))
+    _show(store, name, as_json)
 
 
 def _checked_payees(payees: tuple[str, ...]) -> list[str]:
@@ -191,13 +297,10 @@ def budget_show(
     name: str | None, is_global: bool, data_dir: Path | None, config_path: Path | None,
     db_url: str, as_json: bool,
 ) -> None:  # fmt: skip
-    """Show a client's (or the global) limits, spent and remaining."""
-    from walletd.service import admin
-
+    """Show a client's (or the global) limits, spent and remaining, and contradictions."""
     if is_global == bool(name):
         raise click.UsageError("give a client NAME or --global (one of them)")
-    budget_, state = admin.show_budget(_store(data_dir, config_path, db_url), name)
-    emit(as_json, _budget_doc(budget_, state), _budget_lines(budget_, state))
+    _show(_store(data_dir, config_path, db_url), name, as_json)
 
 
 def _freeze_command(frozen: bool) -> click.Command:

@@ -13,7 +13,7 @@ import json
 from sqlalchemy import select
 
 from walletd.db import hot, tables
-from walletd.db.chains import ChainsTx
+from walletd.db.limits import LimitsTx
 from walletd.db.records import ClientRecord, NewPayment, StoredPayment
 from walletd.db.spending import SpendingTx
 from walletd.domain import audit
@@ -45,7 +45,7 @@ def _view(row: tables.Payment, client: str) -> PaymentView:
     )
 
 
-class PayTx(ChainsTx, SpendingTx):
+class PayTx(SpendingTx, LimitsTx):
     """A payment's record: looked up by idempotency key, inserted with its event and totals."""
 
     def client_with_payment(
@@ -75,6 +75,7 @@ class PayTx(ChainsTx, SpendingTx):
         snapshot = audit.payment_digest(facts)
         self._append_event(new.id, new.created_at_ms, status, cause, {}, snapshot)
         self._count(new.client_id, new.amount, new.created_at_ms)
+        self._count_limits(new)
 
     def list_payments(self, client_id: int | None, limit: int) -> list[PaymentView]:
         """Payments newest first, for one client or all."""

@@ -34,6 +34,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from walletd.db import tables
+from walletd.db.limits import LIMIT_COLUMNS, limit_row
 from walletd.db.migrate import require_current
 from walletd.domain import audit, buckets, report
 from walletd.domain.report import (
@@ -47,7 +48,7 @@ from walletd.domain.report import (
     SpendReport,
     Tally,
 )
-from walletd.errors import NotFoundError, StorageError
+from walletd.errors import InvalidRequestError, NotFoundError, StorageError
 
 P, D, C = tables.Payment, tables.Decision, tables.Client
 STREAM_BATCH = 1000
@@ -434,7 +435,14 @@ def _bucket_check(conn: Connection) -> audit.BucketCheck:
         select(B.scope).where(B.span == buckets.LIFETIME, B.amount == buckets.SATURATED)
     ).scalars()
     names = {int(i): str(n) for i, n in conn.execute(select(C.id, C.name))}
-    return audit.BucketCheck(int(horizon or 0), [int(s) for s in saturated], names)
+    L = tables.ScopedLimit
+    scoped = []
+    for row in conn.execute(select(*(L.__table__.c[c] for c in LIMIT_COLUMNS))):
+        try:
+            scoped.append(limit_row(row))
+        except InvalidRequestError:  # an edited selector: the admin replay names it
+            continue
+    return audit.BucketCheck(int(horizon or 0), [int(s) for s in saturated], names, scoped)
 
 
 def _walk_key_events(conn: Connection) -> audit.ChainWalk:
@@ -458,6 +466,11 @@ def _replay_admin(conn: Connection) -> tuple[audit.ChainWalk, audit.AdminReplay]
     W = tables.WalletState
     wallet = conn.execute(select(*W.__table__.columns).where(W.id == 1)).mappings().first()
     replay.check_wallet(None if wallet is None else dict(wallet))
+    names = {int(i): str(n) for i, n in conn.execute(select(C.id, C.name))}
+    L = tables.ScopedLimit
+    for row in _stream(conn, select(*L.__table__.columns).order_by(L.id)):
+        owner = int(row["owner"])
+        replay.check_limit("" if owner == 0 else names.get(owner, f"#{owner}"), row)
     return walk, replay
 
 

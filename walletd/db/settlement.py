@@ -13,7 +13,7 @@ from collections.abc import Collection, Mapping
 from sqlalchemy import func, select, update
 
 from walletd.db import tables
-from walletd.db.chains import ChainsTx
+from walletd.db.limits import EDGE_COLUMNS, LimitsTx
 from walletd.db.records import TrackedPayment
 from walletd.db.spending import SpendingTx
 from walletd.domain import lifecycle
@@ -41,7 +41,7 @@ def _tracked(row: tables.Payment) -> TrackedPayment:
     )
 
 
-class SettlementTx(ChainsTx, SpendingTx):
+class SettlementTx(SpendingTx, LimitsTx):
     """Payments as the reconciler sees them, and the moves between their statuses."""
 
     def tracked_payment(self, payment_id: str) -> TrackedPayment:
@@ -110,10 +110,11 @@ class SettlementTx(ChainsTx, SpendingTx):
             return False
         if lifecycle.releases(target):
             pay = tables.Payment
-            client_id, amount, created = self._session.execute(
-                select(pay.client_id, pay.amount, pay.created_at_ms).where(pay.id == payment_id)
+            row = self._session.execute(
+                select(*(pay.__table__.c[c] for c in EDGE_COLUMNS)).where(pay.id == payment_id)
             ).one()
-            self._uncount(client_id, amount, created)
+            self._uncount(row.client_id, row.amount, row.created_at_ms)
+            self._uncount_limits(row)
         self.add_event(payment_id, at_ms, target, cause, data)
         return True
 

@@ -243,3 +243,32 @@ class SpendBucket(Base):
     span: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     start_ms: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     amount: Mapped[int] = mapped_column(BigInteger)
+
+
+class ScopedLimit(Base):
+    """A budget per label, host or payee, or a rate limit, of one client or of every client.
+
+    ``owner`` is the client's id, or 0 for every client together (not a foreign
+    key, so the global owner needs no client row). ``selector`` is the canonical
+    ``walletd.domain.limits.Selector`` text: empty for all the owner's payments
+    (the owner's own rate limits), ``label:KEY=VALUE``, ``host=HOST`` or
+    ``payee=0x...``. NULL means no limit in that window. Its running totals are
+    the ``spend_buckets`` of scopes ``-2 * id`` (amounts) and ``-2 * id - 1``
+    (signatures), kept from its creation on, and filled from the payments then.
+    """
+
+    __tablename__ = "scoped_limits"
+    __table_args__ = (Index("uq_scoped_limits_owner_selector", "owner", "selector", unique=True),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    owner: Mapped[int] = mapped_column(BigInteger)
+    selector: Mapped[str] = mapped_column(Text)
+    per_request: Mapped[int | None] = mapped_column(BigInteger)
+    hourly: Mapped[int | None] = mapped_column(BigInteger)
+    daily: Mapped[int | None] = mapped_column(BigInteger)
+    monthly: Mapped[int | None] = mapped_column(BigInteger)
+    total: Mapped[int | None] = mapped_column(BigInteger)
+    payments_minute: Mapped[int | None] = mapped_column(BigInteger)
+    """Signed payments allowed in any rolling minute."""
+    payments_hour: Mapped[int | None] = mapped_column(BigInteger)
+    payments_day: Mapped[int | None] = mapped_column(BigInteger)

@@ -43,6 +43,10 @@ class Transaction:
         """Lifetime totals of the scopes ``spent_pair`` just read; dropped at any bucket write."""
         self._hot_writes = 0
         """Statements written through the hot path so far (see ``writes``)."""
+        self._limit_rows: dict[int, list[Any]] = {}
+        """Scoped limits of a client and the global ones, by client id (``LimitsTx``)."""
+        self._limit_lifetimes: dict[int, int] | None = None
+        """Lifetime totals of the limit scopes ``LimitsTx.usage`` just read."""
 
     @property
     def writes(self) -> int:

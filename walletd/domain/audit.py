@@ -57,7 +57,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from walletd.domain import buckets, lifecycle
+from walletd.domain import buckets, lifecycle, limits
 
 SCHEME = "walletd-ledger-v1"
 """Part of every hashed document; a change of encoding must change it."""
@@ -199,6 +199,10 @@ BUDGET_SET = "budget-set"
 """client: the name, or empty for the global budget; data: the new ``LIMIT_FIELDS``."""
 FREEZE = "freeze"
 """client: empty; data: ``{"frozen": true|false}`` (freeze, or resume)."""
+LIMIT_SET = "limit-set"
+"""client: the owner's name, or empty for a global limit; data: ``{"selector": ...}`` and
+the limit's ``limits.LIMIT_FIELDS`` (all null: the limit was removed)."""
+LIMITS = "scoped_limits"
 
 
 def canonical(doc: Mapping[str, Any]) -> bytes:
@@ -437,9 +441,12 @@ class AdminReplay:
     def __init__(self) -> None:
         self.clients: dict[str, dict[str, Any]] = {}
         self.wallet: dict[str, Any] | None = None
+        self.limits: dict[tuple[str, str], dict[str, Any]] = {}
+        """(owner name or "", selector) -> the limit's ``LIMIT_FIELDS``."""
         self.count = 0
         self.breaks: list[Break] = []
         self._seen: set[str] = set()
+        self._seen_limits: set[tuple[str, str]] = set()
 
     def feed(self, row: Mapping[str, Any]) -> None:
         """Apply one admin event (a mapping with ``ADMIN_EVENT_FIELDS``)."""
@@ -469,8 +476,36 @@ class AdminReplay:
             if self.wallet is None:
                 raise KeyError("no wallet state before this event")
             self.wallet["frozen"] = bool(data["frozen"])
+        elif op == LIMIT_SET:
+            if name and name not in self.clients:
+                raise KeyError(f"no client {name!r} before this event")
+            values = {f: data[f] for f in limits.LIMIT_FIELDS}
+            key = (name, str(data["selector"]))
+            if all(v is None for v in values.values()):
+                self.limits.pop(key, None)
+            else:
+                self.limits[key] = values
         else:
             raise ValueError("unknown operation")
+
+    def check_limit(self, owner_name: str, row: Mapping[str, Any]) -> None:
+        """Compare one live ``scoped_limits`` row (its owner's name: "" for global)."""
+        key = (owner_name, str(row["selector"]))
+        self._seen_limits.add(key)
+        subject = f"{'client ' + owner_name if owner_name else 'global'} limit [{key[1]}]"
+        expected = self.limits.get(key)
+        live = {f: row[f] for f in limits.LIMIT_FIELDS}
+        if expected is None:
+            problem = "limit is not in the admin events (added outside walletd)"
+            self.breaks.append(Break(LIMITS, int(row["id"]), None, problem, subject))
+            return
+        for column, value in live.items():
+            if value != expected.get(column):
+                problem = (
+                    f"limit edited: {column} is {value!r}, "
+                    f"the admin events say {expected.get(column)!r}"
+                )
+                self.breaks.append(Break(LIMITS, int(row["id"]), None, problem, subject))
 
     def check_client(self, row: Mapping[str, Any]) -> None:
         """Compare one live ``clients`` row with the replayed state."""
@@ -516,6 +551,10 @@ class AdminReplay:
         for name in sorted(set(self.clients) - self._seen):
             problem = "client row is missing (the admin events added it)"
             self.breaks.append(Break(CLIENTS, None, None, problem, f"client {name}"))
+        for owner, selector in sorted(set(self.limits) - self._seen_limits):
+            problem = "limit row is missing (the admin events set it)"
+            who = f"client {owner}" if owner else "global"
+            self.breaks.append(Break(LIMITS, None, None, problem, f"{who} limit [{selector}]"))
 
 
 SPAN_NAMES: Mapping[int, str] = {
@@ -538,10 +577,23 @@ class BucketCheck:
     (their lifetime total outgrew BIGINT and every window of theirs reads rows).
     """
 
-    def __init__(self, horizon_ms: int, saturated: Iterable[int], names: Mapping[int, str]) -> None:
+    def __init__(
+        self,
+        horizon_ms: int,
+        saturated: Iterable[int],
+        names: Mapping[int, str],
+        scoped: Iterable[limits.ScopedLimit] = (),
+    ) -> None:
         self.horizon_ms = horizon_ms
         self.saturated = frozenset(saturated)
         self.names = names
+        self.scoped = tuple(scoped)
+        """The scoped limits: each keeps an amount and a signature-count scope."""
+        self._scope_names = {
+            scope: f"{self._owner(lim.owner)} limit [{lim.selector.text}] {what}"
+            for lim in self.scoped
+            for scope, what in ((lim.amount_scope, "amount"), (lim.count_scope, "signatures"))
+        }
         self.expected: dict[tuple[int, int, int], int] = defaultdict(int)
         self.count = 0
         self.breaks: list[Break] = []
@@ -551,14 +603,33 @@ class BucketCheck:
             return False
         return not (span in buckets.FINE_SPANS and start < self.horizon_ms)
 
+    def _owner(self, owner: int) -> str:
+        return "global" if owner == GLOBAL_SCOPE else f"client {self.names.get(owner, owner)}"
+
     def saw_payment(self, row: Mapping[str, Any]) -> None:
-        """Add one payment row (``client_id``, ``amount``, ``status``, ``created_at_ms``)."""
-        if lifecycle.releases(str(row["status"])):
-            return
-        for scope in (int(row["client_id"]), GLOBAL_SCOPE):
-            for span, start in buckets.bucket_keys(int(row["created_at_ms"])):
+        """Add one payment row (every ``payments`` column).
+
+        It counts in its client's and the global scope while unreleased; a scoped
+        limit that selects it (by ``labels``, ``host``, ``payee``) counts its
+        signature for good and its amount while unreleased.
+        """
+        released = lifecycle.releases(str(row["status"]))
+        keys = buckets.bucket_keys(int(row["created_at_ms"]))
+        amount = int(row["amount"])
+        counted = [] if released else [(int(row["client_id"]), amount), (GLOBAL_SCOPE, amount)]
+        if self.scoped:
+            subject = limits.Subject(
+                int(row["client_id"]), json.loads(row["labels"]), row["host"], row["payee"]
+            )
+            for lim in self.scoped:
+                if lim.applies(subject):
+                    counted.append((lim.count_scope, 1))
+                    if not released:
+                        counted.append((lim.amount_scope, amount))
+        for scope, value in counted:
+            for span, start in keys:
                 if self._kept(scope, span, start):
-                    self.expected[(scope, span, start)] += int(row["amount"])
+                    self.expected[(scope, span, start)] += value
 
     def feed(self, row: Mapping[str, Any]) -> None:
         """Compare one stored bucket (``scope``, ``span``, ``start_ms``, ``amount``)."""
@@ -583,7 +654,7 @@ class BucketCheck:
     def describe(self, key: tuple[int, int, int]) -> str:
         """``client alpha day 2026-12-07T00:00:00Z``, ``global lifetime`` and so on."""
         scope, span, start = key
-        who = "global" if scope == GLOBAL_SCOPE else f"client {self.names.get(scope, scope)}"
+        who = self._scope_names.get(scope) or self._owner(scope)
         if span == buckets.LIFETIME:
             return f"{who} lifetime"
         when = datetime.fromtimestamp(start // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

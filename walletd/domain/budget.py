@@ -65,11 +65,14 @@ def window_starts(now_ms: int) -> dict[str, int]:
     }
 
 
-def check_spend(budget: Budget, spent: Mapping[str, int], amount: int, *, scope: str = "") -> None:
+def check_spend(
+    budget: Budget, spent: Mapping[str, int], amount: int, *, scope: str = "", suffix: str = ""
+) -> None:
     """Raise BudgetExceededError unless ``amount`` fits every window of ``budget``.
 
     ``spent`` maps each summing window to what it already counts. ``scope`` prefixes
-    the window name in the error (``global_``) so the caller knows which budget hit.
+    the window name in the error (``global_``) and ``suffix`` follows it (a scoped
+    budget's ``[selector]``), so the caller knows which budget hit.
     """
     for window in WINDOWS:
         limit = budget.limit(window)
@@ -78,10 +81,10 @@ def check_spend(budget: Budget, spent: Mapping[str, int], amount: int, *, scope:
         already = 0 if window == "per_request" else spent.get(window, 0)
         if already + amount > limit:
             raise BudgetExceededError(
-                f"{scope}{window} budget exceeded: limit {format_usd(limit)} USD, "
+                f"{scope}{window}{suffix} budget exceeded: limit {format_usd(limit)} USD, "
                 f"spent {format_usd(already)} USD, requested {format_usd(amount)} USD",
                 {
-                    "window": f"{scope}{window}",
+                    "window": f"{scope}{window}{suffix}",
                     "limit": str(limit),
                     "spent": str(already),
                     "requested": str(amount),

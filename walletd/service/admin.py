@@ -10,10 +10,20 @@ replays them against the rows).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 
-from walletd.db.ledger import ClientRecord, Store
-from walletd.domain.budget import Budget, BudgetState, window_states
+from walletd.db.ledger import ClientRecord, LedgerTx, Store
+from walletd.domain.budget import WINDOWS, Budget, BudgetState, window_states
+from walletd.domain.limits import (
+    ALL,
+    GLOBAL_OWNER,
+    RATE_FIELDS,
+    LimitUsage,
+    ScopedLimit,
+    contradictions,
+    parse_selector,
+)
 from walletd.errors import InvalidRequestError
 from walletd.service.clock import now_ms
 from walletd.service.tokens import hash_token, new_token
@@ -59,11 +69,27 @@ class BudgetChange:
     hosts: frozenset[str] | None = None
     clear: bool = False
     """Start from no limits at all before applying the given fields."""
+    rates: Mapping[str, int] = field(default_factory=dict)
+    """Signed payments allowed per rolling ``minute``, ``hour`` or ``day``."""
+    selector: str | None = None
+    """A scoped budget (``label:KEY=VALUE``, ``host=HOST``, ``payee=0x...``); None: the own one."""
+
+    def owns_fields(self) -> bool:
+        """Whether the change touches the own budget's columns (amounts, allowlists, clear)."""
+        own = (self.per_request, self.hourly, self.daily, self.monthly, self.total)
+        return (
+            self.clear
+            or self.payees is not None
+            or self.hosts is not None
+            or any(v is not None for v in own)
+            or not self.rates
+        )
 
 
 def _apply(current: Budget, change: BudgetChange) -> Budget:
     base = Budget() if change.clear else current
-    given = {k: v for k, v in change.__dict__.items() if k != "clear" and v is not None}
+    given = {k: getattr(change, k) for k in (*WINDOWS, "payees", "hosts")}
+    given = {k: v for k, v in given.items() if v is not None}
     if "payees" in given:
         given["payees"] = frozenset(p.lower() for p in given["payees"])
     if "hosts" in given:
@@ -71,16 +97,71 @@ def _apply(current: Budget, change: BudgetChange) -> Budget:
     return replace(base, **given)
 
 
-def set_budget(store: Store, name: str | None, change: BudgetChange) -> Budget:
-    """Change a client's budget, or the global one when ``name`` is None."""
+def set_budget(store: Store, name: str | None, change: BudgetChange) -> None:
+    """Change a client's budget, or the global one when ``name`` is None.
+
+    With a ``selector`` the change is to that scoped budget; rates without one
+    are the owner's own rate limits. Each change is its own admin event.
+    """
+    selector = None if change.selector is None else parse_selector(change.selector).text
+    if selector is not None and (change.payees is not None or change.hosts is not None):
+        raise InvalidRequestError("a scoped budget has no allowlists (--payee, --host)")
     with store.write() as tx:
+        tx.lock_state()  # first: concurrent changes apply one after the other, none lost
+        owner = GLOBAL_OWNER if name is None else tx.client_by_name(name).id
+        if selector is None and change.owns_fields():
+            if name is None:
+                tx.set_global_budget(_apply(tx.lock_state().budget, change), now_ms())
+            else:
+                tx.set_client_budget(name, _apply(tx.client_by_name(name).budget, change), now_ms())
+        if selector is not None or change.rates or change.clear:
+            _set_limit(tx, owner, name or "", change, selector or ALL.text)
+
+
+def _set_limit(tx: LedgerTx, owner: int, name: str, change: BudgetChange, selector: str) -> None:
+    """Apply the change's amounts (scoped only) and rates to one scoped-limit row."""
+    current = next((lim for lim in tx.limits_of(owner) if lim.selector.text == selector), None)
+    values = {} if current is None or change.clear else current.values()
+    if selector:
+        for window in WINDOWS:
+            given = getattr(change, window)
+            if given is not None:
+                values[window] = given
+    for window, count in change.rates.items():
+        values[RATE_FIELDS[window]] = count
+    if current is None and all(v is None for v in values.values()):
+        return  # nothing to set, nothing to remove
+    tx.set_limit(owner, name, selector, values, now_ms())
+
+
+@dataclass(frozen=True)
+class LimitsView:
+    """An owner's scoped limits with what they count now, and the contradictions found."""
+
+    own: LimitUsage | None
+    """The owner's own rate limits (selector ALL), if any."""
+    scoped: tuple[LimitUsage, ...]
+    warnings: tuple[str, ...]
+
+
+def show_limits(store: Store, name: str | None) -> LimitsView:
+    """An owner's rate limits and scoped budgets (global when ``name`` is None), and warnings."""
+    now = now_ms()
+    with store.read() as tx:
+        state = tx.wallet_state()
+        global_limits = tx.limits_of(GLOBAL_OWNER)
         if name is None:
-            budget = _apply(tx.lock_state().budget, change)
-            tx.set_global_budget(budget, now_ms())
+            budget, limits, what = state.budget, global_limits, "global"
+            outer: tuple[Budget | None, list[ScopedLimit] | None] = (None, None)
         else:
-            budget = _apply(tx.client_by_name(name).budget, change)
-            tx.set_client_budget(name, budget, now_ms())
-    return budget
+            client = tx.client_by_name(name)
+            budget, limits, what = client.budget, tx.limits_of(client.id), f"client {name}"
+            outer = (state.budget, global_limits)
+        usages = tx.usage(limits, now)
+    warnings = contradictions(what, budget, limits, *outer)
+    own = next((u for u in usages if u.limit.selector == ALL), None)
+    scoped = tuple(u for u in usages if u.limit.selector != ALL)
+    return LimitsView(own, scoped, tuple(warnings))
 
 
 def show_budget(store: Store, name: str | None) -> tuple[Budget, BudgetState]:

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from walletd.db.ledger import LedgerTx, NewPayment, Store, StoredPayment, TrackedPayment
 from walletd.domain import policy
 from walletd.domain.direct import KIND_TRANSFER, DirectDemand, ProofHeaders, as_demand
+from walletd.domain.limits import Subject, check_limits
 from walletd.domain.payment import Caller, PayCommand, PaymentStatus, PayReceipt
 from walletd.errors import (
     ChainError,
@@ -223,6 +224,8 @@ class DirectPayments:
                 limits=self._limits,
             )  # fmt: skip
             choice = policy.choose(as_demand(req.demand), ctx)
+            subject = Subject(client.id, req.cmd.labels, req.host, req.demand.recipient)
+            check_limits(tx.limit_usage(subject, now), req.demand.amount)
             if choice.network.caip2 != chain.network.caip2:
                 raise ChainError(
                     f"the RPC serves {chain.network.caip2}, the demand is on {choice.network.caip2}"

@@ -26,6 +26,7 @@ from walletd.domain.budget import BudgetState, window_states
 from walletd.domain.demand import Demand, InvalidEntry, Requirement, decode_demand
 from walletd.domain.direct import DirectDemand, as_demand, parse_direct
 from walletd.domain.eip3009 import Authorization, authorization_digest, payment_header
+from walletd.domain.limits import Subject, check_limits
 from walletd.domain.money import MAX_AMOUNT
 from walletd.domain.payment import (
     Caller,
@@ -284,8 +285,8 @@ class WalletService:
 
         Raises:
             InvalidRequestError, InvalidDemandError, PolicyDeniedError,
-            BudgetExceededError, InsufficientFundsError, FrozenError, IdempotencyConflictError,
-            UnauthenticatedError, StorageError.
+            BudgetExceededError, RateLimitedError, InsufficientFundsError, FrozenError,
+            IdempotencyConflictError, UnauthenticatedError, StorageError.
         """
         check_pay_sizes(cmd)
         attempt = _Attempt()
@@ -375,6 +376,8 @@ class WalletService:
             limits=self._limits,
         )
         choice = attempt.choice = policy.choose(demand, ctx)
+        subject = Subject(client.id, cmd.labels, intent.host, choice.requirement.pay_to)
+        check_limits(tx.limit_usage(subject, now), choice.requirement.amount)
         if self._funds is not None:
             short = funds_shortfall(
                 self._funds, tx.outstanding(self._signer.address)[1], choice.requirement.amount
