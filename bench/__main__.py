@@ -88,13 +88,23 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=None,
                         help="anchor + 16-caller Pay pairs for the interleaved ratio "
                              "(default 5; 1 with --smoke)")  # fmt: skip
+    parser.add_argument("--chats", type=int, default=None,
+                        help="requests per line of (d), the paid chat end to end "
+                             "(default 60; 2 with --smoke)")  # fmt: skip
+    parser.add_argument("--only-e2e", action="store_true",
+                        help="run only (d), the paid chat end to end")  # fmt: skip
     args = parser.parse_args()
-    n_anchor, calls, chats = (20, 3, 2) if args.smoke else (2000, 200, 50)
+    n_anchor, calls, chats = (20, 3, 2) if args.smoke else (2000, 200, 60)
+    chats = args.chats if args.chats is not None else chats
     pairs = args.pairs if args.pairs is not None else (1 if args.smoke else 5)
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
         f"; load average {_load()} at start"
     )
+    if args.only_e2e:
+        _e2e(chats)
+        print(f"load average {_load()} at the end")
+        return
     print(HEADER)
     base = anchor.run(n_anchor)
     print(row(base, "1.00x"))
@@ -109,12 +119,14 @@ def main() -> None:
             print(line, flush=True)
     else:
         print("(c) PostgreSQL: skipped (no --pg / WALLETD_TEST_PG_URL)")
-    (unpaid, paid, prepaid), shares = e2e.run(chats)
-    print(row(unpaid, "1.00x"))
-    for result, share in zip((paid, prepaid), shares, strict=True):
-        print(row(result, f"{result.p50 / unpaid.p50:.2f}x unpaid p50"))
-        print(f"  of which waiting on walletd (Pay + ReportOutcome): p50 {median(share):.0f} µs")
+    _e2e(chats)
     print(f"load average {_load()} at the end (other work on the machine skews every figure)")
+
+
+def _e2e(chats: int) -> None:
+    runs, daemon_cpu_us = e2e.run(chats)
+    for line in e2e.lines(runs, daemon_cpu_us):
+        print(line, flush=True)
 
 
 def _load() -> str:
