@@ -143,7 +143,7 @@ async def _path(target: Target, account: Any, root: str, n: int, path: str) -> R
         }
         for call in calls.values():  # warm up: connections, and the pre-pay terms
             await call()
-        await _settle_reports(wallets)
+        await _settle_reports(plain, prepaid)
         for wallet in wallets:
             wallet.pay_us.clear()
             wallet.report_us.clear()
@@ -154,20 +154,23 @@ async def _path(target: Target, account: Any, root: str, n: int, path: str) -> R
                 await calls[name]()
                 lines[name].latencies_us.append((time.perf_counter_ns() - t0) / 1000)
         background = _background(plain)
-        await _settle_reports(wallets)
+        await _settle_reports(plain, prepaid)
     for wallet in wallets:
         await wallet.aclose()
     return Run(path, lines, background)
 
 
 def _background(client: AsyncClusterClient) -> bool:
-    auth = client.auth
-    return bool(auth is not None and getattr(auth, "reports_in_background", False))
+    """Whether this client sends a success's ReportOutcome off the request's path."""
+    return hasattr(client.auth, "aflush_reports")
 
 
-async def _settle_reports(wallets: list[_TimedWallet]) -> None:
+async def _settle_reports(*clients: AsyncClusterClient) -> None:
     """Let reports still being sent in the background reach the daemon."""
-    await asyncio.sleep(0.05)
+    for client in clients:
+        flush = getattr(client.auth, "aflush_reports", None)
+        if flush is not None:
+            await flush()
 
 
 def run(n: int, delay: float = DELAY_S) -> tuple[list[Run], float]:
