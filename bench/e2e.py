@@ -11,8 +11,9 @@ answers), `walletd serve`, and the clients, all asyncio:
   known terms are paid before the request is sent (no 402 round trip);
 * **free route**: the same chat with an API key, no payment.
 
-The lines take turns request by request (the order rotates each round), so a
-slow phase of the machine falls on all of them alike. The same is run once on
+The lines take turns request by request, each round in another order (all
+orders in turn), so a slow phase of the machine falls on all of them alike and
+each line follows each other line as often. The same is run once on
 loopback and once through :class:`bench.delay.DelayProxy`, which holds every
 chunk 20 ms each way between the clients and the API (walletd's own socket is
 local either way, as it is in a deployment).
@@ -21,6 +22,7 @@ local either way, as it is in a deployment).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -147,9 +149,9 @@ async def _path(target: Target, account: Any, root: str, n: int, path: str) -> R
         for wallet in wallets:
             wallet.pay_us.clear()
             wallet.report_us.clear()
-        order = list(LINES)
+        orders = list(itertools.permutations(LINES))  # each line after each other alike
         for i in range(n):
-            for name in order[i % len(order) :] + order[: i % len(order)]:
+            for name in orders[i % len(orders)]:
                 t0 = time.perf_counter_ns()
                 await calls[name]()
                 lines[name].latencies_us.append((time.perf_counter_ns() - t0) / 1000)

@@ -109,3 +109,32 @@ def test_the_async_flow_returns_before_its_outcome_is_reported() -> None:
 
     assert asyncio.run(run()) < 5
     assert [r[1] for r in wallet.reports] == [200]
+
+
+class TimedWallet(FakeWallet):
+    """Pays take 50 ms; every Pay's start and end and every report go to one log."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.log: list[str] = []
+
+    def pay(self, *args: Any, **kwargs: Any) -> Any:
+        self.log.append("pay")
+        time.sleep(0.05)
+        receipt = super().pay(*args, **kwargs)  # type: ignore[no-untyped-call]
+        self.log.append("paid")
+        return receipt
+
+    def report_outcome(self, *args: Any, **kwargs: Any) -> str:
+        self.log.append("report")
+        return super().report_outcome(*args, **kwargs)  # type: ignore[no-untyped-call,no-any-return]
+
+
+def test_a_report_waits_for_the_payers_next_pay_instead_of_competing_with_it() -> None:
+    server, wallet = Server(), TimedWallet()
+    http, auth = _http(server, wallet)
+    with http:
+        for _ in range(2):
+            assert http.post(BASE + "/v1/chat").status_code == 200
+        auth.close()
+    assert wallet.log == ["pay", "paid", "pay", "paid", "report", "report"]

@@ -439,7 +439,8 @@ class WalletdAuth(httpx.Auth):
 
     def _perform(self, effect: _Pay | _Report | _Read | _Queue) -> Any:
         if isinstance(effect, _Pay):
-            return self.wallet().pay(**self._pay_args(effect))
+            with self._reports.pay_in_flight():
+                return self.wallet().pay(**self._pay_args(effect))
         if isinstance(effect, _Queue):
             return self._reports.submit(effect.outcome)
         if isinstance(effect, _Report):
@@ -449,7 +450,8 @@ class WalletdAuth(httpx.Auth):
 
     async def _aperform(self, effect: _Pay | _Report | _Read | _Queue) -> Any:
         if isinstance(effect, _Pay):
-            return await self.async_wallet().pay(**self._pay_args(effect))
+            with self._async_reports.pay_in_flight():
+                return await self.async_wallet().pay(**self._pay_args(effect))
         if isinstance(effect, _Queue):
             return self._async_reports.submit(effect.outcome)
         if isinstance(effect, _Report):

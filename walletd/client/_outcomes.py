@@ -4,7 +4,16 @@ After a paid request, the client tells walletd what the server said
 (ReportOutcome). The caller already holds its answer, so a report that only
 records it (a success, or an error that is not a refusal of the payment) is
 handed to a reporter and the request returns at once. The reporter sends the
-reports one at a time, in the order they were handed over; a report that
+reports one at a time, in the order they were handed over.
+
+A report does not compete with the same payer's next Pay for the daemon's
+write lock: the reporter holds it while a Pay of this payer is in flight, and
+for up to ``QUIET_S`` after it was handed over unless a Pay has ended since.
+So a program that makes paid requests back to back sends each report while it
+waits on the paid API, not while it waits on walletd. Flushing or closing sends
+at once.
+
+A report that
 fails because the daemon is unreachable or its ledger busy
 (DaemonUnavailableError, StorageError) stays at the head of the queue and is
 tried again with a growing delay, so none overtakes another. Any other error
@@ -12,7 +21,7 @@ drops that one report, with a warning.
 
 Closing the payer (``close()``/``aclose()`` of the client or WalletdAuth)
 waits up to ``FLUSH_TIMEOUT_S`` for the queue to empty. The blocking reporter
-also flushes when the interpreter exits. A report still queued when the
+also flushes when the interpreter exits (for up to ``EXIT_FLUSH_S``). A report still queued when the
 process (or, for asyncio, its event loop) ends is not lost money: the report
 is a hint, and the daemon's reconciler settles every unreported payment from
 the chain once its authorization expires (``walletd.service.reconcile``).
@@ -32,7 +41,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import NamedTuple
 
 from walletd.errors import DaemonUnavailableError, StorageError
@@ -41,11 +50,17 @@ log = logging.getLogger("walletd.client.outcomes")
 
 FLUSH_TIMEOUT_S = 5.0
 """How long closing a payer waits for its queued reports."""
+EXIT_FLUSH_S = 2.0
+"""How long the interpreter's exit waits for a blocking reporter's queue."""
 RETRY_FIRST_S = 0.05
 RETRY_MAX_S = 5.0
 IDLE_EXIT_S = 1.0
 """The blocking reporter's thread ends after this long with nothing to send (a new one
 starts with the next report), so an unclosed payer is not kept alive by it."""
+HOLD_POLL_S = 0.002
+"""The asyncio reporter looks this often whether a held-back report may go."""
+QUIET_S = 0.02
+"""How long a report waits, after it was handed over, for the payer's next Pay to pass."""
 MAX_QUEUED = 10_000
 """Reports kept at most; past it the oldest is dropped (the reconciler still settles it)."""
 
@@ -72,18 +87,64 @@ class _Queue:
 
     def __init__(self) -> None:
         self.items: deque[Outcome] = deque()
+        self.handed: deque[float] = deque()
+        """When each item was handed over (monotonic), in the same order."""
         self.lock = threading.Condition()
         self.failures = 0
         self.sending = False
         """A report is being sent (it is still at the head of ``items``)."""
+        self.paying = 0
+        """Pays of this payer in flight."""
+        self.pay_ended = 0.0
+        """When the last Pay of this payer ended (monotonic)."""
+        self.urgent = 0
+        """Flushes waiting: send without holding back."""
 
     def put(self, outcome: Outcome) -> None:
         with self.lock:
             if len(self.items) >= MAX_QUEUED:
                 dropped = self.items.popleft()
+                self.handed.popleft()
                 log.warning("too many unsent outcome reports; dropped %s", dropped.payment_id)
             self.items.append(outcome)
+            self.handed.append(time.monotonic())
             self.lock.notify_all()
+
+    def hold_s(self) -> float:
+        """How long the head report should still be held back (0: send it now); locked."""
+        if self.urgent or not self.items:
+            return 0.0
+        if self.paying:
+            return QUIET_S  # until the Pay ends (which notifies)
+        handed = self.handed[0]
+        if self.pay_ended >= handed:
+            return 0.0
+        return max(0.0, handed + QUIET_S - time.monotonic())
+
+    @contextlib.contextmanager
+    def pay_in_flight(self) -> Iterator[None]:
+        """Around one Pay of this payer: reports wait for it to end."""
+        with self.lock:
+            self.paying += 1
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.paying -= 1
+                self.pay_ended = time.monotonic()
+                self.lock.notify_all()
+
+    @contextlib.contextmanager
+    def flushing(self) -> Iterator[None]:
+        """While a flush waits, reports are sent without being held back."""
+        with self.lock:
+            self.urgent += 1
+            self.lock.notify_all()
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.urgent -= 1
 
     def head(self) -> Outcome | None:
         with self.lock:
@@ -104,6 +165,7 @@ class _Queue:
                 log.warning("outcome report of %s dropped: %s", outcome.payment_id, error)
             if self.items and self.items[0] is outcome:
                 self.items.popleft()
+                self.handed.popleft()
             self.failures = 0
             self.lock.notify_all()
             return 0.0
@@ -117,6 +179,7 @@ class _Queue:
                     len(self.items),
                 )
             self.items.clear()
+            self.handed.clear()
             self.lock.notify_all()
 
     def __len__(self) -> int:
@@ -148,10 +211,14 @@ class OutcomeReporter:
                 )
                 self._thread.start()
 
+    def pay_in_flight(self) -> contextlib.AbstractContextManager[None]:
+        """Wrap each Pay of this payer in it: queued reports are held back meanwhile."""
+        return self._queue.pay_in_flight()
+
     def flush(self, timeout: float = FLUSH_TIMEOUT_S) -> bool:
         """Wait until every queued report is delivered (or dropped); False on timeout."""
         deadline = time.monotonic() + timeout
-        with self._queue.lock:
+        with self._queue.flushing(), self._queue.lock:
             while self._queue.items:
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -176,6 +243,8 @@ class OutcomeReporter:
                 if not queue.items:
                     self._thread = None
                     return
+                while not self._closed and (hold := queue.hold_s()) > 0:
+                    queue.lock.wait(hold)
             outcome = queue.head()
             if outcome is None:
                 continue
@@ -191,10 +260,15 @@ class OutcomeReporter:
                     queue.lock.wait(left)
 
 
+def _locked(lock: threading.Condition, read: Callable[[], float]) -> float:
+    with lock:
+        return read()
+
+
 def _flush_at_exit(ref: weakref.ref[OutcomeReporter]) -> None:
     reporter = ref()
     if reporter is not None and len(reporter._queue):
-        reporter.close(FLUSH_TIMEOUT_S)
+        reporter.close(EXIT_FLUSH_S)
 
 
 class AsyncOutcomeReporter:
@@ -214,6 +288,10 @@ class AsyncOutcomeReporter:
         self._queue.put(outcome)
         self._ensure_task()
 
+    def pay_in_flight(self) -> contextlib.AbstractContextManager[None]:
+        """Wrap each Pay of this payer in it: queued reports are held back meanwhile."""
+        return self._queue.pay_in_flight()
+
     def _ensure_task(self) -> None:
         loop = asyncio.get_running_loop()
         task = self._task
@@ -226,10 +304,11 @@ class AsyncOutcomeReporter:
             return True
         self._ensure_task()
         deadline = time.monotonic() + timeout
-        while len(self._queue):
-            if time.monotonic() >= deadline:
-                return False
-            await asyncio.sleep(0.002)
+        with self._queue.flushing():
+            while len(self._queue):
+                if time.monotonic() >= deadline:
+                    return False
+                await asyncio.sleep(0.002)
         return True
 
     async def aclose(self, timeout: float = FLUSH_TIMEOUT_S) -> None:
@@ -245,6 +324,8 @@ class AsyncOutcomeReporter:
     async def _run(self) -> None:
         queue = self._queue
         while True:
+            while (hold := _locked(queue.lock, queue.hold_s)) > 0:
+                await asyncio.sleep(min(hold, HOLD_POLL_S))
             outcome = queue.head()
             if outcome is None:
                 return
