@@ -14,7 +14,7 @@ import os
 import platform
 from statistics import median
 
-from bench import anchor, e2e, floors, inproc, pay_load
+from bench import anchor, e2e, floors, inproc, pay_load, split
 from bench.stats import HEADER, Result, row
 
 
@@ -34,6 +34,10 @@ def _pay_lines(base: Result, db_url: str, label: str, calls: int) -> list[str]:
             lines.append(row(result, _ratio(result, base) + extra))
         local = inproc.run(target, 16, calls, label)
         lines.append(row(local, _ratio(local, base) + "; no gRPC: the same Pay work alone"))
+        alone = inproc.run(target, 1, calls, label)
+        lines.append(row(alone, _ratio(alone, base) + "; no gRPC, one at a time"))
+        lines.append(f"  {label}: one caller's calls, the daemon's CPU from /proc")
+        lines.extend(part.line() for part in split.run(target, calls))
     with pay_load.daemon(db_url, nice=0) as target:
         result, _ = pay_load.load(target, 16, calls, f"{label} Pay, 16 callers, nice 0")
         lines.append(row(result, _ratio(result, base) + "; the daemon not favoured over callers"))
@@ -51,17 +55,33 @@ def _interleaved_lines(rounds: int, n_anchor: int, calls: int) -> list[str]:
     figure least moved by the drift.
     """
     ratios: list[float] = []
-    lines = [f"interleaved: (b) SQLite Pay at 16 callers over the anchor, {rounds} pairs"]
+    floor_ratios: list[float] = []
+    lines = [
+        f"interleaved: (b) SQLite Pay at 16 callers over the anchor and over the lean durable "
+        f"Pay, {rounds} rounds"
+    ]
     with pay_load.daemon() as target:
         for i in range(rounds):
             base = anchor.run(n_anchor)
+            lean = floors.grpc_alone(16, calls, "lean", nice=pay_load.deployed_nice())
             result, _ = pay_load.load(
-                target, 16, calls, f"(b) SQLite Pay, 16 callers, pair {i + 1}"
+                target, 16, calls, f"(b) SQLite Pay, 16 callers, round {i + 1}"
             )
             ratios.append(result.per_second / base.per_second)
-            lines.append(row(result, f"{ratios[-1]:.2f}x its anchor ({base.per_second:.0f}/s)"))
-    spread = f"{min(ratios):.2f}-{max(ratios):.2f}x"
-    lines.append(f"  median of the {rounds} ratios: {median(ratios):.2f}x (range {spread})")
+            floor_ratios.append(result.per_second / lean.per_second)
+            lines.append(
+                row(
+                    result,
+                    f"{ratios[-1]:.2f}x its anchor ({base.per_second:.0f}/s), "
+                    f"{floor_ratios[-1]:.2f}x its lean durable Pay ({lean.per_second:.0f}/s)",
+                )
+            )
+    for what, values in (("anchor", ratios), ("lean durable Pay", floor_ratios)):
+        spread = f"{min(values):.2f}-{max(values):.2f}x"
+        lines.append(
+            f"  over the {what}: median of the {rounds} ratios {median(values):.2f}x"
+            f" (range {spread})"
+        )
     return lines
 
 
