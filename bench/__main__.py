@@ -3,8 +3,10 @@
 Ratios are against the anchor measured in the same run on the same machine:
 (b)/(a) and (c)/(a) compare Pay throughput with the reference client's in-process
 header rate (and CPU per operation, which depends less on what else the machine
-runs); (d) compares a paid request's p50 with an unpaid one's, and says how much
-of a paid request was spent waiting on walletd. docs/benchmarks.md has the figures.
+runs); the interleaved rounds also put the 16-caller Pay over the lean durable
+Pay; (d) compares a paid chat's p50 through walletd (with and without pre-pay)
+with the reference x402 client's, on loopback and over a 20 ms delay, and gives
+the Pay and ReportOutcome RPC times. docs/benchmarks.md has the figures.
 """
 
 from __future__ import annotations
