@@ -5,7 +5,8 @@ outcome, sequentially) against a running daemon; the daemon's user and system
 CPU and its threads' context switches are read from /proc before and after.
 With Pay in-process at one thread (``bench/inproc.py``) beside it, this splits a
 single caller's Pay into walletd's own work and what the transport, the
-thread hand-offs and the per-call commit add.
+thread hand-offs and the per-call commit add. The same Pay after 30 ms of idle
+shows what each of those hand-offs costs when the machine's cores were idle.
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ from pathlib import Path
 
 from bench.pay_load import URL, Target
 from tests.plugins.daemon import demand_header
+
+PAUSE_S = 0.03
+"""The idle time before each call of the "after idle" line: about what a paid API takes to
+answer, so it is how a paying client calls Pay (see the paid chat lines)."""
 
 
 @dataclass(frozen=True)
@@ -79,15 +84,21 @@ def run(target: Target, calls: int) -> list[Split]:
             done.append(1)
 
         done: list[int] = []
-        return [_measure(target.pid, "Pay, 1 caller", pay, calls),
-                _measure(target.pid, "ReportOutcome, 1 caller", report, calls)]  # fmt: skip
+        return [
+            _measure(target.pid, "Pay, 1 caller", pay, calls),
+            _measure(target.pid, "ReportOutcome, 1 caller", report, calls),
+            _measure(target.pid, f"Pay after {PAUSE_S * 1000:.0f} ms idle, 1 caller", pay, calls,
+                     PAUSE_S),
+        ]  # fmt: skip
 
 
-def _measure(pid: int, name: str, call: object, calls: int) -> Split:
+def _measure(pid: int, name: str, call: object, calls: int, pause: float = 0.0) -> Split:
     latencies = []
     (user, system), switches = _cpu(pid), _switches(pid)
     caller = time.process_time()
     for _ in range(calls):
+        if pause:
+            time.sleep(pause)
         t0 = time.perf_counter_ns()
         call()  # type: ignore[operator]
         latencies.append((time.perf_counter_ns() - t0) / 1000)
