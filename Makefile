@@ -61,8 +61,9 @@ stress: setup
 		--stalls $(STALLS)
 
 # The benchmark figures (docs/benchmarks.md): the x402 SDK anchor, Pay over the socket on
-# SQLite (and, with WALLETD_TEST_PG_URL or BENCH_ARGS="--pg URL", on PostgreSQL), and paid
-# vs unpaid chat through the local paid API. BENCH_ARGS=--smoke only checks that it runs.
+# SQLite (and, with WALLETD_TEST_PG_URL or BENCH_ARGS="--pg URL", on PostgreSQL), and a paid
+# chat through the reference x402 client vs walletd (loopback and a 20 ms delay).
+# BENCH_ARGS=--smoke only checks that it runs.
 bench: setup
 	$(PY) -m bench $(BENCH_ARGS)
 

@@ -3,8 +3,10 @@
 Ratios are against the anchor measured in the same run on the same machine:
 (b)/(a) and (c)/(a) compare Pay throughput with the reference client's in-process
 header rate (and CPU per operation, which depends less on what else the machine
-runs); (d) compares a paid request's p50 with an unpaid one's, and says how much
-of a paid request was spent waiting on walletd. docs/benchmarks.md has the figures.
+runs); the interleaved rounds also put the 16-caller Pay over the lean durable
+Pay; (d) compares a paid chat's p50 through walletd (with and without pre-pay)
+with the reference x402 client's, on loopback and over a 20 ms delay, and gives
+the Pay and ReportOutcome RPC times. docs/benchmarks.md has the figures.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import os
 import platform
 from statistics import median
 
-from bench import anchor, e2e, floors, inproc, pay_load
+from bench import anchor, e2e, floors, inproc, pay_load, split
 from bench.stats import HEADER, Result, row
 
 
@@ -34,6 +36,10 @@ def _pay_lines(base: Result, db_url: str, label: str, calls: int) -> list[str]:
             lines.append(row(result, _ratio(result, base) + extra))
         local = inproc.run(target, 16, calls, label)
         lines.append(row(local, _ratio(local, base) + "; no gRPC: the same Pay work alone"))
+        alone = inproc.run(target, 1, calls, label)
+        lines.append(row(alone, _ratio(alone, base) + "; no gRPC, one at a time"))
+        lines.append(f"  {label}: one caller's calls, the daemon's CPU from /proc")
+        lines.extend(part.line() for part in split.run(target, calls))
     with pay_load.daemon(db_url, nice=0) as target:
         result, _ = pay_load.load(target, 16, calls, f"{label} Pay, 16 callers, nice 0")
         lines.append(row(result, _ratio(result, base) + "; the daemon not favoured over callers"))
@@ -51,17 +57,33 @@ def _interleaved_lines(rounds: int, n_anchor: int, calls: int) -> list[str]:
     figure least moved by the drift.
     """
     ratios: list[float] = []
-    lines = [f"interleaved: (b) SQLite Pay at 16 callers over the anchor, {rounds} pairs"]
+    floor_ratios: list[float] = []
+    lines = [
+        f"interleaved: (b) SQLite Pay at 16 callers over the anchor and over the lean durable "
+        f"Pay, {rounds} rounds"
+    ]
     with pay_load.daemon() as target:
         for i in range(rounds):
             base = anchor.run(n_anchor)
+            lean = floors.grpc_alone(16, calls, "lean", nice=pay_load.deployed_nice())
             result, _ = pay_load.load(
-                target, 16, calls, f"(b) SQLite Pay, 16 callers, pair {i + 1}"
+                target, 16, calls, f"(b) SQLite Pay, 16 callers, round {i + 1}"
             )
             ratios.append(result.per_second / base.per_second)
-            lines.append(row(result, f"{ratios[-1]:.2f}x its anchor ({base.per_second:.0f}/s)"))
-    spread = f"{min(ratios):.2f}-{max(ratios):.2f}x"
-    lines.append(f"  median of the {rounds} ratios: {median(ratios):.2f}x (range {spread})")
+            floor_ratios.append(result.per_second / lean.per_second)
+            lines.append(
+                row(
+                    result,
+                    f"{ratios[-1]:.2f}x its anchor ({base.per_second:.0f}/s), "
+                    f"{floor_ratios[-1]:.2f}x its lean durable Pay ({lean.per_second:.0f}/s)",
+                )
+            )
+    for what, values in (("anchor", ratios), ("lean durable Pay", floor_ratios)):
+        spread = f"{min(values):.2f}-{max(values):.2f}x"
+        lines.append(
+            f"  over the {what}: median of the {rounds} ratios {median(values):.2f}x"
+            f" (range {spread})"
+        )
     return lines
 
 
@@ -88,13 +110,23 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=None,
                         help="anchor + 16-caller Pay pairs for the interleaved ratio "
                              "(default 5; 1 with --smoke)")  # fmt: skip
+    parser.add_argument("--chats", type=int, default=None,
+                        help="requests per line of (d), the paid chat end to end "
+                             "(default 60; 2 with --smoke)")  # fmt: skip
+    parser.add_argument("--only-e2e", action="store_true",
+                        help="run only (d), the paid chat end to end")  # fmt: skip
     args = parser.parse_args()
-    n_anchor, calls, chats = (20, 3, 2) if args.smoke else (2000, 200, 50)
+    n_anchor, calls, chats = (20, 3, 2) if args.smoke else (2000, 200, 60)
+    chats = args.chats if args.chats is not None else chats
     pairs = args.pairs if args.pairs is not None else (1 if args.smoke else 5)
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
         f"; load average {_load()} at start"
     )
+    if args.only_e2e:
+        _e2e(chats)
+        print(f"load average {_load()} at the end")
+        return
     print(HEADER)
     base = anchor.run(n_anchor)
     print(row(base, "1.00x"))
@@ -109,12 +141,14 @@ def main() -> None:
             print(line, flush=True)
     else:
         print("(c) PostgreSQL: skipped (no --pg / WALLETD_TEST_PG_URL)")
-    (unpaid, paid, prepaid), shares = e2e.run(chats)
-    print(row(unpaid, "1.00x"))
-    for result, share in zip((paid, prepaid), shares, strict=True):
-        print(row(result, f"{result.p50 / unpaid.p50:.2f}x unpaid p50"))
-        print(f"  of which waiting on walletd (Pay + ReportOutcome): p50 {median(share):.0f} µs")
+    _e2e(chats)
     print(f"load average {_load()} at the end (other work on the machine skews every figure)")
+
+
+def _e2e(chats: int) -> None:
+    runs, daemon_cpu_us = e2e.run(chats)
+    for line in e2e.lines(runs, daemon_cpu_us):
+        print(line, flush=True)
 
 
 def _load() -> str:

@@ -99,13 +99,16 @@ def daemon(
 
 
 def _wait(target: Target) -> None:
-    from walletd.client import WalletClient
+    from walletd.client import DaemonUnavailableError, WalletClient
 
     for _ in range(600):
         if Path(target.socket).exists():
-            with WalletClient(socket=target.socket, token="probe", timeout=2) as probe:
-                if probe.health():
-                    return
+            try:
+                with WalletClient(socket=target.socket, token="probe", timeout=2) as probe:
+                    if probe.health():
+                        return
+            except DaemonUnavailableError:  # the socket file is there, not yet listening
+                pass
         time.sleep(0.05)
     raise RuntimeError("walletd did not start")
 

@@ -96,10 +96,17 @@ def _client(server: Server, wallet: FakeWallet, **auth_kwargs) -> httpx.Client:
     return http_client(auth=auth, transport=httpx.MockTransport(server))
 
 
+def _auth_of(http: httpx.Client) -> WalletdAuth:
+    auth = http.auth
+    assert isinstance(auth, WalletdAuth)
+    return auth
+
+
 def test_pays_a_402_once_and_reports_the_settlement() -> None:
     server, wallet = Server(), FakeWallet()
     with _client(server, wallet) as http:
         response = http.post(BASE + "/v1/chat", json={})
+        assert _auth_of(http).flush_reports()
     assert response.status_code == 200
     assert len(wallet.pays) == 1
     key = wallet.pays[0]["key"]
@@ -189,6 +196,7 @@ def test_a_failed_report_never_reaches_the_app() -> None:
     server, wallet = Server(), FakeWallet(report_fails=True)
     with _client(server, wallet) as http:
         assert http.post(BASE + "/v1/chat").status_code == 200
+        _auth_of(http)._reports.close(timeout=0.1)  # the daemon stays "down": do not wait
 
 
 def test_refusal_is_a_walletd_error_not_an_httpx_request_error() -> None:
@@ -223,7 +231,9 @@ def test_async_flow_pays_once() -> None:
     async def run() -> int:
         auth = WalletdAuth(base_url=BASE, async_wallet=wallet)  # type: ignore[arg-type]
         async with async_http_client(auth=auth, transport=httpx.MockTransport(server)) as http:
-            return (await http.post(BASE + "/v1/chat")).status_code
+            status = (await http.post(BASE + "/v1/chat")).status_code
+            assert await auth.aflush_reports()
+            return status
 
     assert asyncio.run(run()) == 200
     assert len(wallet.pays) == 1 and len(wallet.reports) == 1

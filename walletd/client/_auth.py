@@ -19,9 +19,14 @@ The rules it keeps, because each one is a way to lose money:
 * The paid response body is never read here, so streaming works.
 * The outcome (status and ``PAYMENT-RESPONSE``) is reported to walletd best
   effort: a report that fails is logged, never raised into the application.
-  One answer of the report is raised: PaidAnswerLostError, when the server
-  refused a payment that the chain shows already used (a retry after a lost
-  answer). The request was paid; sending it again would pay again.
+  A report that only records the answer (anything but a refusal of the
+  payment) is sent in the background (``walletd.client._outcomes``: in order,
+  retried while the daemon is unreachable), so the request returns as soon as
+  its answer is read. A refusal (a 402 after paying, or ``success: false``) is
+  reported at once, after every queued report, because one answer of it is
+  raised: PaidAnswerLostError, when the server refused a payment that the
+  chain shows already used (a retry after a lost answer). The request was
+  paid; sending it again would pay again.
 * Nothing raised here subclasses ``httpx.RequestError``: HTTP SDKs retry those,
   and a retry is another trip through the payment step.
 
@@ -45,6 +50,7 @@ from typing import Any, Generic, NamedTuple, TypeVar
 import httpx
 
 from walletd.client._effects import Done, Plan, aattempt, attempt, step
+from walletd.client._outcomes import AsyncOutcomeReporter, Outcome, OutcomeReporter
 from walletd.client._settings import WalletdSettings
 from walletd.client._wallet import AsyncWalletClient, WalletClient
 from walletd.domain.payment import PayReceipt
@@ -230,6 +236,11 @@ def _route(request: httpx.Request) -> tuple[tuple[str, str, int | None], str, st
     return _origin(request.url), request.method.upper(), request.url.path
 
 
+def _refused(status: int, settlement: str) -> bool:
+    """Whether the server refused the payment (the daemon then checks the chain at once)."""
+    return status == 402 or decode_b64_json(settlement).get("success") is False
+
+
 def _with_server_reason(err: PaidAnswerLostError, reason: str) -> PaidAnswerLostError:
     """The daemon's error, plus the server's own words when only the client saw them."""
     if not reason or err.details.get("server_reason"):
@@ -261,7 +272,13 @@ class _Read(NamedTuple):
     response: httpx.Response
 
 
-_Effect = _Send | _Pay | _Report | _Read
+class _Queue(NamedTuple):
+    """Hand an outcome to the background reporter."""
+
+    outcome: Outcome
+
+
+_Effect = _Send | _Pay | _Report | _Read | _Queue
 
 
 class _Opened(Generic[C]):
@@ -324,6 +341,10 @@ class WalletdAuth(httpx.Auth):
         self._origin = _origin(httpx.URL(str(base_url))) if base_url is not None else None
         self._wallet = _Opened(wallet, self.settings.connect)
         self._async_wallet = _Opened(async_wallet, self.settings.connect_async)
+        self._reports = OutcomeReporter(lambda *args: self.wallet().report_outcome(*args))
+        self._async_reports = AsyncOutcomeReporter(
+            lambda *args: self.async_wallet().report_outcome(*args)
+        )
         self._strip_authorization = strip_authorization
         self._error_wrapper = error_wrapper
         # httpx follows a redirect *inside* one auth-flow step and copies every
@@ -351,16 +372,29 @@ class WalletdAuth(httpx.Auth):
         return self._async_wallet.get()
 
     def close(self) -> None:
-        """Close the blocking walletd client if this object opened it (a given one is yours)."""
+        """Send the queued outcome reports (up to 5 s), close the walletd client opened here.
+
+        A walletd client given to the constructor is yours to close.
+        """
+        self._reports.close()
         opened = self._wallet.release()
         if opened is not None:
             opened.close()
 
     async def aclose(self) -> None:
-        """Close the asyncio walletd client if this object opened it."""
+        """Send the queued outcome reports (up to 5 s), close the asyncio client opened here."""
+        await self._async_reports.aclose()
         opened = self._async_wallet.release()
         if opened is not None:
             await opened.aclose()
+
+    def flush_reports(self, timeout: float = 5.0) -> bool:
+        """Wait until the outcome reports queued by blocking requests are delivered."""
+        return self._reports.flush(timeout)
+
+    async def aflush_reports(self, timeout: float = 5.0) -> bool:
+        """Wait until the outcome reports queued by asyncio requests are delivered."""
+        return await self._async_reports.flush(timeout)
 
     # ---- pre-pay cache ---------------------------------------------------
 
@@ -403,17 +437,25 @@ class WalletdAuth(httpx.Auth):
             else:
                 effect = step(plan, await aattempt(self._aperform, effect))
 
-    def _perform(self, effect: _Pay | _Report | _Read) -> Any:
+    def _perform(self, effect: _Pay | _Report | _Read | _Queue) -> Any:
         if isinstance(effect, _Pay):
-            return self.wallet().pay(**self._pay_args(effect))
+            with self._reports.pay_in_flight():
+                return self.wallet().pay(**self._pay_args(effect))
+        if isinstance(effect, _Queue):
+            return self._reports.submit(effect.outcome)
         if isinstance(effect, _Report):
+            self._reports.flush()  # in order: after every report queued before it
             return self.wallet().report_outcome(*effect)
         return effect.response.read()
 
-    async def _aperform(self, effect: _Pay | _Report | _Read) -> Any:
+    async def _aperform(self, effect: _Pay | _Report | _Read | _Queue) -> Any:
         if isinstance(effect, _Pay):
-            return await self.async_wallet().pay(**self._pay_args(effect))
+            with self._async_reports.pay_in_flight():
+                return await self.async_wallet().pay(**self._pay_args(effect))
+        if isinstance(effect, _Queue):
+            return self._async_reports.submit(effect.outcome)
         if isinstance(effect, _Report):
+            await self._async_reports.flush()
             return await self.async_wallet().report_outcome(*effect)
         return await effect.response.aread()
 
@@ -521,13 +563,17 @@ class WalletdAuth(httpx.Auth):
         }
         response: httpx.Response = yield _Send(request)
         settlement = payment_response_of(response)
-        refusal = payment_refusal_reason(response) if response.status_code == 402 else ""
-        try:
-            yield _Report(receipt.payment_id, response.status_code, settlement)
-        except PaidAnswerLostError as err:  # paid, and the server refused to answer
-            raise self._wrap(_with_server_reason(err, refusal)) from err
-        except Exception:  # best effort: the request itself has already succeeded or failed
-            log.warning("could not report the outcome of %s", receipt.payment_id)
+        outcome = Outcome(receipt.payment_id, response.status_code, settlement)
+        if not _refused(response.status_code, settlement):
+            yield _Queue(outcome)  # the caller has its answer: report it in the background
+        else:
+            refusal = payment_refusal_reason(response) if response.status_code == 402 else ""
+            try:
+                yield _Report(*outcome)
+            except PaidAnswerLostError as err:  # paid, and the server refused to answer
+                raise self._wrap(_with_server_reason(err, refusal)) from err
+            except Exception:  # best effort: the request itself has already failed
+                log.warning("could not report the outcome of %s", receipt.payment_id)
         response.extensions[PAYMENT_EXTENSION] = PaymentAttempt(
             receipt, key, response.status_code, settlement, prepaid
         )

@@ -563,6 +563,7 @@ class AsyncWalletClient(_ClientBase, AsyncClosing):
     """
 
     _channel: grpc.aio.Channel | None = None
+    _stub: pb_grpc.WalletServiceStub | None = None
     _loop: asyncio.AbstractEventLoop | None = None
 
     def _current_channel(self) -> grpc.aio.Channel:
@@ -576,8 +577,16 @@ class AsyncWalletClient(_ClientBase, AsyncClosing):
                 self._channel = grpc.aio.secure_channel(
                     ep.target, ep.credentials, options=ep.options
                 )
+            self._stub = None
             self._loop = loop
         return self._channel
+
+    def _current_stub(self) -> pb_grpc.WalletServiceStub:
+        """The stub of the running loop's channel, made once per channel."""
+        channel = self._current_channel()
+        if self._stub is None:
+            self._stub = pb_grpc.WalletServiceStub(channel)
+        return self._stub
 
     async def pay(
         self, idempotency_key: str, method: str, url: str, **options: Unpack[PayOptions]
@@ -616,12 +625,12 @@ class AsyncWalletClient(_ClientBase, AsyncClosing):
 
     async def aclose(self) -> None:
         """Close the channel of the running loop, if one was opened."""
-        channel, self._channel, self._loop = self._channel, None, None
+        channel, self._channel, self._loop, self._stub = self._channel, None, None, None
         if channel is not None:
             await channel.close(grace=None)
 
     async def _call(self, rpc: _Rpc[T]) -> T:
-        stub = pb_grpc.WalletServiceStub(self._current_channel())  # stubs are cheap
+        stub = self._current_stub()
         with map_rpc_errors():
             response = await getattr(stub, rpc.method)(rpc.request, **self._call_options(rpc))
         return rpc.read(response)
