@@ -165,8 +165,19 @@ class Gateway:
         """The ``payment`` object for a paid response (None when nothing was paid)."""
         if paid is None:
             return None
+        await self.flush_reports()
         status = (await ledger_facts(lambda: self.wallet, paid.receipt.payment_id))["status"]
         return payment_facts(paid.receipt, status, paid.settlement)
+
+    async def flush_reports(self) -> None:
+        """Deliver the queued outcome reports, so the status an agent is shown is current.
+
+        A paid request returns before its outcome reaches the daemon; an agent
+        reasons about the status it is shown, so a tool waits for the report.
+        """
+        await self._auth.aflush_reports()
+        if self.api is not None and self.api.auth is not None:
+            await self.api.auth.aflush_reports()
 
     async def facts_by_id(self, payment_id: str) -> dict[str, Any] | None:
         """The ``payment`` object of a payment known only by id (an API error after paying)."""
