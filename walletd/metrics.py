@@ -224,6 +224,7 @@ class LedgerCollector(Collector):
                 if not client.revoked:
                     scopes.append((client.name, client.budget, tx.spent(client.id, now)))
             (count, amount), (old_count, old_amount) = tx.outstanding_by_key(self._address)
+            pending_approvals = tx.pending_count()
         for name, budget, used in scopes:
             for state in window_states(budget, used):
                 labels = [name, state.window]
@@ -244,6 +245,11 @@ class LedgerCollector(Collector):
             ),
             _reading(
                 "walletd_frozen", "1 when the operator froze all payments.", int(wallet.frozen)
+            ),
+            _reading(
+                "walletd_approvals_pending",
+                "Payments held above an approval threshold, waiting for a decision.",
+                pending_approvals,
             ),
             _reading(
                 "walletd_outstanding_payments",

@@ -30,7 +30,12 @@ def client() -> None:
 
 @client.command("add")
 @click.argument("name")
-@click.option("--scopes", default="pay,read", show_default=True, help="pay and/or read.")
+@click.option(
+    "--scopes",
+    default="pay,read",
+    show_default=True,
+    help="Any of pay, read and approve (approve: decide payments held for approval).",
+)
 @ledger_options
 @json_option
 def client_add(
@@ -95,6 +100,13 @@ def _usd(_ctx: click.Context, _param: click.Parameter, value: str | None) -> int
         raise click.BadParameter(exc.message) from exc
 
 
+def _approve_above(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:
+    """``off`` (remove the threshold), a USD amount, or None (not given)."""
+    if value is None or value.strip().lower() == "off":
+        return value and "off"
+    return _usd(_ctx, _param, value)
+
+
 def _budget_doc(budget: Budget, state: BudgetState) -> dict[str, Any]:
     windows = {
         w.window: {"limit": w.limit, "spent": w.spent, "remaining": w.remaining}
@@ -140,14 +152,23 @@ def budget() -> None:
 @click.option("--total", callback=_usd, help="USD over the lifetime.")
 @click.option("--payee", multiple=True, help="Only pay these addresses (repeat).")
 @click.option("--host", multiple=True, help="Only pay for URLs on these hosts (repeat).")
-@click.option("--clear", is_flag=True, help="Remove every limit before applying the others.")
+@click.option(
+    "--clear",
+    is_flag=True,
+    help="Remove every limit (and the approval threshold) before applying the others.",
+)
+@click.option(
+    "--approve-above",
+    callback=_approve_above,
+    help="USD: hold payments above this for a human approval (`walletd approve`); off: never.",
+)
 @ledger_options
 @json_option
 def budget_set(
     name: str | None, is_global: bool, per_request: int | None, hourly: int | None,
     daily: int | None, monthly: int | None, total: int | None, payee: tuple[str, ...],
-    host: tuple[str, ...], clear: bool, data_dir: Path | None, config_path: Path | None,
-    db_url: str, as_json: bool,
+    host: tuple[str, ...], clear: bool, approve_above: int | str | None, data_dir: Path | None,
+    config_path: Path | None, db_url: str, as_json: bool,
 ) -> None:  # fmt: skip
     """Set limits for client NAME (or --global); options not given keep their value.
 
@@ -164,11 +185,26 @@ def budget_set(
         per_request=per_request, hourly=hourly, daily=daily, monthly=monthly, total=total,
         payees=frozenset(_checked_payees(payee)) if payee else None,
         hosts=frozenset(host) if host else None, clear=clear,
+        approve_above=approve_above if isinstance(approve_above, int) else None,
+        approve_above_off=approve_above == "off",
     )  # fmt: skip
     store = _store(data_dir, config_path, db_url)
     admin.set_budget(store, name, change)
+    _show(store, name, as_json)
+
+
+def _show(store: Any, name: str | None, as_json: bool) -> None:
+    """Print a budget with its approval threshold."""
+    from walletd.service import admin
+
     budget_, state = admin.show_budget(store, name)
-    emit(as_json, _budget_doc(budget_, state), _budget_lines(budget_, state))
+    threshold = admin.approval_threshold(store, name)
+    doc = _budget_doc(budget_, state)
+    doc["approve_above"] = threshold
+    lines = _budget_lines(budget_, state)
+    above = "none" if threshold is None else f"{format_usd(threshold)} USD"
+    lines.append(f"  approval above: {above}")
+    emit(as_json, doc, lines)
 
 
 def _checked_payees(payees: tuple[str, ...]) -> list[str]:
@@ -192,12 +228,9 @@ def budget_show(
     db_url: str, as_json: bool,
 ) -> None:  # fmt: skip
     """Show a client's (or the global) limits, spent and remaining."""
-    from walletd.service import admin
-
     if is_global == bool(name):
         raise click.UsageError("give a client NAME or --global (one of them)")
-    budget_, state = admin.show_budget(_store(data_dir, config_path, db_url), name)
-    emit(as_json, _budget_doc(budget_, state), _budget_lines(budget_, state))
+    _show(_store(data_dir, config_path, db_url), name, as_json)
 
 
 def _freeze_command(frozen: bool) -> click.Command:

@@ -18,7 +18,8 @@ from walletd.errors import InvalidRequestError
 from walletd.service.clock import now_ms
 from walletd.service.tokens import hash_token, new_token
 
-SCOPES = frozenset({"pay", "read"})
+SCOPES = frozenset({"pay", "read", "approve"})
+"""``approve``: list, approve and deny payments held above an approval threshold."""
 
 
 def add_client(store: Store, name: str, scopes: frozenset[str]) -> str:
@@ -58,12 +59,17 @@ class BudgetChange:
     payees: frozenset[str] | None = None
     hosts: frozenset[str] | None = None
     clear: bool = False
-    """Start from no limits at all before applying the given fields."""
+    """Start from no limits at all (and no approval threshold) before applying the given fields."""
+    approve_above: int | None = None
+    """Hold payments above this amount for a human approval (None: keep as it is)."""
+    approve_above_off: bool = False
+    """Remove the approval threshold."""
 
 
 def _apply(current: Budget, change: BudgetChange) -> Budget:
     base = Budget() if change.clear else current
-    given = {k: v for k, v in change.__dict__.items() if k != "clear" and v is not None}
+    own = ("clear", "approve_above", "approve_above_off")
+    given = {k: v for k, v in change.__dict__.items() if k not in own and v is not None}
     if "payees" in given:
         given["payees"] = frozenset(p.lower() for p in given["payees"])
     if "hosts" in given:
@@ -75,12 +81,34 @@ def set_budget(store: Store, name: str | None, change: BudgetChange) -> Budget:
     """Change a client's budget, or the global one when ``name`` is None."""
     with store.write() as tx:
         if name is None:
-            budget = _apply(tx.lock_state().budget, change)
+            state = tx.lock_state()
+            budget, threshold = _apply(state.budget, change), state.approve_above
             tx.set_global_budget(budget, now_ms())
         else:
-            budget = _apply(tx.client_by_name(name).budget, change)
+            client = tx.client_by_name(name)
+            budget, threshold = _apply(client.budget, change), client.approve_above
             tx.set_client_budget(name, budget, now_ms())
+        wanted = _threshold(threshold, change)
+        if wanted != threshold:
+            tx.set_approval_threshold(name, wanted, now_ms())
     return budget
+
+
+def _threshold(current: int | None, change: BudgetChange) -> int | None:
+    """The approval threshold a change leaves."""
+    if change.approve_above is not None and change.approve_above_off:
+        raise InvalidRequestError("give an approval threshold or remove it, not both")
+    if change.approve_above is not None:
+        return change.approve_above
+    return None if change.clear or change.approve_above_off else current
+
+
+def approval_threshold(store: Store, name: str | None) -> int | None:
+    """A client's (or the global, for None) approval threshold; None when there is none."""
+    with store.read() as tx:
+        if name is None:
+            return tx.wallet_state().approve_above
+        return tx.client_by_name(name).approve_above
 
 
 def show_budget(store: Store, name: str | None) -> tuple[Budget, BudgetState]:
