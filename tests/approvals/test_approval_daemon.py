@@ -136,6 +136,9 @@ def test_approving_gives_exactly_one_signature_to_concurrent_retries(desk: Desk)
     assert [e["status"] for e in events] == ["awaiting_approval", "approved", "signed"]
     assert events[1]["data"]["decided_by"] == "alice"
     assert events[1]["data"]["note"] == "ok for the demo"
+    assert shown["payment"]["approval"]["approval_status"] == "approved"
+    text = desk.home.admin("payment", "show", err.payment_id).stdout
+    assert f"{err.approval_id} approved by alice at" in text
 
 
 def test_denial_signs_nothing_and_returns_the_reservation(desk: Desk) -> None:
