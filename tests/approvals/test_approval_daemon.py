@@ -73,8 +73,9 @@ def desk(module_wallet_home: WalletHome, module_daemon: Daemon) -> Iterator[Desk
     def client(name: str) -> WalletClient:
         return WalletClient(socket=home.socket, token_file=tokens[name], timeout=30)
 
-    clients = [client(n) for n in ("svc", "alice", "selfish", "reader")]
-    yield Desk(home, *clients, tokens=tokens)  # type: ignore[arg-type]
+    svc, alice, selfish, reader = (client(n) for n in ("svc", "alice", "selfish", "reader"))
+    clients = [svc, alice, selfish, reader]
+    yield Desk(home, svc, alice, selfish, reader, tokens=tokens)
     for c in clients:
         c.close()
 
@@ -244,7 +245,7 @@ def test_watch_streams_new_and_decided_approvals(desk: Desk) -> None:
     deadline = time.monotonic() + 10
     while ("decided", err.approval_id, "denied") not in seen and time.monotonic() < deadline:
         time.sleep(0.1)
-    stream.cancel()
+    stream.cancel()  # type: ignore[no-untyped-call]
     reader.join(10)
     channel.close()
     assert ("pending", err.approval_id, "pending") in seen

@@ -8,6 +8,7 @@ payment nobody collected, the Prometheus gauge, and the threshold's admin event.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
@@ -32,8 +33,8 @@ from walletd.service.direct import refuse_above_threshold
 URL = "https://api.test/v1/chat/completions"
 
 
-def _cmd(key: str, amount: int = 3000, **entry: object) -> PayCommand:
-    return PayCommand(key, "POST", URL, demand_header(str(amount), **entry))
+def _cmd(key: str, amount: int = 3000) -> PayCommand:
+    return PayCommand(key, "POST", URL, demand_header(str(amount)))
 
 
 @pytest.fixture
@@ -42,8 +43,10 @@ def approver(ledger: Ledger) -> Caller:
     return ledger.service.authenticate(token)
 
 
-def _desk(ledger: Ledger, clock: object = None) -> ApprovalDesk:
-    return ApprovalDesk(ledger.store, ApprovalBell(), **({"clock": clock} if clock else {}))
+def _desk(ledger: Ledger, clock: Callable[[], int] | None = None) -> ApprovalDesk:
+    if clock is None:
+        return ApprovalDesk(ledger.store, ApprovalBell())
+    return ApprovalDesk(ledger.store, ApprovalBell(), clock)
 
 
 def test_threshold_is_strictly_above_and_the_clients_is_named_first() -> None:
