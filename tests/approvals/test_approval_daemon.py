@@ -9,6 +9,7 @@ its own payments), ``reader`` only reads.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import threading
@@ -22,10 +23,10 @@ import pytest
 
 from tests.plugins.adversarial import add_clients
 from tests.plugins.daemon import Daemon, WalletHome, demand_header
-from walletd.client import WalletClient
+from walletd.client import AsyncWalletClient, WalletClient
 from walletd.client._errors import map_rpc_errors
 from walletd.domain.approval import Approval
-from walletd.domain.payment import PaymentStatus
+from walletd.domain.payment import PaymentStatus, PayReceipt
 from walletd.errors import (
     ApprovalClosedError,
     ApprovalDeniedError,
@@ -220,6 +221,28 @@ def test_the_client_waits_for_the_decision_and_is_paid(desk: Desk) -> None:
     assert not isinstance(receipt, Exception), receipt
     assert receipt.payment_id == held.payment_id  # type: ignore[attr-defined]
     assert receipt.header_value  # type: ignore[attr-defined]
+
+
+def test_the_async_client_waits_and_approves_like_the_blocking_one(desk: Desk) -> None:
+    async def run() -> tuple[object, object]:
+        payer = AsyncWalletClient(
+            socket=desk.home.socket, token_file=desk.tokens["svc"], timeout=30
+        )
+        alice = AsyncWalletClient(socket=desk.home.socket, token_file=desk.tokens["alice"])
+        async with payer, alice:
+            with pytest.raises(ApprovalRequiredError) as held:
+                await payer.pay("held-async", "POST", URL, payment_required=DEMAND)
+            waiting = asyncio.create_task(
+                payer.pay("held-async", "POST", URL, payment_required=DEMAND,
+                          wait_for_approval=20)
+            )  # fmt: skip
+            await asyncio.sleep(0.5)
+            decided = await alice.approve(held.value.approval_id, "async")
+            return decided, await waiting
+
+    decided, receipt = asyncio.run(run())
+    assert decided.status == "approved"  # type: ignore[attr-defined]
+    assert isinstance(receipt, PayReceipt) and receipt.header_value and not receipt.reused
 
 
 def test_watch_streams_new_and_decided_approvals(desk: Desk) -> None:

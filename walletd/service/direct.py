@@ -32,9 +32,15 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-from walletd.db.ledger import LedgerTx, NewPayment, Store, StoredPayment, TrackedPayment
+from walletd.db.ledger import (
+    LedgerTx,
+    NewPayment,
+    Store,
+    StoredPayment,
+    TrackedPayment,
+    WalletState,
+)
 from walletd.domain import policy
 from walletd.domain.approval import threshold_hit
 from walletd.domain.direct import KIND_TRANSFER, DirectDemand, ProofHeaders, as_demand
@@ -114,7 +120,7 @@ def _receipt(row: StoredPayment, reused: bool) -> PayReceipt:
     )  # fmt: skip
 
 
-def refuse_above_threshold(amount: int, client_threshold: int | None, state: Any) -> None:
+def refuse_above_threshold(amount: int, client_threshold: int | None, state: WalletState) -> None:
     """A direct transfer above an approval threshold is refused: it cannot wait for a human.
 
     It is sent the moment it is signed, so there is nothing to hold; x402

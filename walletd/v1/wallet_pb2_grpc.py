@@ -88,6 +88,9 @@ class WalletServiceServicer:
         """Pay turns one x402 402 demand into a signed payment header, within the
         calling client's policy and budgets. The ledger row is committed before the
         reply is sent. The same idempotency key and demand return the same header.
+        Above an approval threshold nothing is signed: APPROVAL_REQUIRED (details:
+        approval_id, amount_usd, payee, url, expires_at_ms) until an approver decides;
+        then the same key gets the signature, or APPROVAL_DENIED.
         Scope: pay. CLI: `walletd pay`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

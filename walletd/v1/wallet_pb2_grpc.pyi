@@ -39,6 +39,9 @@ class WalletServiceStub:
     """Pay turns one x402 402 demand into a signed payment header, within the
     calling client's policy and budgets. The ledger row is committed before the
     reply is sent. The same idempotency key and demand return the same header.
+    Above an approval threshold nothing is signed: APPROVAL_REQUIRED (details:
+    approval_id, amount_usd, payee, url, expires_at_ms) until an approver decides;
+    then the same key gets the signature, or APPROVAL_DENIED.
     Scope: pay. CLI: `walletd pay`.
     """
     ReportOutcome: _grpc.UnaryUnaryMultiCallable[_wallet_pb2.ReportOutcomeRequest, _wallet_pb2.ReportOutcomeResponse]
@@ -84,6 +87,9 @@ class WalletServiceAsyncStub(WalletServiceStub):
     """Pay turns one x402 402 demand into a signed payment header, within the
     calling client's policy and budgets. The ledger row is committed before the
     reply is sent. The same idempotency key and demand return the same header.
+    Above an approval threshold nothing is signed: APPROVAL_REQUIRED (details:
+    approval_id, amount_usd, payee, url, expires_at_ms) until an approver decides;
+    then the same key gets the signature, or APPROVAL_DENIED.
     Scope: pay. CLI: `walletd pay`.
     """
     ReportOutcome: _aio.UnaryUnaryMultiCallable[_wallet_pb2.ReportOutcomeRequest, _wallet_pb2.ReportOutcomeResponse]  # type: ignore[assignment]
@@ -132,6 +138,9 @@ class WalletServiceServicer(metaclass=_abc_1.ABCMeta):
         """Pay turns one x402 402 demand into a signed payment header, within the
         calling client's policy and budgets. The ledger row is committed before the
         reply is sent. The same idempotency key and demand return the same header.
+        Above an approval threshold nothing is signed: APPROVAL_REQUIRED (details:
+        approval_id, amount_usd, payee, url, expires_at_ms) until an approver decides;
+        then the same key gets the signature, or APPROVAL_DENIED.
         Scope: pay. CLI: `walletd pay`.
         """
 
