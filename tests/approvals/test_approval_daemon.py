@@ -193,34 +193,32 @@ def test_bad_approvals_are_refused_and_sign_nothing(desk: Desk) -> None:
     assert still.status == "pending"
 
 
-def test_the_client_waits_for_the_decision_and_is_paid(desk: Desk) -> None:
-    got: list[object] = []
-    waiting = WalletClient(
-        socket=desk.home.socket, token_file=desk.tokens["svc"], timeout=30, wait_for_approval=20
-    )
+def test_walletd_pay_waits_for_the_decision_and_prints_the_header(desk: Desk) -> None:
+    got: list[str] = []
 
-    def pay() -> None:
-        try:
-            got.append(waiting.pay("held-wait", "POST", URL, payment_required=DEMAND))
-        except WalletdError as exc:
-            got.append(exc)
+    def pay() -> None:  # the real CLI, over the blocking client
+        out = desk.home.run(
+            "pay", "--socket", str(desk.home.socket), "--token-file", str(desk.tokens["svc"]),
+            "--url", URL, "--method", "POST", "--payment-required", DEMAND,
+            "--idempotency-key", "held-wait", "--wait-for-approval", "30", "--json",
+        )  # fmt: skip
+        got.append(out.stdout)
 
     earlier = {a.approval_id for a in desk.alice.list_approvals("pending")}
     thread = threading.Thread(target=pay)
     thread.start()
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 20
     found: list[Approval] = []
     while not found and time.monotonic() < deadline:
         found = [a for a in desk.alice.list_approvals("pending") if a.approval_id not in earlier]
         time.sleep(0.1)
     (held,) = found
     desk.alice.approve(held.approval_id)
-    thread.join(30)
-    waiting.close()
-    (receipt,) = got
-    assert not isinstance(receipt, Exception), receipt
-    assert receipt.payment_id == held.payment_id  # type: ignore[attr-defined]
-    assert receipt.header_value  # type: ignore[attr-defined]
+    thread.join(60)
+    (printed,) = got
+    doc = json.loads(printed)
+    assert doc["payment_id"] == held.payment_id
+    assert doc["header_value"] and doc["reused"] is False
 
 
 def test_the_async_client_waits_and_approves_like_the_blocking_one(desk: Desk) -> None:
