@@ -309,6 +309,10 @@ def test_spend_report_groups_by_approval_in_every_format(desk: Desk, tmp_path: P
     out = tmp_path / "report.html"
     desk.home.admin(*args, "--format", "html", "--out", str(out))
     assert "denied" in out.read_text()
+    by_approver = json.loads(
+        desk.home.admin("spend-report", "--group-by", "approver", "--json").stdout
+    )
+    assert "alice" in {row["key"]["approver"] for row in by_approver["rows"]}
 
 
 def test_audit_catches_an_edited_threshold_and_an_edited_approval(desk: Desk) -> None:

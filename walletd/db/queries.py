@@ -132,6 +132,7 @@ def _payment_dims(dialect: str) -> dict[str, Any]:
         report.HOUR: P.created_at_ms // report.HOUR_MS,
         "status": _payment_bucket(),
         "approval": func.coalesce(A.status, approval.NONE),
+        "approver": func.coalesce(A.decided_by, ""),
     }
 
 
@@ -145,6 +146,7 @@ def _decision_dims(dialect: str) -> dict[str, Any]:
         report.HOUR: D.at_ms // report.HOUR_MS,
         "status": literal(REFUSED),
         "approval": literal(approval.NONE),
+        "approver": literal(""),
     }
 
 
@@ -187,7 +189,7 @@ def _payment_rows(
     confirmed = and_(P.status == "settled", P.settled_tx.is_not(None))
     sums += [_sum(confirmed, 1), _sum(confirmed, P.amount)]
     stmt: Any = select(*group, *sums).select_from(P).join(C, C.id == P.client_id)
-    if "approval" in dims:
+    if {"approval", "approver"} & set(dims):
         stmt = stmt.outerjoin(A, A.payment_id == P.id)
     stmt = _within(stmt, P.created_at_ms, query, client_id)
     if group:

@@ -16,7 +16,8 @@ Status buckets (``BUCKETS``):
 
 A payment held for approval counts as ``pending`` (money may still move once
 approved); one whose approval expired, as ``expired``. The ``approval``
-dimension groups by the approval status (``none`` for payments that needed none).
+dimension groups by the approval status (``none`` for payments that needed none),
+``approver`` by who approved or denied (empty when nobody did).
 
 The on-chain check splits payments (not refusals) in two: ``confirmed`` is a
 ``settled`` payment whose settling transaction the reconciler checked on chain
@@ -33,7 +34,9 @@ from datetime import UTC, date, datetime, timedelta
 from walletd.domain.payment import PaymentStatus as S
 from walletd.errors import InvalidRequestError
 
-DIMENSIONS: tuple[str, ...] = ("client", "payee", "host", "model", "day", "status", "approval")
+DIMENSIONS: tuple[str, ...] = (
+    "client", "payee", "host", "model", "day", "status", "approval", "approver",
+)  # fmt: skip
 """What ``--group-by`` accepts; ``model`` is the payment's ``model`` label."""
 
 HOUR = "hour"
