@@ -403,7 +403,7 @@ class ReportOptions(TypedDict, total=False):
     since_ms: int | None
     until_ms: int | None
     group_by: Sequence[str]
-    """Any of payee, host, model, day and status."""
+    """Any of payee, host, model, day, status, approval and approver."""
 
 
 @dataclass(frozen=True)
@@ -597,7 +597,8 @@ class WalletClient(_ClientBase, Closing):
     def get_spend_report(self, **options: Unpack[ReportOptions]) -> SpendReport:
         """This client's spend report (scope read): counts and amounts by status.
 
-        ``group_by`` takes payee, host, model, day and status; times are Unix ms.
+        ``group_by`` takes payee, host, model, day, status, approval and approver;
+        times are Unix ms.
         """
         return self._call(_spend_report_rpc(options))
 

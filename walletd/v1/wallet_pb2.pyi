@@ -363,7 +363,9 @@ class GetSpendReportRequest(_message.Message):
     until_ms: _builtins.int
     @_builtins.property
     def group_by(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Any of payee, host, model, day, status (client is always the caller)."""
+        """Any of payee, host, model, day, status, approval, approver (client is always
+        the caller).
+        """
 
     def __init__(
         self,
