@@ -40,7 +40,13 @@ from walletd.domain import lifecycle
 from walletd.domain.budget import BudgetState, window_states
 from walletd.domain.payment import Caller, PayCommand, PaymentView, PayReceipt
 from walletd.domain.report import ReportQuery, SpendReport
-from walletd.errors import AuthError, InvalidRequestError, RefusedError, WalletdError
+from walletd.errors import (
+    ApprovalRequiredError,
+    AuthError,
+    InvalidRequestError,
+    RefusedError,
+    WalletdError,
+)
 from walletd.service.clock import now_ms
 from walletd.service.ports import WalletApi
 from walletd.service.reconcile import FundsCache
@@ -59,7 +65,7 @@ class PayCounters:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.calls = Counter(
             "walletd_pay_requests",
-            "Pay calls by client and outcome (paid, replayed, refused, error).",
+            "Pay calls by client and outcome (paid, replayed, held, refused, error).",
             ["client", "outcome"],
             registry=registry,
         )
@@ -87,6 +93,8 @@ class PayCounters:
 
 def _outcome(err: Exception) -> str:
     """How a failed Pay is counted: as the decision log counts it."""
+    if isinstance(err, ApprovalRequiredError):
+        return "held"  # waiting for an approver: not a refusal
     if isinstance(err, RefusedError | InvalidRequestError):
         return "refused"
     if isinstance(err, AuthError):

@@ -159,3 +159,16 @@ def test_held_rows_are_told_from_signed_ones(ledger: Ledger) -> None:
         row = tx.payment(held.value.payment_id)
     assert row.status == PaymentStatus.AWAITING_APPROVAL and is_held(row)
     assert not is_held(replace(row, status=PaymentStatus.EXPIRED, header_value="x"))
+
+
+def test_a_held_pay_is_counted_as_held_not_refused(ledger: Ledger) -> None:
+    from walletd import metrics
+
+    admin.set_budget(ledger.store, "svc", admin.BudgetChange(approve_above=0))
+    api, registry = metrics.instrument(ledger.service, ledger.store, None, ledger.signer.address)
+    with pytest.raises(ApprovalRequiredError):
+        api.pay(ledger.caller, _cmd("counted"))
+    labels = {"client": "svc", "outcome": "held"}
+    assert registry.get_sample_value("walletd_pay_requests_total", labels) == 1
+    refused = {"client": "svc", "outcome": "refused"}
+    assert registry.get_sample_value("walletd_pay_requests_total", refused) is None

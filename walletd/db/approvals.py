@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from walletd.db import tables
 from walletd.db.settlement import SettlementTx
@@ -136,8 +136,8 @@ class ApprovalsTx(SettlementTx):
 
     def pending_count(self) -> int:
         """How many approvals wait for a decision."""
-        stmt = select(A.id).where(A.status == ApprovalStatus.PENDING)
-        return len(self._session.execute(stmt).all())
+        stmt = select(func.count()).select_from(A).where(A.status == ApprovalStatus.PENDING)
+        return int(self._session.execute(stmt).scalar_one())
 
     def decide_approval(
         self,
