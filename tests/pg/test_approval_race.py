@@ -2,7 +2,8 @@
 
 Each replica is a WalletService and an ApprovalDesk on its own engine (its own
 connection pool), as separate walletd processes look to PostgreSQL; one
-counting signer is shared, so every signature made anywhere is counted.
+counting signer is shared, so every signature made anywhere is counted. The
+last test runs two real `walletd serve` replicas and the real client.
 """
 
 from __future__ import annotations
@@ -10,8 +11,11 @@ from __future__ import annotations
 import pytest
 
 from tests.pg.conftest import PgWallet, in_threads
-from tests.plugins.daemon import demand_header
+from tests.pg.test_replica_race import Replica, _admin
+from tests.plugins.daemon import WalletHome, demand_header
 from tests.service.conftest import CountingSigner
+from walletd.client import WalletClient
+from walletd.domain.approval import Approval
 from walletd.domain.payment import Caller, PayCommand, PayReceipt
 from walletd.domain.policy import Limits
 from walletd.errors import (
@@ -122,3 +126,53 @@ def test_a_pending_approval_is_reserved_exactly_under_concurrent_pays(
         group.pay(2, _cmd("reserve"))
     second = in_threads(6, lambda i: group.pay(i, _cmd(f"after-{i}", SMALL)))
     assert sum(isinstance(r, PayReceipt) for r in second) == 3  # the reservation came back
+
+
+@pytest.mark.slow
+def test_real_replicas_one_decision_and_one_signature(wallet_home: WalletHome, pg_url: str) -> None:
+    """Two `walletd serve` on one PostgreSQL: approvers race on both; retries hit both."""
+    home = wallet_home
+    _admin(home, pg_url, "db", "upgrade")
+    tokens = {}
+    for name, scopes in (("svc", "pay,read"), ("alice", "approve"), ("bob", "approve")):
+        out = _admin(home, pg_url, "client", "add", name, "--scopes", scopes)
+        tokens[name] = home.root / f"{name}.token"
+        tokens[name].write_text(out.splitlines()[-1] + "\n")
+        tokens[name].chmod(0o600)
+    _admin(home, pg_url, "budget", "set", "svc", "--daily", "1", "--approve-above", "0.002")
+    sockets = [home.root / f"a{i}.sock" for i in range(2)]
+    replicas = [Replica(home, s, pg_url) for s in sockets]
+    try:
+        for r in replicas:
+            r.ready()
+        svc = [WalletClient(socket=s, token_file=tokens["svc"], timeout=30) for s in sockets]
+        approvers = [
+            WalletClient(socket=sockets[0], token_file=tokens["alice"], timeout=30),
+            WalletClient(socket=sockets[1], token_file=tokens["bob"], timeout=30),
+        ]
+        demand = demand_header(str(HELD))
+        with pytest.raises(ApprovalRequiredError) as held:
+            svc[0].pay("real", "POST", URL, payment_required=demand)
+        approval_id = held.value.approval_id
+
+        def decide(i: int) -> Approval:  # alice approves on one replica, bob denies on the other
+            return approvers[i].approve(approval_id) if i == 0 else approvers[i].deny(approval_id)
+
+        def retry(i: int) -> PayReceipt:
+            return svc[i % 2].pay("real", "POST", URL, payment_required=demand)
+
+        outcomes = in_threads(2, decide)
+        won = [o for o in outcomes if isinstance(o, Approval)]
+        assert len(won) == 1 and sum(isinstance(o, ApprovalClosedError) for o in outcomes) == 1
+        results = in_threads(8, retry)
+        if won[0].status == "approved":
+            paid = [r for r in results if isinstance(r, PayReceipt)]
+            assert len(paid) == 8 and sum(not r.reused for r in paid) == 1
+            assert len({r.header_value for r in paid}) == 1
+        else:
+            assert all(isinstance(r, ApprovalDeniedError) for r in results), results
+        for c in [*svc, *approvers]:
+            c.close()
+    finally:
+        codes = [r.stop() for r in replicas]
+    assert codes == [0, 0], replicas[0].logs()
