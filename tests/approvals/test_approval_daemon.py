@@ -335,3 +335,15 @@ def test_audit_catches_an_edited_threshold_and_an_edited_approval(desk: Desk) ->
         db.execute(edit_note, ("fine", approved.approval_id))
         db.commit()
         db.close()
+
+
+def test_budget_set_approve_above_takes_usd_or_off_and_refuses_the_rest(desk: Desk) -> None:
+    home = desk.home
+    doc = json.loads(home.admin("budget", "set", "reader", "--approve-above", "1", "--json").stdout)
+    assert doc["approve_above"] == 1_000_000
+    off = home.admin("budget", "set", "reader", "--approve-above", "off", "--json").stdout
+    assert json.loads(off)["approve_above"] is None
+    bad = home.admin("budget", "set", "reader", "--approve-above", "lots", check=False)
+    assert bad.returncode == 2 and "--approve-above" in bad.stderr
+    shown = home.admin("budget", "show", "--global").stdout
+    assert "approval above: none" in shown
