@@ -8,6 +8,8 @@ last test runs two real `walletd serve` replicas and the real client.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from tests.pg.conftest import PgWallet, in_threads
@@ -106,6 +108,36 @@ def test_concurrent_retries_on_every_replica_get_one_signature(
     assert len({r.header_value for r in paid}) == 1
     assert sum(not r.reused for r in paid) == 1
     assert group.signer.calls == before + 1  # exactly one authorization, ever
+
+
+def test_retries_racing_the_approval_itself_still_get_one_signature(
+    replicas: tuple[Replicas, list[Caller]],
+) -> None:
+    group, (alice, _) = replicas
+    with pytest.raises(ApprovalRequiredError) as held:
+        group.pay(0, _cmd("during"))
+    before = group.signer.calls
+
+    def work(i: int) -> object:
+        if i == 0:  # the approver, a moment into the retries
+            time.sleep(0.3)
+            return group.desks[1].decide(alice, held.value.approval_id, True, "")
+        seen: list[object] = []
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:  # retry until paid, as a waiting caller would
+            try:
+                seen.append(group.pay(i, _cmd("during")))
+                break
+            except ApprovalRequiredError as err:
+                seen.append(err)
+        return seen
+
+    results = in_threads(9, work)
+    receipts = [r for got in results[1:] for r in got if isinstance(r, PayReceipt)]  # type: ignore[attr-defined]
+    assert len(receipts) == 8, results
+    assert len({r.header_value for r in receipts}) == 1
+    assert sum(not r.reused for r in receipts) == 1
+    assert group.signer.calls == before + 1
 
 
 def test_a_pending_approval_is_reserved_exactly_under_concurrent_pays(
