@@ -90,6 +90,9 @@ class Settings:
     """Per-host proof header names (``[direct.hosts]``, ``"host" = "Header-Name"``)."""
     direct_receipt_timeout_seconds: float = 60.0
     """How long Pay waits for a direct transfer to be mined before it returns the hash anyway."""
+    approval_max_wait_seconds: int = 900
+    """How long a payment held for approval waits at most (less if its demand's
+    maxTimeoutSeconds is shorter); then it expires and its reservation is released."""
     log_json: bool = False
     metrics_listen: str = ""
     """Prometheus metrics ``HOST:PORT`` (or a bare port, on 127.0.0.1); empty: off."""
@@ -147,6 +150,7 @@ _SECTIONS = {
         "expiry_margin_seconds": "expiry_margin_seconds",
         "low_balance": "low_balance_usd",
     },
+    "approvals": {"max_wait_seconds": "approval_max_wait_seconds"},
     "log": {"json": "log_json"},
     "metrics": {"listen": "metrics_listen"},
     "direct": {
@@ -186,6 +190,9 @@ def validate(settings: Settings) -> Settings:
     _ = settings.low_balance  # a malformed amount is refused at load time
     if settings.socket_mode not in SOCKET_MODES:
         raise InvalidRequestError(f"rpc.socket_mode must be one of {', '.join(SOCKET_MODES)}")
+    wait = settings.approval_max_wait_seconds
+    if type(wait) is not int or not 1 <= wait <= 86_400:
+        raise InvalidRequestError("approvals.max_wait_seconds must be an integer in 1..86400")
     if not settings.direct_receipt_timeout_seconds > 0:
         raise InvalidRequestError("need direct.receipt_timeout_seconds > 0")
     fee_cap = settings.max_fee_per_gas_wei

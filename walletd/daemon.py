@@ -28,6 +28,7 @@ from walletd.keys import keystore
 from walletd.keys.memory import Hardening, harden_process, wipe_bytearray
 from walletd.keys.signer import LocalSigner
 from walletd.rpc.server import TlsFiles, build_server, max_connections, raise_fd_limit
+from walletd.service.approvals import ApprovalBell, ApprovalDesk, SweepLoop
 from walletd.service.direct import DirectPayments
 from walletd.service.keys import require_current_key
 from walletd.service.ports import ChainReader, TransferChain, WalletApi
@@ -98,9 +99,12 @@ def run(
             store, signer, settings.limits(), settings.proof_headers(), transfer_opener(settings),
             funds=funds, receipt_timeout_s=settings.direct_receipt_timeout_seconds,
         )  # fmt: skip
+        bell = ApprovalBell()
         service = WalletService(
-            store, signer, settings.limits(), funds=funds, direct=direct, chain=chain
-        )
+            store, signer, settings.limits(), funds=funds, direct=direct, chain=chain,
+            approval_max_wait_s=settings.approval_max_wait_seconds, bell=bell,
+        )  # fmt: skip
+        desk = ApprovalDesk(store, bell)
         api: WalletApi = service
         if metrics:
             api, metrics_server = _serve_metrics(metrics, service, store, funds, signer.address)
@@ -111,14 +115,18 @@ def run(
             socket_path=settings.socket_path,
             listen=settings.listen or None,
             tls=_tls(settings),
+            approvals=desk,
         )
         server.start()
         log.info("walletd serving address=%s on %s", signer.address, server.address)
         stop = threading.Event()
         reconciler = _start_reconciler(settings, store, stop, (signer.address, funds))
+        sweeper = SweepLoop(desk, stop)  # expires approvals nobody decided in time
+        sweeper.start()
         _wait_for_signal(stop)
         log.info("walletd stopping")
         server.stop(SHUTDOWN_GRACE_S)
+        sweeper.join(SHUTDOWN_GRACE_S)
         if reconciler is not None:
             reconciler.join(SHUTDOWN_GRACE_S)
     finally:

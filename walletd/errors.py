@@ -17,7 +17,9 @@ use it without the daemon's dependencies::
     │   ├── FrozenError                   FROZEN                FAILED_PRECONDITION
     │   ├── FeeTooHighError               FEE_TOO_HIGH          FAILED_PRECONDITION
     │   ├── IdempotencyConflictError      IDEMPOTENCY_CONFLICT  ALREADY_EXISTS
-    │   └── RateLimitedError              RATE_LIMITED          RESOURCE_EXHAUSTED
+    │   ├── RateLimitedError              RATE_LIMITED          RESOURCE_EXHAUSTED
+    │   ├── ApprovalRequiredError         APPROVAL_REQUIRED     FAILED_PRECONDITION
+    │   └── ApprovalDeniedError           APPROVAL_DENIED       PERMISSION_DENIED
     ├── AuthError
     │   ├── UnauthenticatedError          UNAUTHENTICATED       UNAUTHENTICATED
     │   ├── PermissionDeniedError         PERMISSION_DENIED     PERMISSION_DENIED
@@ -34,7 +36,8 @@ use it without the daemon's dependencies::
     │   ├── StorageFullError              STORAGE_FULL          UNAVAILABLE
     │   ├── StorageReadOnlyError          STORAGE_READ_ONLY     UNAVAILABLE
     │   └── StorageIOError                STORAGE_IO            UNAVAILABLE
-    └── DaemonUnavailableError            DAEMON_UNAVAILABLE    UNAVAILABLE
+    ├── DaemonUnavailableError            DAEMON_UNAVAILABLE    UNAVAILABLE
+    └── ApprovalClosedError               APPROVAL_CLOSED       FAILED_PRECONDITION
 """
 
 from __future__ import annotations
@@ -87,7 +90,11 @@ class Detail:
 
 
 class RefusedError(WalletdError):
-    """A payment was refused: nothing was signed and nothing counted as spent."""
+    """A payment was refused: nothing was signed and nothing counted as spent.
+
+    Except ``ApprovalRequiredError``: nothing is signed yet, but the amount is
+    reserved in the budgets until a human decides or the approval expires.
+    """
 
     reason = "REFUSED"
     grpc_code = "FAILED_PRECONDITION"
@@ -331,6 +338,58 @@ class RateLimitedError(RefusedError):
     def count(self) -> int:
         """Signed payments already in the window."""
         return int(self.details.get("count", "0"))
+class ApprovalRequiredError(RefusedError):
+    """The payment is above an approval threshold: held, not signed, its budget reserved.
+
+    An operator approves or denies it (``walletd approve ID`` / ``walletd deny
+    ID``); the caller's retry under the same idempotency key then gets the
+    signature, or ``ApprovalDeniedError``. ``details``: ``approval_id``,
+    ``payment_id``, ``amount`` (atomic units), ``amount_usd``, ``payee``, ``url``,
+    ``expires_at_ms`` and ``threshold`` (the client's or the ``global`` one).
+    """
+
+    reason = "APPROVAL_REQUIRED"
+    grpc_code = "FAILED_PRECONDITION"
+
+    approval_id = Detail("The id to approve or deny (``apr_...``).")
+    payment_id = Detail("The held payment's id.")
+    amount_usd = Detail("The amount held, in USD (e.g. ``0.75``).")
+    payee = Detail("The address that would be paid.")
+    url = Detail("The URL the payment is for.")
+
+    @property
+    def expires_at_ms(self) -> int:
+        """Unix ms after which the approval can no longer be given."""
+        return int(self.details.get("expires_at_ms", "0") or 0)
+
+
+class ApprovalDeniedError(RefusedError):
+    """The held payment was denied, or its approval expired: nothing was signed.
+
+    Its reservation was released. ``details``: ``approval_id``, ``payment_id``,
+    ``status`` (``denied`` or ``expired``), and for a denial ``decided_by`` and ``note``.
+    """
+
+    reason = "APPROVAL_DENIED"
+    grpc_code = "PERMISSION_DENIED"
+
+    approval_id = Detail("The approval's id.")
+    status = Detail("``denied`` or ``expired``.")
+    note = Detail("The approver's note, if any.")
+
+
+class ApprovalClosedError(WalletdError):
+    """An approve or deny named an approval that is already decided or expired.
+
+    Nothing changed and nothing was signed. ``details``: ``approval_id`` and
+    ``status`` (``approved``, ``denied`` or ``expired``).
+    """
+
+    reason = "APPROVAL_CLOSED"
+    grpc_code = "FAILED_PRECONDITION"
+
+    approval_id = Detail("The approval's id.")
+    status = Detail("What it already is: approved, denied or expired.")
 
 
 def all_error_classes() -> list[type[WalletdError]]:

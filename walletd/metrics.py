@@ -40,7 +40,13 @@ from walletd.domain import lifecycle
 from walletd.domain.budget import BudgetState, window_states
 from walletd.domain.payment import Caller, PayCommand, PaymentView, PayReceipt
 from walletd.domain.report import ReportQuery, SpendReport
-from walletd.errors import AuthError, InvalidRequestError, RefusedError, WalletdError
+from walletd.errors import (
+    ApprovalRequiredError,
+    AuthError,
+    InvalidRequestError,
+    RefusedError,
+    WalletdError,
+)
 from walletd.service.clock import now_ms
 from walletd.service.ports import WalletApi
 from walletd.service.reconcile import FundsCache
@@ -59,7 +65,7 @@ class PayCounters:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.calls = Counter(
             "walletd_pay_requests",
-            "Pay calls by client and outcome (paid, replayed, refused, error).",
+            "Pay calls by client and outcome (paid, replayed, held, refused, error).",
             ["client", "outcome"],
             registry=registry,
         )
@@ -87,6 +93,8 @@ class PayCounters:
 
 def _outcome(err: Exception) -> str:
     """How a failed Pay is counted: as the decision log counts it."""
+    if isinstance(err, ApprovalRequiredError):
+        return "held"  # waiting for an approver: not a refusal
     if isinstance(err, RefusedError | InvalidRequestError):
         return "refused"
     if isinstance(err, AuthError):
@@ -224,6 +232,7 @@ class LedgerCollector(Collector):
                 if not client.revoked:
                     scopes.append((client.name, client.budget, tx.spent(client.id, now)))
             (count, amount), (old_count, old_amount) = tx.outstanding_by_key(self._address)
+            pending_approvals = tx.pending_count()
         for name, budget, used in scopes:
             for state in window_states(budget, used):
                 labels = [name, state.window]
@@ -244,6 +253,11 @@ class LedgerCollector(Collector):
             ),
             _reading(
                 "walletd_frozen", "1 when the operator froze all payments.", int(wallet.frozen)
+            ),
+            _reading(
+                "walletd_approvals_pending",
+                "Payments held above an approval threshold, waiting for a decision.",
+                pending_approvals,
             ),
             _reading(
                 "walletd_outstanding_payments",

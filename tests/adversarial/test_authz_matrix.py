@@ -13,8 +13,12 @@ Cases:
   revoked_token  the token of a client revoked with `walletd client revoke`
   wrong_scope    a token without the scope the RPC needs (GetBudget takes either)
   other_client   another client's payment id (ReportOutcome), idempotency key (Pay),
-                 payments (ListPayments) or budget (GetBudget)
-  unknown_id     a payment id that does not exist, to compare with other_client
+                 payments (ListPayments) or budget (GetBudget), or approval (AwaitApproval);
+                 for DecideApproval, an approver deciding its *own* held payment
+  unknown_id     a payment or approval id that does not exist, to compare with other_client
+
+The approval RPCs need the ``approve`` scope (AwaitApproval, the payer's wait: ``pay``).
+Approvers see every client's approvals by design (ListApprovals, WatchApprovals).
 """
 
 from __future__ import annotations
@@ -32,10 +36,13 @@ from tests.plugins.daemon import Daemon, WalletHome
 from walletd.client import WalletClient
 from walletd.client._errors import map_rpc_errors
 from walletd.domain.payment import PaymentStatus
-from walletd.errors import WalletdError
+from walletd.errors import ApprovalRequiredError, WalletdError
 from walletd.v1 import wallet_pb2 as pb, wallet_pb2_grpc as pb_grpc
 
-RPCS = ("Pay", "ReportOutcome", "GetBudget", "ListPayments", "GetSpendReport")
+RPCS = (
+    "Pay", "ReportOutcome", "GetBudget", "ListPayments", "GetSpendReport", "ListApprovals",
+    "DecideApproval", "WatchApprovals", "AwaitApproval",
+)  # fmt: skip
 CASES = (
     "no_token",
     "malformed",
@@ -52,8 +59,13 @@ EXPECTED: dict[str, dict[str, str]] = {
     "GetBudget": dict(zip(CASES, (U, U, U, U, NA, "OWN_ONLY", NA), strict=True)),
     "ListPayments": dict(zip(CASES, (U, U, U, U, P, "OWN_ONLY", NA), strict=True)),
     "GetSpendReport": dict(zip(CASES, (U, U, U, U, P, "OWN_ONLY", NA), strict=True)),
+    "ListApprovals": dict(zip(CASES, (U, U, U, U, P, NA, NA), strict=True)),
+    "DecideApproval": dict(zip(CASES, (U, U, U, U, P, P, NF), strict=True)),
+    "WatchApprovals": dict(zip(CASES, (U, U, U, U, P, NA, NA), strict=True)),
+    "AwaitApproval": dict(zip(CASES, (U, U, U, U, P, NF, NF), strict=True)),
 }
 UNKNOWN_ID = "pay_" + "0" * 24
+UNKNOWN_APPROVAL = "apr_" + "0" * 24
 
 
 @dataclass
@@ -69,13 +81,17 @@ class Cast:
     stranger: WalletClient
     owner_payment: str
     owner_key: str
+    holder: WalletClient
+    held_approval: str
 
 
 @pytest.fixture(scope="module")
 def cast(module_wallet_home: WalletHome, module_daemon: Daemon) -> Iterator[Cast]:
     home = module_wallet_home
     tokens = add_clients(home, {"owner": "pay,read", "other": "pay,read", "reader": "read",
-                                "payer-only": "pay", "revoked": "pay,read"})  # fmt: skip
+                                "payer-only": "pay", "revoked": "pay,read",
+                                "holder": "pay,approve"})  # fmt: skip
+    home.admin("budget", "set", "holder", "--approve-above", "0")  # its payments are held
 
     def client(token: Path | None = None, raw: str | None = None) -> WalletClient:
         return WalletClient(socket=home.socket, token_file=token, token=raw, timeout=30)
@@ -90,8 +106,12 @@ def cast(module_wallet_home: WalletHome, module_daemon: Daemon) -> Iterator[Cast
     receipt = owner.pay(key, "POST", URL, payment_required=b64(v2_doc()))
     clients = [owner, client(tokens["other"]), client(tokens["reader"]),
                client(tokens["payer-only"]), revoked, client(raw="wdt_" + "A" * 43)]  # fmt: skip
-    yield Cast(home, *clients, owner_payment=receipt.payment_id, owner_key=key)  # type: ignore[arg-type, misc]
-    for c in clients:
+    holder = client(tokens["holder"])
+    with pytest.raises(ApprovalRequiredError) as held:
+        holder.pay("authz-held", "POST", URL, payment_required=b64(v2_doc()))
+    yield Cast(home, *clients, owner_payment=receipt.payment_id, owner_key=key,  # type: ignore[arg-type, misc]
+               holder=holder, held_approval=held.value.approval_id)  # fmt: skip
+    for c in [*clients, holder]:
         c.close()
 
 
@@ -101,7 +121,13 @@ def _raw_call(
     with grpc.insecure_channel(f"unix://{home.socket}") as channel:
         stub = pb_grpc.WalletServiceStub(channel)
         with map_rpc_errors():
-            getattr(stub, rpc)(request, metadata=metadata, timeout=30)
+            answer = getattr(stub, rpc)(request, metadata=metadata, timeout=30)
+            if rpc in STREAMS:
+                next(answer)  # the first message, or the refusal
+                answer.cancel()
+
+
+STREAMS = frozenset({"WatchApprovals", "AwaitApproval"})
 
 
 def _requests(cast: Cast) -> dict[str, object]:
@@ -115,6 +141,12 @@ def _requests(cast: Cast) -> dict[str, object]:
         "GetBudget": pb.GetBudgetRequest(),
         "ListPayments": pb.ListPaymentsRequest(limit=10),
         "GetSpendReport": pb.GetSpendReportRequest(),
+        "ListApprovals": pb.ListApprovalsRequest(),
+        "DecideApproval": pb.DecideApprovalRequest(
+            approval_id=cast.held_approval, decision="approve"
+        ),
+        "WatchApprovals": pb.WatchApprovalsRequest(),
+        "AwaitApproval": pb.AwaitApprovalRequest(approval_id=cast.held_approval, timeout_ms=1),
     }
 
 
@@ -126,7 +158,12 @@ def _as_client(wallet: WalletClient, rpc: str, cast: Cast) -> Callable[[], objec
         "GetBudget": wallet.get_budget,
         "ListPayments": wallet.list_payments,
         "GetSpendReport": wallet.get_spend_report,
+        "ListApprovals": wallet.list_approvals,
+        "DecideApproval": lambda: wallet.approve(cast.held_approval),
     }
+    if rpc in STREAMS:  # no public client method: the raw stream with this client's token
+        request = _requests(cast)[rpc]
+        return lambda: _raw_call(cast.home, rpc, request, wallet._metadata)
     return calls[rpc]
 
 
@@ -151,6 +188,12 @@ def _other_client_cell(cast: Cast, rpc: str) -> str:
     if rpc == "GetSpendReport":
         report = other.get_spend_report(group_by=["client"])
         return "OWN_ONLY" if "owner" not in repr(report) else "LEAKED"
+    if rpc in ("ListApprovals", "WatchApprovals"):  # approvers see every client's, by design
+        return NA
+    if rpc == "DecideApproval":  # its own held payment, though it may approve
+        return _refusal(lambda: cast.holder.approve(cast.held_approval))
+    if rpc == "AwaitApproval":  # the holder's approval, awaited by another payer
+        return _refusal(_as_client(other, rpc, cast))
     seen = {p.payment_id for p in other.list_payments(limit=1000)}
     return "OWN_ONLY" if cast.owner_payment not in seen else "LEAKED"
 
@@ -169,10 +212,17 @@ def _cell(cast: Cast, rpc: str, case: str) -> str:
     if case == "wrong_scope":
         if rpc == "GetBudget":  # pay or read may read their own budget: no token lacks both
             return NA
+        if rpc in ("ListApprovals", "DecideApproval", "WatchApprovals"):
+            return _refusal(_as_client(cast.owner, rpc, cast))  # pay and read, no approve
         wallet = cast.payer_only if rpc in ("ListPayments", "GetSpendReport") else cast.reader
         return _refusal(_as_client(wallet, rpc, cast))
     if case == "other_client":
         return _other_client_cell(cast, rpc)
+    if rpc == "DecideApproval":
+        return _refusal(lambda: cast.holder.approve(UNKNOWN_APPROVAL))
+    if rpc == "AwaitApproval":
+        request = pb.AwaitApprovalRequest(approval_id=UNKNOWN_APPROVAL, timeout_ms=1)
+        return _refusal(lambda: _raw_call(cast.home, rpc, request, cast.holder._metadata))
     if rpc != "ReportOutcome":
         return NA
     return _refusal(lambda: cast.owner.report_outcome(UNKNOWN_ID, 402))

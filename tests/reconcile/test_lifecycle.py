@@ -16,14 +16,23 @@ PAY_TO = "0x2222222222222222222222222222222222222222"
 NONCE = "0x" + "07" * 32
 
 
-def test_only_expired_cancelled_and_failed_release_budget() -> None:
-    assert {s for s in S if lifecycle.releases(s)} == {S.EXPIRED, S.CANCELLED, S.FAILED}
+def test_only_expired_cancelled_failed_and_denied_release_budget() -> None:
+    released = {s for s in S if lifecycle.releases(s)}
+    assert released == {S.EXPIRED, S.CANCELLED, S.FAILED, S.DENIED}
 
 
-def test_disputed_and_settled_are_final_and_nothing_returns_to_signed() -> None:
-    for final in (S.SETTLED, S.DISPUTED, S.EXPIRED, S.CANCELLED, S.FAILED):
+def test_final_statuses_stay_and_only_an_approved_hold_becomes_signed() -> None:
+    for final in (S.SETTLED, S.DISPUTED, S.EXPIRED, S.CANCELLED, S.FAILED, S.DENIED):
         assert not any(lifecycle.may_move(final, s) for s in S)
-    assert not any(lifecycle.may_move(s, S.SIGNED) for s in S)
+    assert {s for s in S if lifecycle.may_move(s, S.SIGNED)} == {S.APPROVED}
+
+
+def test_held_payments_are_never_followed_on_chain() -> None:
+    assert {s for s in S if lifecycle.may_move(S.AWAITING_APPROVAL, s)} == {
+        S.APPROVED, S.DENIED, S.EXPIRED,
+    }  # fmt: skip
+    assert {s for s in S if lifecycle.may_move(S.APPROVED, s)} == {S.SIGNED, S.EXPIRED}
+    assert not lifecycle.OPEN_STATUSES & {S.AWAITING_APPROVAL, S.APPROVED}
 
 
 @pytest.mark.parametrize(

@@ -35,6 +35,7 @@ def _register() -> None:
     from walletd.cli import (
         admin,
         api_cmds,
+        approval_cmds,
         chain_cmds,
         config_cmds,
         db_cmds,
@@ -48,7 +49,7 @@ def _register() -> None:
 
     groups = (
         key_cmds, serve_cmds, db_cmds, admin, pay, api_cmds, chain_cmds, payment_cmds,
-        config_cmds, report_cmds, mcp_cmds,
+        config_cmds, report_cmds, mcp_cmds, approval_cmds,
     )  # fmt: skip
     for command in (cmd for group in groups for cmd in group.COMMANDS):
         main.add_command(command)

@@ -32,7 +32,12 @@ def client() -> None:
 
 @client.command("add")
 @click.argument("name")
-@click.option("--scopes", default="pay,read", show_default=True, help="pay and/or read.")
+@click.option(
+    "--scopes",
+    default="pay,read",
+    show_default=True,
+    help="Any of pay, read and approve (approve: decide payments held for approval).",
+)
 @ledger_options
 @json_option
 def client_add(
@@ -95,6 +100,13 @@ def _usd(_ctx: click.Context, _param: click.Parameter, value: str | None) -> int
         return parse_usd(value)
     except InvalidRequestError as exc:
         raise click.BadParameter(exc.message) from exc
+
+
+def _approve_above(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:
+    """``off`` (remove the threshold), a USD amount, or None (not given)."""
+    if value is None or value.strip().lower() == "off":
+        return value and "off"
+    return _usd(_ctx, _param, value)
 
 
 def _budget_doc(budget: Budget, state: BudgetState) -> dict[str, Any]:
@@ -170,10 +182,12 @@ def _show(store: Any, name: str | None, as_json: bool) -> None:
 
     budget_, state = admin.show_budget(store, name)
     view = admin.show_limits(store, name)
+    threshold = admin.approval_threshold(store, name)
+    above = "none" if threshold is None else f"{format_usd(threshold)} USD"
     emit(
         as_json,
-        _budget_doc(budget_, state) | _limits_doc(view),
-        _budget_lines(budget_, state) + _limits_lines(view),
+        _budget_doc(budget_, state) | {"approve_above": threshold} | _limits_doc(view),
+        _budget_lines(budget_, state) + [f"  approval above: {above}"] + _limits_lines(view),
     )
 
 
@@ -220,7 +234,16 @@ def _selector(_ctx: click.Context, _param: click.Parameter, value: str | None) -
 @click.option("--total", callback=_usd, help="USD over the lifetime.")
 @click.option("--payee", multiple=True, help="Only pay these addresses (repeat).")
 @click.option("--host", multiple=True, help="Only pay for URLs on these hosts (repeat).")
-@click.option("--clear", is_flag=True, help="Remove every limit before applying the others.")
+@click.option(
+    "--clear",
+    is_flag=True,
+    help="Remove every limit (and the approval threshold) before applying the others.",
+)
+@click.option(
+    "--approve-above",
+    callback=_approve_above,
+    help="USD: hold payments above this for a human approval (`walletd approve`); off: never.",
+)
 @click.option(
     "--for", "selector", callback=_selector, metavar="SELECTOR",
     help="A scoped budget: label:KEY=VALUE, host=HOST or payee=0x... (its own windows).",
@@ -236,9 +259,9 @@ def _selector(_ctx: click.Context, _param: click.Parameter, value: str | None) -
 def budget_set(
     name: str | None, is_global: bool, per_request: int | None, hourly: int | None,
     daily: int | None, monthly: int | None, total: int | None, payee: tuple[str, ...],
-    host: tuple[str, ...], clear: bool, selector: str | None, max_payments: int | None,
-    per: str | None, data_dir: Path | None, config_path: Path | None, db_url: str,
-    as_json: bool,
+    host: tuple[str, ...], clear: bool, approve_above: int | str | None, selector: str | None,
+    max_payments: int | None, per: str | None, data_dir: Path | None, config_path: Path | None,
+    db_url: str, as_json: bool,
 ) -> None:  # fmt: skip
     """Set limits for client NAME (or --global); options not given keep their value.
 
@@ -271,6 +294,8 @@ def budget_set(
         hosts=frozenset(host) if host else None, clear=clear,
         rates={per: max_payments} if per is not None and max_payments is not None else {},
         selector=selector,
+        approve_above=approve_above if isinstance(approve_above, int) else None,
+        approve_above_off=approve_above == "off",
     )  # fmt: skip
     store = _store(data_dir, config_path, db_url)
     admin.set_budget(store, name, change)

@@ -41,6 +41,14 @@ from walletd.cli._output import emit, json_option
 )
 @click.option("--idempotency-key", default=None, help="Reuse on retries (default: a new one).")
 @click.option("--label", multiple=True, help="KEY=VALUE stored on the ledger row (repeat).")
+@click.option(
+    "--wait-for-approval",
+    type=click.FloatRange(0, 86_400),
+    default=0.0,
+    show_default=True,
+    help="Seconds to wait for an approver when the payment is held for approval "
+    "(APPROVAL_REQUIRED); approved in time, the header is printed.",
+)
 @json_option
 def pay(
     socket: str | None,
@@ -51,6 +59,7 @@ def pay(
     method: str,
     idempotency_key: str | None,
     label: tuple[str, ...],
+    wait_for_approval: float,
     as_json: bool,
 ) -> None:
     """Ask the daemon to pay one 402 demand; print `HEADER-NAME: value`."""
@@ -68,6 +77,7 @@ def pay(
             payment_required=payment_required or "",
             body=body_file.read_bytes() if body_file else b"",
             labels=labels,
+            wait_for_approval=wait_for_approval,
         )
     emit(
         as_json,

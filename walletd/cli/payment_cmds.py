@@ -162,6 +162,24 @@ def payment_list(
     emit(as_json, {"payments": [_payment_doc(p) for p in rows]}, _render(_list_table(rows)))
 
 
+def _approval(events: list[LedgerEvent]) -> dict[str, Any] | None:
+    """The payment's approval as its newest approval event recorded it (None: never held)."""
+    for event in reversed(events):
+        if "approval_status" in event.data:
+            return dict(event.data)
+    return None
+
+
+def _approval_line(held: dict[str, Any]) -> str:
+    """``apr_... approved by alice at ...: note``, or pending until ..."""
+    text = f"{held['approval_id']} {held['approval_status']}"
+    if held.get("decided_by"):
+        text += f" by {held['decided_by']} at {iso_ms(int(held['decided_at_ms']))}"
+    else:
+        text += f" (expires {iso_ms(int(held['expires_at_ms']))})"
+    return text + (f": {held['note']}" if held.get("note") else "")
+
+
 def _show_lines(found: LedgerPayment, events: list[LedgerEvent]) -> list[str]:
     from rich.table import Table
 
@@ -184,6 +202,9 @@ def _show_lines(found: LedgerPayment, events: list[LedgerEvent]) -> list[str]:
     facts.add_row("settled tx", str(f["settled_tx"] or "-"))
     labels = ", ".join(f"{k}={v}" for k, v in sorted(found.labels.items()))
     facts.add_row("labels", labels or "-")
+    held = _approval(events)
+    if held is not None:
+        facts.add_row("approval", _approval_line(held))
     trail = Table(title="events, oldest first", title_justify="left")
     for name in ("id", "at (UTC)", "status", "cause", "data"):
         trail.add_column(name, overflow="fold")
@@ -208,6 +229,7 @@ def payment_show(
         found, events = queries.payment_with_events(conn, payment_id)
     doc = _payment_doc(found)
     doc["events"] = [_event_doc(e) for e in events]
+    doc["approval"] = _approval(events)
     emit(as_json, {"payment": doc}, _show_lines(found, events))
 
 

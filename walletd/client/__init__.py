@@ -88,10 +88,14 @@ from walletd.client._wallet import (
     WalletClient,
     default_socket_path,
 )
+from walletd.domain.approval import Approval
 from walletd.domain.budget import BudgetState, WindowState
 from walletd.domain.payment import PaymentView, PayReceipt
 from walletd.domain.report import RefusalCount, ReportRow, SpendReport, Tally
 from walletd.errors import (
+    ApprovalClosedError,
+    ApprovalDeniedError,
+    ApprovalRequiredError,
     AuthError,
     BudgetExceededError,
     ChainError,
@@ -151,6 +155,10 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "IDEMPOTENCY_HEADER",
     "LABELS_EXTENSION",
+    "Approval",
+    "ApprovalClosedError",
+    "ApprovalDeniedError",
+    "ApprovalRequiredError",
     "AsyncChatStream",
     "AsyncClusterClient",
     "AsyncHttpOptions",

@@ -43,6 +43,10 @@ class WalletdSettings:
     """The uid or user name the daemon must run as; None: ``$WALLETD_SOCKET_OWNER``, else
     the owner of the socket's directory (see ``walletd.client._wallet.check_socket``)."""
 
+    wait_for_approval: float = 0.0
+    """Seconds a payment held above an approval threshold waits for a human decision before
+    ``ApprovalRequiredError`` reaches the caller (approved in time: it is paid then)."""
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "labels", MappingProxyType(dict(self.labels)))
 
@@ -55,5 +59,5 @@ class WalletdSettings:
         return AsyncWalletClient(**self._connection())
 
     def _connection(self) -> dict[str, Any]:
-        names = ("socket", "token", "token_file", "socket_owner")
+        names = ("socket", "token", "token_file", "socket_owner", "wait_for_approval")
         return {name: getattr(self, name) for name in names}

@@ -19,6 +19,7 @@ import os
 import socket as socket_mod
 import stat
 import struct
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from operator import attrgetter
@@ -28,8 +29,9 @@ from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypedDict, TypeVar, U
 import grpc
 import grpc.aio
 
-from walletd.client._effects import AsyncClosing, Closing, check_options
+from walletd.client._effects import AsyncClosing, Closing, Plan, arun, check_options, run
 from walletd.client._errors import map_rpc_errors
+from walletd.domain.approval import Approval, ApprovalStatus
 from walletd.domain.budget import BudgetState, WindowState
 from walletd.domain.payment import PaymentView, PayReceipt
 from walletd.domain.report import (
@@ -42,6 +44,7 @@ from walletd.domain.report import (
     total_of,
 )
 from walletd.errors import (
+    ApprovalRequiredError,
     DaemonUnavailableError,
     InvalidRequestError,
     UntrustedSocketError,
@@ -393,6 +396,11 @@ class PayOptions(TypedDict, total=False):
     body: bytes
     """Else the 402's JSON body (x402 v1)."""
     labels: Mapping[str, str] | None
+    wait_for_approval: float
+    """Seconds to wait for a human decision when the payment is held for approval
+    (``ApprovalRequiredError``): approved, the payment is made then; denied or expired,
+    ``ApprovalDeniedError``; still undecided, the ``ApprovalRequiredError``. Default: the
+    client's ``wait_for_approval``."""
 
 
 class ReportOptions(TypedDict, total=False):
@@ -401,7 +409,7 @@ class ReportOptions(TypedDict, total=False):
     since_ms: int | None
     until_ms: int | None
     group_by: Sequence[str]
-    """Any of payee, host, model, day and status."""
+    """Any of payee, host, model, day, status, approval and approver."""
 
 
 @dataclass(frozen=True)
@@ -412,10 +420,13 @@ class _Rpc(Generic[T]):
     request: Any
     read: Callable[[Any], T]
     wait_for_ready: bool = False
+    timeout: float | None = None
+    """This call's deadline in seconds, instead of the client's."""
+    stream: bool = False
+    """A server stream: ``read`` gets the list of every message."""
 
 
 def _pay(key: str, method: str, url: str, options: PayOptions) -> _Rpc[PayReceipt]:
-    check_options(options, PayOptions, "pay")
     request = pb.PayRequest(
         idempotency_key=key,
         method=method,
@@ -425,6 +436,62 @@ def _pay(key: str, method: str, url: str, options: PayOptions) -> _Rpc[PayReceip
         labels=dict(options.get("labels") or {}),
     )
     return _Rpc("Pay", request, _receipt, wait_for_ready=True)
+
+
+def _approval(msg: pb.Approval) -> Approval:
+    """The domain approval of an Approval message."""
+    return _from_message(
+        Approval, msg, amount=_amount(msg.amount), threshold=_amount(msg.threshold),
+        decided_at_ms=msg.decided_at_ms or None, labels=dict(msg.labels),
+    )  # fmt: skip
+
+
+AWAIT_STEP_S = 30.0
+"""The longest one AwaitApproval call of the client waits (it calls again to wait longer)."""
+
+
+def _await_approval(approval_id: str, wait_s: float) -> _Rpc[Approval]:
+    request = pb.AwaitApprovalRequest(approval_id=approval_id, timeout_ms=int(wait_s * 1000))
+    return _Rpc(
+        "AwaitApproval", request, lambda msgs: _approval(msgs[-1]), timeout=wait_s + 10,
+        stream=True,
+    )  # fmt: skip
+
+
+def _pay_plan(
+    key: str, method: str, url: str, options: PayOptions, wait_default: float
+) -> Plan[_Rpc[Any], PayReceipt]:
+    """Pay; if held for approval, wait up to ``wait_for_approval`` for the decision, pay again."""
+    check_options(options, PayOptions, "pay")
+    wait = options.get("wait_for_approval", wait_default)
+    rpc = _pay(key, method, url, options)
+    try:
+        receipt: PayReceipt = yield rpc
+        return receipt
+    except ApprovalRequiredError as err:
+        if wait <= 0 or not err.approval_id:
+            raise
+        held = err
+    deadline = time.monotonic() + wait
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise held
+        state: Approval = yield _await_approval(held.approval_id, min(left, AWAIT_STEP_S))
+        if state.status != ApprovalStatus.PENDING or time.time() * 1000 >= state.expires_at_ms:
+            break
+    receipt = yield rpc  # the signature once approved, else why not
+    return receipt
+
+
+def _list_approvals(status: str | None, limit: int) -> _Rpc[list[Approval]]:
+    request = pb.ListApprovalsRequest(status=status or "", limit=limit)
+    return _Rpc("ListApprovals", request, lambda r: [_approval(a) for a in r.approvals])
+
+
+def _decide(approval_id: str, decision: str, note: str) -> _Rpc[Approval]:
+    request = pb.DecideApprovalRequest(approval_id=approval_id, decision=decision, note=note)
+    return _Rpc("DecideApproval", request, _approval)
 
 
 def _report_outcome(payment_id: str, http_status: int, payment_response: str) -> _Rpc[str]:
@@ -465,6 +532,7 @@ class _ClientBase:
         timeout: float = 10.0,
         tls: ClientTls | None = None,
         socket_owner: int | str | None = None,
+        wait_for_approval: float = 0.0,
     ) -> None:
         tok = load_token(token, token_file)  # local mistakes first, then the socket probe
         self._endpoint = _endpoint(socket, target, tls, socket_owner)
@@ -472,6 +540,8 @@ class _ClientBase:
             (("authorization", f"Bearer {tok}"),) if tok else ()
         )
         self._timeout = timeout
+        self._wait_for_approval = wait_for_approval
+        """Seconds ``pay`` waits for a human decision on a held payment (0: none)."""
         self._start()
 
     def _start(self) -> None:
@@ -483,7 +553,8 @@ class _ClientBase:
         return self._endpoint.target
 
     def _call_options(self, rpc: _Rpc[Any]) -> dict[str, Any]:
-        options: dict[str, Any] = {"timeout": self._timeout, "metadata": self._metadata}
+        timeout = self._timeout if rpc.timeout is None else rpc.timeout
+        options: dict[str, Any] = {"timeout": timeout, "metadata": self._metadata}
         if rpc.wait_for_ready:
             options["wait_for_ready"] = True
         return options
@@ -507,8 +578,11 @@ class WalletClient(_ClientBase, Closing):
 
         On DaemonUnavailableError the payment may or may not have been recorded:
         retry with the same idempotency key, which returns the same header.
+        Above an approval threshold it raises ApprovalRequiredError, unless
+        ``wait_for_approval`` (here or the client's) lets it wait for the decision.
         """
-        return self._call(_pay(idempotency_key, method, url, options))
+        plan = _pay_plan(idempotency_key, method, url, options, self._wait_for_approval)
+        return run(plan, self._call)
 
     def report_outcome(self, payment_id: str, http_status: int, payment_response: str = "") -> str:
         """Tell the daemon what the paid request returned; returns the payment's status.
@@ -529,9 +603,22 @@ class WalletClient(_ClientBase, Closing):
     def get_spend_report(self, **options: Unpack[ReportOptions]) -> SpendReport:
         """This client's spend report (scope read): counts and amounts by status.
 
-        ``group_by`` takes payee, host, model, day and status; times are Unix ms.
+        ``group_by`` takes payee, host, model, day, status, approval and approver;
+        times are Unix ms.
         """
         return self._call(_spend_report_rpc(options))
+
+    def list_approvals(self, status: str | None = None, limit: int = 100) -> list[Approval]:
+        """Payments held for approval, every client's, newest first (scope approve)."""
+        return self._call(_list_approvals(status, limit))
+
+    def approve(self, approval_id: str, note: str = "") -> Approval:
+        """Approve a held payment of another client (scope approve); its retry then signs."""
+        return self._call(_decide(approval_id, "approve", note))
+
+    def deny(self, approval_id: str, note: str = "") -> Approval:
+        """Deny a held payment of another client (scope approve); nothing is ever signed."""
+        return self._call(_decide(approval_id, "deny", note))
 
     def health(self) -> bool:
         """True when the daemon answers and its wallet service is SERVING."""
@@ -551,6 +638,8 @@ class WalletClient(_ClientBase, Closing):
     def _call(self, rpc: _Rpc[T]) -> T:
         with map_rpc_errors():
             response = getattr(self._stub, rpc.method)(rpc.request, **self._call_options(rpc))
+            if rpc.stream:
+                response = list(response)
         return rpc.read(response)
 
 
@@ -592,7 +681,8 @@ class AsyncWalletClient(_ClientBase, AsyncClosing):
         self, idempotency_key: str, method: str, url: str, **options: Unpack[PayOptions]
     ) -> PayReceipt:
         """Pay one 402 demand; see WalletClient.pay."""
-        return await self._call(_pay(idempotency_key, method, url, options))
+        plan = _pay_plan(idempotency_key, method, url, options, self._wait_for_approval)
+        return await arun(plan, self._call)
 
     async def report_outcome(
         self, payment_id: str, http_status: int, payment_response: str = ""
@@ -611,6 +701,18 @@ class AsyncWalletClient(_ClientBase, AsyncClosing):
     async def get_spend_report(self, **options: Unpack[ReportOptions]) -> SpendReport:
         """This client's spend report; see WalletClient.get_spend_report."""
         return await self._call(_spend_report_rpc(options))
+
+    async def list_approvals(self, status: str | None = None, limit: int = 100) -> list[Approval]:
+        """Payments held for approval; see WalletClient.list_approvals."""
+        return await self._call(_list_approvals(status, limit))
+
+    async def approve(self, approval_id: str, note: str = "") -> Approval:
+        """Approve a held payment; see WalletClient.approve."""
+        return await self._call(_decide(approval_id, "approve", note))
+
+    async def deny(self, approval_id: str, note: str = "") -> Approval:
+        """Deny a held payment; see WalletClient.deny."""
+        return await self._call(_decide(approval_id, "deny", note))
 
     async def health(self) -> bool:
         """True when the daemon answers and its wallet service is SERVING."""
@@ -632,5 +734,6 @@ class AsyncWalletClient(_ClientBase, AsyncClosing):
     async def _call(self, rpc: _Rpc[T]) -> T:
         stub = self._current_stub()
         with map_rpc_errors():
-            response = await getattr(stub, rpc.method)(rpc.request, **self._call_options(rpc))
+            call = getattr(stub, rpc.method)(rpc.request, **self._call_options(rpc))
+            response = [m async for m in call] if rpc.stream else await call
         return rpc.read(response)

@@ -56,12 +56,15 @@ def _named(model: type[tables.Base], names: Iterable[str]) -> tuple[str, ...]:
 BUDGET_COLUMNS = tables.BUDGET_COLUMNS
 """A budget, in clients and wallet_state alike (``per_request`` .. ``hosts``)."""
 
-WALLET_COLUMNS = _keys(tables.WalletState.frozen) + BUDGET_COLUMNS
+WALLET_COLUMNS = (
+    _keys(tables.WalletState.frozen) + BUDGET_COLUMNS + _keys(tables.WalletState.approve_above)
+)
 """What a wallet_state read returns (``wallet_state`` decodes it)."""
 
 CLIENT_COLUMNS = (
     _keys(tables.Client.id, tables.Client.name, tables.Client.scopes, tables.Client.revoked_at_ms)
     + BUDGET_COLUMNS
+    + _keys(tables.Client.approve_above)
 )
 """What a client read returns (``client_record`` decodes it)."""
 
@@ -97,14 +100,24 @@ def budget_values(limits: Budget) -> dict[str, object]:
     return values
 
 
+_WIDTH = len(BUDGET_COLUMNS)
+
+
 def wallet_state(row: Sequence[Any]) -> WalletState:
     """The record of a ``WALLET_COLUMNS`` row."""
-    return WalletState(bool(row[0]), budget(row[1:]))
+    return WalletState(bool(row[0]), budget(row[1 : 1 + _WIDTH]), row[1 + _WIDTH])
 
 
 def client_record(row: Sequence[Any]) -> ClientRecord:
     """The record of a ``CLIENT_COLUMNS`` row."""
-    return ClientRecord(int(row[0]), row[1], _split(row[2]), row[3] is not None, budget(row[4:]))
+    return ClientRecord(
+        int(row[0]),
+        row[1],
+        _split(row[2]),
+        row[3] is not None,
+        budget(row[4 : 4 + _WIDTH]),
+        row[4 + _WIDTH],
+    )
 
 
 def stored_payment(row: Sequence[Any]) -> StoredPayment:

@@ -22,6 +22,7 @@ event holding the state it left, in the same transaction (``_admin_event``).
 concern, each in its own module sharing the transaction (``transaction.py``):
 clients, the wallet row and budgets (``clients.py``), the running spend totals
 (``spending.py``), Pay's record (``pay.py``), settlement (``settlement.py``),
+payments held for approval and the thresholds (``approvals.py``),
 and the hash chains of payment events, decisions, key and admin events
 (``chains.py``).
 The records it takes and hands out are in ``records.py``.
@@ -36,6 +37,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from walletd.db import hot
+from walletd.db.approvals import ApprovalsTx
 from walletd.db.clients import ClientsTx
 from walletd.db.engine import Engines
 from walletd.db.failures import storage_error
@@ -67,7 +69,7 @@ __all__ = [
 ]
 
 
-class LedgerTx(ClientsTx, PayTx, SettlementTx):
+class LedgerTx(ClientsTx, PayTx, ApprovalsTx, SettlementTx):
     """One transaction on the ledger; its methods are the only queries walletd makes."""
 
 

@@ -9,6 +9,7 @@ totals, which ``LedgerTx.pipelined`` sends together on PostgreSQL.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 from sqlalchemy import select
 
@@ -66,14 +67,20 @@ class PayTx(SpendingTx, LimitsTx):
             raise NotFoundError(f"no payment {payment_id!r}")
         return hot.stored_payment(row)
 
-    def add_payment(self, new: NewPayment, status: str, cause: str) -> None:
-        """Record a signed payment, its first event, and its amount in the running totals."""
+    def add_payment(
+        self,
+        new: NewPayment,
+        status: str,
+        cause: str,
+        data: Mapping[str, object] | None = None,
+    ) -> None:
+        """Record a payment (signed, or held), its first event, and its running totals."""
         self._serialise()
         labels = json.dumps(dict(new.labels))
         facts = _new_payment_facts(new, status, labels)
         self._write(self._sql.insert_payment, [facts[c] for c in hot.PAYMENT_INSERT_COLUMNS])
         snapshot = audit.payment_digest(facts)
-        self._append_event(new.id, new.created_at_ms, status, cause, {}, snapshot)
+        self._append_event(new.id, new.created_at_ms, status, cause, data or {}, snapshot)
         self._count(new.client_id, new.amount, new.created_at_ms)
         self._count_limits(new)
 

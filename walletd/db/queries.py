@@ -36,7 +36,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from walletd.db import tables
 from walletd.db.limits import LIMIT_COLUMNS, limit_row
 from walletd.db.migrate import require_current
-from walletd.domain import audit, buckets, report
+from walletd.domain import approval, audit, buckets, report
 from walletd.domain.report import (
     PAYMENT_BUCKETS,
     REFUSED,
@@ -50,7 +50,7 @@ from walletd.domain.report import (
 )
 from walletd.errors import InvalidRequestError, NotFoundError, StorageError
 
-P, D, C = tables.Payment, tables.Decision, tables.Client
+P, D, C, A = tables.Payment, tables.Decision, tables.Client, tables.Approval
 STREAM_BATCH = 1000
 """Rows fetched at a time while an audit walks a chain."""
 
@@ -132,6 +132,8 @@ def _payment_dims(dialect: str) -> dict[str, Any]:
         "day": P.created_at_ms // report.DAY_MS,
         report.HOUR: P.created_at_ms // report.HOUR_MS,
         "status": _payment_bucket(),
+        "approval": func.coalesce(A.status, approval.NONE),
+        "approver": func.coalesce(A.decided_by, ""),
     }
 
 
@@ -144,6 +146,8 @@ def _decision_dims(dialect: str) -> dict[str, Any]:
         "day": D.at_ms // report.DAY_MS,
         report.HOUR: D.at_ms // report.HOUR_MS,
         "status": literal(REFUSED),
+        "approval": literal(approval.NONE),
+        "approver": literal(""),
     }
 
 
@@ -181,11 +185,13 @@ def _payment_rows(
     group = [exprs[d] for d in dims]
     bucket = _payment_bucket()
     sums: list[ColumnElement[Any]] = []
-    for name in PAYMENT_BUCKETS:
+    for name in (*PAYMENT_BUCKETS, REFUSED):  # refused: a held payment an approver denied
         sums += [_sum(bucket == name, 1), _sum(bucket == name, P.amount)]
     confirmed = and_(P.status == "settled", P.settled_tx.is_not(None))
     sums += [_sum(confirmed, 1), _sum(confirmed, P.amount)]
     stmt: Any = select(*group, *sums).select_from(P).join(C, C.id == P.client_id)
+    if {"approval", "approver"} & set(dims):
+        stmt = stmt.outerjoin(A, A.payment_id == P.id)
     stmt = _within(stmt, P.created_at_ms, query, client_id)
     if group:
         stmt = stmt.group_by(*group)
@@ -193,10 +199,10 @@ def _payment_rows(
     for values in conn.execute(stmt):
         key = _key(values[: len(dims)], dims)
         nums = [int(v) for v in values[len(dims) :]]
-        statuses = {b: Tally(nums[2 * i], nums[2 * i + 1]) for i, b in enumerate(PAYMENT_BUCKETS)}
-        statuses[REFUSED] = report.ZERO
+        named = (*PAYMENT_BUCKETS, REFUSED)
+        statuses = {b: Tally(nums[2 * i], nums[2 * i + 1]) for i, b in enumerate(named)}
         conf = Tally(nums[-2], nums[-1])
-        total = sum((t for t in statuses.values()), report.ZERO)
+        total = sum((statuses[b] for b in PAYMENT_BUCKETS), report.ZERO)
         unconf = Tally(total.count - conf.count, total.amount - conf.amount)
         row = ReportRow(key, statuses, conf, unconf)
         rows[key] = rows[key].merged(row) if key in rows else row
@@ -401,9 +407,13 @@ def verify_chain(conn: Connection) -> audit.AuditResult:
     events, decisions, payments = audit.events_walk(), audit.decisions_walk(), audit.PaymentCheck()
     spend = _bucket_check(conn)
     event_cols = [getattr(tables.PaymentEvent, f) for f in (*audit.EVENT_FIELDS, "hash")]
+    held = audit.ApprovalCheck()
     for row in _stream(conn, select(*event_cols).order_by(tables.PaymentEvent.id)):
         events.feed(row)
         payments.saw_event(row)
+        held.saw_event(row)
+    for row in _stream(conn, select(*A.__table__.columns).order_by(A.id)):
+        held.feed(str(row["id"]), str(row["payment_id"]), approval.event_state(row))
     for row in _stream(conn, select(*P.__table__.columns).order_by(P.id)):
         payments.feed(row)
         spend.saw_payment(row)
@@ -417,7 +427,7 @@ def verify_chain(conn: Connection) -> audit.AuditResult:
     for row in _stream(conn, select(*decision_cols).order_by(D.id)):
         decisions.feed(row)
     return audit.result(
-        events, payments, decisions, _walk_key_events(conn), _replay_admin(conn), spend
+        events, payments, decisions, _walk_key_events(conn), _replay_admin(conn), spend, held
     )
 
 

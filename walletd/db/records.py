@@ -18,6 +18,8 @@ class WalletState:
 
     frozen: bool
     budget: Budget
+    approve_above: int | None = None
+    """Payments above this wait for a human approval (any client); None: no threshold."""
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,8 @@ class ClientRecord:
     scopes: frozenset[str]
     revoked: bool
     budget: Budget
+    approve_above: int | None = None
+    """This client's payments above this wait for a human approval; None: no threshold."""
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,8 @@ class WalletState(BudgetColumns, Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     frozen: Mapped[bool] = mapped_column(Boolean, default=False)
+    approve_above: Mapped[int | None] = mapped_column(BigInteger)
+    """Payments above this amount wait for a human approval (any client); NULL: none."""
 
 
 class Client(BudgetColumns, Base):
@@ -78,6 +80,8 @@ class Client(BudgetColumns, Base):
     scopes: Mapped[str] = mapped_column(String(64))
     created_at_ms: Mapped[int] = mapped_column(BigInteger)
     revoked_at_ms: Mapped[int | None] = mapped_column(BigInteger)
+    approve_above: Mapped[int | None] = mapped_column(BigInteger)
+    """This client's payments above this amount wait for a human approval; NULL: none."""
 
 
 class Payment(Base):
@@ -272,3 +276,31 @@ class ScopedLimit(Base):
     """Signed payments allowed in any rolling minute."""
     payments_hour: Mapped[int | None] = mapped_column(BigInteger)
     payments_day: Mapped[int | None] = mapped_column(BigInteger)
+class Approval(Base):
+    """A payment held above an approval threshold, and the human decision on it.
+
+    The held payment is a ``payments`` row (status ``awaiting_approval``,
+    nothing signed: empty header, ``valid_before`` = this approval's expiry in
+    Unix seconds until it is signed) that counts in the budgets like any
+    other. Every change here is made with an event of that payment recording
+    the whole approval (``walletd.domain.approval.Approval.state``), so the
+    hash chain vouches for who decided, when, and the note.
+    """
+
+    __tablename__ = "approvals"
+    __table_args__ = (Index("ix_approvals_status_expires", "status", "expires_at_ms"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    payment_id: Mapped[str] = mapped_column(ForeignKey("payments.id"), unique=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id"))
+    status: Mapped[str] = mapped_column(String(16))
+    """``pending``, ``approved``, ``denied`` or ``expired``."""
+    threshold: Mapped[int] = mapped_column(BigInteger)
+    threshold_scope: Mapped[str] = mapped_column(String(8))
+    """``client`` or ``global``: whose threshold the amount was above."""
+    created_at_ms: Mapped[int] = mapped_column(BigInteger)
+    expires_at_ms: Mapped[int] = mapped_column(BigInteger)
+    decided_at_ms: Mapped[int | None] = mapped_column(BigInteger)
+    decided_by: Mapped[str] = mapped_column(String(64), default="")
+    """The approving (or denying) client's name; empty until decided."""
+    note: Mapped[str] = mapped_column(Text, default="")

@@ -30,6 +30,11 @@ What is covered, and why:
   one is a ``snapshot`` of every client and the wallet row, written when the
   table was created. Replaying the chain gives what the ``clients`` rows and
   the ``wallet_state`` row must hold now; each column that differs is named.
+* **an approval** (a payment held above a threshold, and the human decision
+  on it) is checked against the newest event of its payment that recorded
+  it: every change to an ``approvals`` row is made with such an event, whose
+  ``data`` holds the whole approval (``ApprovalCheck``), so an edited
+  decision, approver, note or expiry shows up there.
 * **the running totals** (``spend_buckets``, what Pay reads to enforce budget
   windows) are not hashed but recomputed: ``BucketCheck`` sums every payment
   that counts as spent into the buckets ``walletd.domain.buckets`` says it adds
@@ -189,6 +194,10 @@ CLIENT_FIELDS: tuple[str, ...] = (
 WALLET_FIELDS: tuple[str, ...] = ("frozen", *LIMIT_FIELDS)
 """The columns of the ``wallet_state`` row the admin events decide."""
 
+FIELDS_ADDED: Mapping[str, Any] = {"approve_above": None}
+"""Columns of ``clients`` and ``wallet_state`` added after 0007, with the value older rows
+and events have (an older snapshot or ``client-add`` without them replays to it)."""
+
 SNAPSHOT = "snapshot"
 """data: ``{"clients": [every CLIENT_FIELDS row], "wallet": WALLET_FIELDS}``; replaces all."""
 CLIENT_ADD = "client-add"
@@ -203,6 +212,8 @@ LIMIT_SET = "limit-set"
 """client: the owner's name, or empty for a global limit; data: ``{"selector": ...}`` and
 the limit's ``limits.LIMIT_FIELDS`` (all null: the limit was removed)."""
 LIMITS = "scoped_limits"
+APPROVAL_THRESHOLD = "approval-threshold"
+"""client: the name, or empty for the global one; data: ``{"approve_above": amount|null}``."""
 
 
 def canonical(doc: Mapping[str, Any]) -> bytes:
@@ -419,14 +430,18 @@ def _value(name: str, value: Any) -> Any:
     return bool(value) if name == "frozen" else value
 
 
+def _added(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: row.get(name, default) for name, default in FIELDS_ADDED.items()}
+
+
 def client_state(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A ``clients`` row as an admin event records it (``CLIENT_FIELDS``)."""
-    return {name: row[name] for name in CLIENT_FIELDS}
+    """A ``clients`` row as an admin event records it (``CLIENT_FIELDS``, ``FIELDS_ADDED``)."""
+    return {name: row[name] for name in CLIENT_FIELDS} | _added(row)
 
 
 def wallet_state(row: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``wallet_state`` row as an admin event records it (``WALLET_FIELDS``)."""
-    return {name: _value(name, row[name]) for name in WALLET_FIELDS}
+    """The ``wallet_state`` row as an admin event records it (``WALLET_FIELDS``, ``_ADDED``)."""
+    return {name: _value(name, row[name]) for name in WALLET_FIELDS} | _added(row)
 
 
 class AdminReplay:
@@ -485,6 +500,11 @@ class AdminReplay:
                 self.limits.pop(key, None)
             else:
                 self.limits[key] = values
+        elif op == APPROVAL_THRESHOLD:
+            target = self.clients[name] if name else self.wallet
+            if target is None:
+                raise KeyError("no wallet state before this event")
+            target["approve_above"] = data["approve_above"]
         else:
             raise ValueError("unknown operation")
 
@@ -539,7 +559,13 @@ class AdminReplay:
     ) -> None:
         for column, value in live.items():
             if value != expected.get(column):
-                what = "budget" if column in LIMIT_FIELDS else "row"
+                what = (
+                    "budget"
+                    if column in LIMIT_FIELDS
+                    else "approval threshold"
+                    if column in FIELDS_ADDED
+                    else "row"
+                )
                 problem = (
                     f"{what} edited: {column} is {value!r}, "
                     f"the admin events say {expected.get(column)!r}"
@@ -555,6 +581,61 @@ class AdminReplay:
             problem = "limit row is missing (the admin events set it)"
             who = f"client {owner}" if owner else "global"
             self.breaks.append(Break(LIMITS, None, None, problem, f"{who} limit [{selector}]"))
+
+
+APPROVALS = "approvals"
+
+
+class ApprovalCheck:
+    """Checks each ``approvals`` row against the newest payment event that recorded it.
+
+    Events are fed in id order (``saw_event``); one whose data names an
+    ``approval_id`` records the whole approval as it was left
+    (``walletd.domain.approval.Approval.state``). Then each row is compared
+    (``feed``, with ``event_state`` of the row).
+    """
+
+    def __init__(self) -> None:
+        self._latest: dict[str, tuple[int, str, dict[str, Any]]] = {}
+        self.count = 0
+        self.breaks: list[Break] = []
+
+    def saw_event(self, row: Mapping[str, Any]) -> None:
+        """Remember an event that records an approval (others are skipped cheaply)."""
+        text = str(row["data"])
+        if '"approval_id"' not in text:
+            return
+        try:
+            data = json.loads(text)
+        except ValueError:
+            return
+        if isinstance(data, dict) and "approval_status" in data:
+            found = (int(row["id"]), str(row["payment_id"]), data)
+            self._latest[str(data["approval_id"])] = found
+
+    def feed(self, approval_id: str, payment_id: str, state: Mapping[str, Any]) -> None:
+        """Check one approval row, as ``approval.event_state`` gives it."""
+        self.count += 1
+        latest = self._latest.pop(approval_id, None)
+        if latest is None:
+            problem = "approval has no event (added outside walletd)"
+            self.breaks.append(Break(APPROVALS, None, payment_id, problem, approval_id))
+            return
+        event_id, event_payment, recorded = latest
+        for name, value in state.items():
+            if recorded.get(name) != value or event_payment != payment_id:
+                problem = (
+                    f"approval edited: {name} is {value!r}, its latest event "
+                    f"says {recorded.get(name)!r}"
+                )
+                self.breaks.append(Break(EVENTS, event_id, payment_id, problem, approval_id))
+
+    def finish(self) -> None:
+        """Report approvals the events recorded whose rows are gone."""
+        for approval_id, (event_id, payment_id, _) in sorted(self._latest.items()):
+            problem = "approval row is missing (its events recorded it)"
+            self.breaks.append(Break(EVENTS, event_id, payment_id, problem, approval_id))
+        self._latest.clear()
 
 
 SPAN_NAMES: Mapping[int, str] = {
@@ -687,6 +768,7 @@ def result(
     keys: ChainWalk | None = None,
     admin: tuple[ChainWalk, AdminReplay] | None = None,
     spend: BucketCheck | None = None,
+    approvals: ApprovalCheck | None = None,
 ) -> AuditResult:
     """Combine the walks.
 
@@ -694,6 +776,8 @@ def result(
     events, then the client and wallet rows, then the running totals.
     """
     payments.finish()
+    if approvals is not None:
+        approvals.finish()
     keys = keys if keys is not None else key_events_walk()
     admin_walk, replay = admin if admin is not None else (admin_events_walk(), AdminReplay())
     replay.finish()
@@ -704,6 +788,7 @@ def result(
         *sorted(keys.breaks, key=_order),
         *sorted(admin_walk.breaks, key=_order),
         *replay.breaks,
+        *(approvals.breaks if approvals is not None else ()),
         *(spend.breaks if spend is not None else ()),
     ]
     listed = tuple(all_breaks)

@@ -9,11 +9,17 @@ reachable from ``settlement_pending``/``rejected``, because a client's report
 about a direct transfer does not change what the chain says of it. ``disputed``
 (a server claimed a settlement the chain does not show) and ``settled`` stay
 counted as spent for ever.
+
+A payment held for approval (``walletd.domain.approval``) starts at
+``awaiting_approval``, with nothing signed: it becomes ``approved`` then
+``signed`` (the first and only signature), or ``denied`` / ``expired``, which
+release its reservation. The reconciler never follows held payments: there is
+nothing on chain to follow.
 """
 
 from __future__ import annotations
 
-from walletd.domain.payment import RELEASED_STATUSES, PaymentStatus
+from walletd.domain.payment import HELD_STATUSES, RELEASED_STATUSES, PaymentStatus
 
 S = PaymentStatus
 
@@ -28,13 +34,16 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     S.CANCELLED: frozenset(),
     S.DISPUTED: frozenset(),
     S.FAILED: frozenset(),
+    S.AWAITING_APPROVAL: frozenset({S.APPROVED, S.DENIED, S.EXPIRED}),
+    S.APPROVED: frozenset({S.SIGNED, S.EXPIRED}),
+    S.DENIED: frozenset(),
 }
 """status -> the statuses it may move to; final statuses map to nothing."""
 
 OPEN_STATUSES: frozenset[str] = frozenset(
-    status for status, targets in TRANSITIONS.items() if targets
+    status for status, targets in TRANSITIONS.items() if targets and status not in HELD_STATUSES
 )
-"""Statuses the reconciler still has to follow to an end on chain."""
+"""Statuses the reconciler still has to follow to an end on chain (held ones are not on it)."""
 
 CANCELLABLE_STATUSES: frozenset[str] = frozenset({S.REJECTED, S.SIGNED})
 """Statuses `payment cancel` accepts (``signed`` only after a grace, see the service).

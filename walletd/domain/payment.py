@@ -45,11 +45,17 @@ class PaymentStatus(StrEnum):
     DISPUTED = "disputed"  # server claimed a settlement the chain does not show
     CANCELLED = "cancelled"  # cancelAuthorization mined: budget released
     FAILED = "failed"  # direct transfer the chain proves cannot move money: budget released
+    AWAITING_APPROVAL = "awaiting_approval"  # held above a threshold: reserved, nothing signed
+    APPROVED = "approved"  # approved, not yet signed: the caller's retry signs it
+    DENIED = "denied"  # an approver denied it: nothing signed, budget released
 
 
 RELEASED_STATUSES = frozenset(
-    {PaymentStatus.EXPIRED, PaymentStatus.CANCELLED, PaymentStatus.FAILED}
+    {PaymentStatus.EXPIRED, PaymentStatus.CANCELLED, PaymentStatus.FAILED, PaymentStatus.DENIED}
 )
+
+HELD_STATUSES = frozenset({PaymentStatus.AWAITING_APPROVAL, PaymentStatus.APPROVED})
+"""Statuses of a payment held for approval: counted in the budgets, nothing signed yet."""
 
 
 @dataclass(frozen=True)

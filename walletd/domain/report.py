@@ -11,7 +11,13 @@ Status buckets (``BUCKETS``):
   ``rejected`` (a rejected authorization can still settle until validBefore);
 * ``expired`` and ``cancelled``: provably never moved (budget released);
 * ``disputed``: a server claimed a settlement the chain does not show;
-* ``refused``: Pay decisions that signed nothing (from the decision log).
+* ``refused``: Pay decisions that signed nothing (from the decision log), and
+  payments held for approval that an approver denied.
+
+A payment held for approval counts as ``pending`` (money may still move once
+approved); one whose approval expired, as ``expired``. The ``approval``
+dimension groups by the approval status (``none`` for payments that needed none),
+``approver`` by who approved or denied (empty when nobody did).
 
 The on-chain check splits payments (not refusals) in two: ``confirmed`` is a
 ``settled`` payment whose settling transaction the reconciler checked on chain
@@ -28,7 +34,9 @@ from datetime import UTC, date, datetime, timedelta
 from walletd.domain.payment import PaymentStatus as S
 from walletd.errors import InvalidRequestError
 
-DIMENSIONS: tuple[str, ...] = ("client", "payee", "host", "model", "day", "status")
+DIMENSIONS: tuple[str, ...] = (
+    "client", "payee", "host", "model", "day", "status", "approval", "approver",
+)  # fmt: skip
 """What ``--group-by`` accepts; ``model`` is the payment's ``model`` label."""
 
 HOUR = "hour"
@@ -54,6 +62,9 @@ STATUS_BUCKET: Mapping[str, str] = {
     S.EXPIRED: EXPIRED,
     S.DISPUTED: DISPUTED,
     S.CANCELLED: CANCELLED,
+    S.AWAITING_APPROVAL: PENDING,
+    S.APPROVED: PENDING,
+    S.DENIED: REFUSED,
 }
 """Ledger status -> report bucket."""
 

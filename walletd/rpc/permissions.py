@@ -14,12 +14,18 @@ SERVICE_NAME = "walletd.v1.WalletService"
 
 SCOPE_PAY = "pay"
 SCOPE_READ = "read"
+SCOPE_APPROVE = "approve"
+"""Decide payments held above an approval threshold (never the caller's own)."""
 
 PAY = f"/{SERVICE_NAME}/Pay"
 REPORT_OUTCOME = f"/{SERVICE_NAME}/ReportOutcome"
 GET_BUDGET = f"/{SERVICE_NAME}/GetBudget"
 LIST_PAYMENTS = f"/{SERVICE_NAME}/ListPayments"
 GET_SPEND_REPORT = f"/{SERVICE_NAME}/GetSpendReport"
+LIST_APPROVALS = f"/{SERVICE_NAME}/ListApprovals"
+DECIDE_APPROVAL = f"/{SERVICE_NAME}/DecideApproval"
+WATCH_APPROVALS = f"/{SERVICE_NAME}/WatchApprovals"
+AWAIT_APPROVAL = f"/{SERVICE_NAME}/AwaitApproval"
 
 METHOD_SCOPES: Mapping[str, frozenset[str]] = {
     PAY: frozenset({SCOPE_PAY}),
@@ -27,6 +33,10 @@ METHOD_SCOPES: Mapping[str, frozenset[str]] = {
     GET_BUDGET: frozenset({SCOPE_PAY, SCOPE_READ}),
     LIST_PAYMENTS: frozenset({SCOPE_READ}),
     GET_SPEND_REPORT: frozenset({SCOPE_READ}),
+    LIST_APPROVALS: frozenset({SCOPE_APPROVE}),
+    DECIDE_APPROVAL: frozenset({SCOPE_APPROVE}),
+    WATCH_APPROVALS: frozenset({SCOPE_APPROVE}),
+    AWAIT_APPROVAL: frozenset({SCOPE_PAY}),
 }
 """Full method name -> the scopes of which the caller needs at least one."""
 

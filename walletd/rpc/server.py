@@ -55,7 +55,7 @@ from walletd.errors import InvalidRequestError, read_named_file
 from walletd.rpc.intake import MAX_CONCURRENT_RPCS, Intake
 from walletd.rpc.permissions import SERVICE_NAME
 from walletd.rpc.servicer import WalletServicer
-from walletd.service.ports import WalletApi
+from walletd.service.ports import ApprovalApi, WalletApi
 from walletd.v1 import wallet_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -322,6 +322,7 @@ def build_server(
     listen: str | None = None,
     tls: TlsFiles | None = None,
     max_workers: int = 16,
+    approvals: ApprovalApi | None = None,
 ) -> RpcServer:
     """A server for ``api`` on a Unix socket and/or a TLS TCP listener; call start()."""
     _check_listeners(socket_path, listen, tls)
@@ -331,7 +332,7 @@ def build_server(
     )  # a thread per accepted call; Intake lets max_workers of them run at once
     intake = Intake(max_workers)
     options = server_options()
-    servicer = WalletServicer(api)
+    servicer = WalletServicer(api, approvals)
     health_servicer = _new_health()
     tcp = [(listen, tls)] if listen is not None and tls is not None else []
 

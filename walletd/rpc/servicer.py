@@ -10,18 +10,24 @@ the service layer, never here.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 import grpc
 
+from walletd.domain.approval import Approval
 from walletd.domain.budget import BudgetState, WindowState
 from walletd.domain.payment import Caller, PayCommand, PaymentView, PayReceipt
 from walletd.domain.report import BUCKETS, ReportQuery, ReportRow, SpendReport, Tally
-from walletd.errors import InvalidRequestError, PermissionDeniedError, UnauthenticatedError
+from walletd.errors import (
+    InvalidRequestError,
+    PermissionDeniedError,
+    UnauthenticatedError,
+    WalletdError,
+)
 from walletd.rpc import permissions
 from walletd.rpc.status import status_for_exception
-from walletd.service.ports import WalletApi
+from walletd.service.ports import ApprovalApi, WalletApi
 from walletd.v1 import wallet_pb2 as pb, wallet_pb2_grpc as pb_grpc
 
 R = TypeVar("R")
@@ -172,11 +178,42 @@ def spend_report_response(caller: Caller, report: SpendReport) -> pb.GetSpendRep
     )
 
 
-class WalletServicer(pb_grpc.WalletServiceServicer):
-    """Serves walletd.v1.WalletService by calling a WalletApi."""
+def approval_message(held: Approval) -> pb.Approval:
+    """The wire form of one approval."""
+    return pb.Approval(
+        approval_id=held.approval_id,
+        payment_id=held.payment_id,
+        client=held.client,
+        status=held.status,
+        amount=_amount(held.amount),
+        payee=held.payee,
+        url=held.url,
+        network=held.network,
+        created_at_ms=held.created_at_ms,
+        expires_at_ms=held.expires_at_ms,
+        threshold=_amount(held.threshold),
+        threshold_scope=held.threshold_scope,
+        decided_at_ms=held.decided_at_ms or 0,
+        decided_by=held.decided_by,
+        note=held.note,
+        labels=dict(held.labels),
+    )
 
-    def __init__(self, api: WalletApi) -> None:
+
+DECISIONS = {"approve": True, "deny": False}
+
+
+class WalletServicer(pb_grpc.WalletServiceServicer):
+    """Serves walletd.v1.WalletService by calling a WalletApi (and an ApprovalApi)."""
+
+    def __init__(self, api: WalletApi, approvals: ApprovalApi | None = None) -> None:
         self._api = api
+        self._approvals = approvals
+
+    def _desk(self) -> ApprovalApi:
+        if self._approvals is None:
+            raise WalletdError("approvals are not served by this daemon")
+        return self._approvals
 
     def _call(
         self,
@@ -257,3 +294,71 @@ class WalletServicer(pb_grpc.WalletServiceServicer):
             return spend_report_response(caller, report)
 
         return self._call(context, permissions.GET_SPEND_REPORT, handler)
+
+    def ListApprovals(
+        self, request: pb.ListApprovalsRequest, context: grpc.ServicerContext
+    ) -> pb.ListApprovalsResponse:
+        """Approvals, newest first (scope approve)."""
+
+        def handler(caller: Caller) -> pb.ListApprovalsResponse:
+            if request.limit < 0:
+                raise InvalidRequestError("limit must not be negative")
+            found = self._desk().list(request.status or None, request.limit or DEFAULT_LIST_LIMIT)
+            return pb.ListApprovalsResponse(approvals=[approval_message(a) for a in found])
+
+        return self._call(context, permissions.LIST_APPROVALS, handler)
+
+    def DecideApproval(
+        self, request: pb.DecideApprovalRequest, context: grpc.ServicerContext
+    ) -> pb.Approval:
+        """Approve or deny one pending approval (scope approve; never one's own)."""
+
+        def handler(caller: Caller) -> pb.Approval:
+            if request.decision not in DECISIONS:
+                raise InvalidRequestError(
+                    "decision must be 'approve' or 'deny'", {"decision": request.decision[:20]}
+                )
+            held = self._desk().decide(
+                caller, request.approval_id, DECISIONS[request.decision], request.note
+            )
+            return approval_message(held)
+
+        return self._call(context, permissions.DECIDE_APPROVAL, handler)
+
+    def _stream_caller(self, context: grpc.ServicerContext, method: str) -> Caller:
+        caller = self._api.authenticate(bearer_token(context))
+        check_scope(caller, method)
+        return caller
+
+    def WatchApprovals(
+        self, request: pb.WatchApprovalsRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.ApprovalEvent]:
+        """Every waiting approval, then each new one and each decision (scope approve)."""
+        try:
+            self._stream_caller(context, permissions.WATCH_APPROVALS)
+            for kind, held in self._desk().watch(context.is_active):
+                yield pb.ApprovalEvent(kind=kind, approval=approval_message(held))
+            return
+        except Exception as exc:  # every exception must become a status
+            status = status_for_exception(exc)
+        context.abort_with_status(status)
+
+    def AwaitApproval(
+        self, request: pb.AwaitApprovalRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.Approval]:
+        """The caller's own approval once decided, or at the timeout (scope pay).
+
+        A stream of one message, so the wait holds no worker slot (``rpc.intake``).
+        """
+        try:
+            caller = self._stream_caller(context, permissions.AWAIT_APPROVAL)
+            if request.timeout_ms < 0:
+                raise InvalidRequestError("timeout_ms must not be negative")
+            held = self._desk().await_decision(
+                caller, request.approval_id, request.timeout_ms / 1000
+            )
+            yield approval_message(held)
+            return
+        except Exception as exc:  # every exception must become a status
+            status = status_for_exception(exc)
+        context.abort_with_status(status)

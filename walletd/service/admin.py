@@ -28,7 +28,8 @@ from walletd.errors import InvalidRequestError
 from walletd.service.clock import now_ms
 from walletd.service.tokens import hash_token, new_token
 
-SCOPES = frozenset({"pay", "read"})
+SCOPES = frozenset({"pay", "read", "approve"})
+"""``approve``: list, approve and deny payments held above an approval threshold."""
 
 
 def add_client(store: Store, name: str, scopes: frozenset[str]) -> str:
@@ -68,11 +69,15 @@ class BudgetChange:
     payees: frozenset[str] | None = None
     hosts: frozenset[str] | None = None
     clear: bool = False
-    """Start from no limits at all before applying the given fields."""
+    """Start from no limits at all (and no approval threshold) before applying the given fields."""
     rates: Mapping[str, int] = field(default_factory=dict)
     """Signed payments allowed per rolling ``minute``, ``hour`` or ``day``."""
     selector: str | None = None
     """A scoped budget (``label:KEY=VALUE``, ``host=HOST``, ``payee=0x...``); None: the own one."""
+    approve_above: int | None = None
+    """Hold payments above this amount for a human approval (None: keep as it is)."""
+    approve_above_off: bool = False
+    """Remove the approval threshold."""
 
     def owns_fields(self) -> bool:
         """Whether the change touches the own budget's columns (amounts, allowlists, clear)."""
@@ -106,8 +111,11 @@ def set_budget(store: Store, name: str | None, change: BudgetChange) -> None:
     selector = None if change.selector is None else parse_selector(change.selector).text
     if selector is not None and (change.payees is not None or change.hosts is not None):
         raise InvalidRequestError("a scoped budget has no allowlists (--payee, --host)")
+    threshold_given = change.approve_above is not None or change.approve_above_off
+    if selector is not None and threshold_given:
+        raise InvalidRequestError("an approval threshold is a client's or global, not scoped (--for)")
     with store.write() as tx:
-        tx.lock_state()  # first: concurrent changes apply one after the other, none lost
+        state = tx.lock_state()  # first: concurrent changes apply one after the other, none lost
         owner = GLOBAL_OWNER if name is None else tx.client_by_name(name).id
         if selector is None and change.owns_fields():
             if name is None:
@@ -116,6 +124,11 @@ def set_budget(store: Store, name: str | None, change: BudgetChange) -> None:
                 tx.set_client_budget(name, _apply(tx.client_by_name(name).budget, change), now_ms())
         if selector is not None or change.rates or change.clear:
             _set_limit(tx, owner, name or "", change, selector or ALL.text)
+        if selector is None:
+            current = state.approve_above if name is None else tx.client_by_name(name).approve_above
+            wanted = _threshold(current, change)
+            if wanted != current:
+                tx.set_approval_threshold(name, wanted, now_ms())
 
 
 def _set_limit(tx: LedgerTx, owner: int, name: str, change: BudgetChange, selector: str) -> None:
@@ -162,6 +175,23 @@ def show_limits(store: Store, name: str | None) -> LimitsView:
     own = next((u for u in usages if u.limit.selector == ALL), None)
     scoped = tuple(u for u in usages if u.limit.selector != ALL)
     return LimitsView(own, scoped, tuple(warnings))
+
+
+def _threshold(current: int | None, change: BudgetChange) -> int | None:
+    """The approval threshold a change leaves."""
+    if change.approve_above is not None and change.approve_above_off:
+        raise InvalidRequestError("give an approval threshold or remove it, not both")
+    if change.approve_above is not None:
+        return change.approve_above
+    return None if change.clear or change.approve_above_off else current
+
+
+def approval_threshold(store: Store, name: str | None) -> int | None:
+    """A client's (or the global, for None) approval threshold; None when there is none."""
+    with store.read() as tx:
+        if name is None:
+            return tx.wallet_state().approve_above
+        return tx.client_by_name(name).approve_above
 
 
 def show_budget(store: Store, name: str | None) -> tuple[Budget, BudgetState]:

@@ -33,8 +33,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from walletd.db.ledger import LedgerTx, NewPayment, Store, StoredPayment, TrackedPayment
+from walletd.db.ledger import (
+    LedgerTx,
+    NewPayment,
+    Store,
+    StoredPayment,
+    TrackedPayment,
+    WalletState,
+)
 from walletd.domain import policy
+from walletd.domain.approval import threshold_hit
 from walletd.domain.direct import KIND_TRANSFER, DirectDemand, ProofHeaders, as_demand
 from walletd.domain.limits import Subject, check_limits
 from walletd.domain.payment import Caller, PayCommand, PaymentStatus, PayReceipt
@@ -43,6 +51,7 @@ from walletd.errors import (
     FrozenError,
     IdempotencyConflictError,
     InsufficientFundsError,
+    PolicyDeniedError,
     UnauthenticatedError,
 )
 from walletd.service.clock import now_ms
@@ -110,6 +119,21 @@ def _receipt(row: StoredPayment, reused: bool) -> PayReceipt:
         row.id, row.header_name, row.header_value, row.amount, row.payee, row.network,
         row.valid_before, reused,
     )  # fmt: skip
+
+
+def refuse_above_threshold(amount: int, client_threshold: int | None, state: WalletState) -> None:
+    """A direct transfer above an approval threshold is refused: it cannot wait for a human.
+
+    It is sent the moment it is signed, so there is nothing to hold; x402
+    authorizations above the threshold are held instead (``walletd.service.approvals``).
+    """
+    hit = threshold_hit(amount, client_threshold, state.approve_above)
+    if hit is not None:
+        raise PolicyDeniedError(
+            f"policy approve_above: a direct transfer above the {hit[0]} approval threshold "
+            "cannot wait for approval; it is refused",
+            {"rule": "approve_above"},
+        )
 
 
 def _failed_error(payment_id: str, tx_hash: str, why: str) -> ChainError:
@@ -226,6 +250,7 @@ class DirectPayments:
             choice = policy.choose(as_demand(req.demand), ctx)
             subject = Subject(client.id, req.cmd.labels, req.host, req.demand.recipient)
             check_limits(tx.limit_usage(subject, now), req.demand.amount)
+            refuse_above_threshold(choice.requirement.amount, client.approve_above, state)
             if choice.network.caip2 != chain.network.caip2:
                 raise ChainError(
                     f"the RPC serves {chain.network.caip2}, the demand is on {choice.network.caip2}"

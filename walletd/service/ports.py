@@ -8,10 +8,12 @@ raises only ``walletd.errors`` classes.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
+from walletd.domain.approval import Approval
 from walletd.domain.budget import BudgetState
 from walletd.domain.networks import Network
 from walletd.domain.payment import Caller, PayCommand, PaymentView, PayReceipt
@@ -52,6 +54,26 @@ class WalletApi(Protocol):
 
     def spend_report(self, caller: Caller, query: ReportQuery) -> SpendReport:
         """The caller's own spend report (``query.client`` is ignored)."""
+        ...
+
+
+class ApprovalApi(Protocol):
+    """What approvers (scope approve) and a waiting payer ask of the daemon."""
+
+    def list(self, status: str | None, limit: int) -> list[Approval]:
+        """Approvals newest first, optionally in one status."""
+        ...
+
+    def decide(self, approver: Caller, approval_id: str, approve: bool, note: str) -> Approval:
+        """Approve or deny one pending approval (never the approver's own payment)."""
+        ...
+
+    def watch(self, active: Callable[[], bool]) -> Iterator[tuple[str, Approval]]:
+        """("pending"|"decided", approval) events while ``active()``."""
+        ...
+
+    def await_decision(self, caller: Caller, approval_id: str, timeout_s: float) -> Approval:
+        """The caller's own approval once decided, or as it is after ``timeout_s``."""
         ...
 
 

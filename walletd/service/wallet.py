@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from walletd.db.ledger import LedgerTx, NewDecision, NewPayment, Store, StoredPayment
 from walletd.domain import lifecycle, policy
+from walletd.domain.approval import DEFAULT_MAX_WAIT_SECONDS, threshold_hit
 from walletd.domain.budget import BudgetState, window_states
 from walletd.domain.demand import Demand, InvalidEntry, Requirement, decode_demand
 from walletd.domain.direct import DirectDemand, as_demand, parse_direct
@@ -38,6 +39,8 @@ from walletd.domain.payment import (
 )
 from walletd.domain.report import ReportQuery, SpendReport
 from walletd.errors import (
+    ApprovalDeniedError,
+    ApprovalRequiredError,
     AuthError,
     ChainError,
     FrozenError,
@@ -50,6 +53,7 @@ from walletd.errors import (
     WalletdError,
 )
 from walletd.service import outcome, report
+from walletd.service.approvals import ApprovalBell, ApprovalGate, HeldPay, is_held
 from walletd.service.clock import now_ms
 from walletd.service.direct import DirectPayments, DirectRequest, Pending
 from walletd.service.group import GroupCommit
@@ -222,8 +226,14 @@ class WalletService:
         funds: FundsCache | None = None,
         direct: DirectPayments | None = None,
         chain: Callable[[], ChainReader] | None = None,
+        approval_max_wait_s: int = DEFAULT_MAX_WAIT_SECONDS,
+        bell: ApprovalBell | None = None,
     ) -> None:
         self._store = store
+        self._approvals = ApprovalGate(
+            limits, signer.address, approval_max_wait_s, bell or ApprovalBell()
+        )
+        """Holds payments above an approval threshold; signs them once approved."""
         self._chain = chain
         """Opens a chain reader (the daemon's RPC); None without one."""
         self._funds = funds
@@ -326,6 +336,8 @@ class WalletService:
             raise RuntimeError("Pay asked twice for a fresh balance")
         if isinstance(result, WalletdError):
             attempt.recorded = True
+            if isinstance(result, ApprovalRequiredError | ApprovalDeniedError):
+                self._approvals.bell.ring()  # committed: wake the watchers
             raise result
         if not result.reused:
             log.info(
@@ -352,14 +364,24 @@ class WalletService:
             attempt.refusal = err
             return err
 
-    def _pay_in(self, tx: LedgerTx, intent: _Intent) -> PayReceipt:
-        """Check, choose, sign and record; every refusal is raised before the first write."""
+    def _pay_in(self, tx: LedgerTx, intent: _Intent) -> PayReceipt | WalletdError:
+        """Check, choose, sign and record; every refusal is raised before the first write.
+
+        A payment above an approval threshold is held instead of signed, and
+        the ApprovalRequiredError is returned (its rows are written); so is the
+        ApprovalDeniedError of an approval the retry found expired.
+        """
         caller, cmd, demand, attempt = intent.caller, intent.cmd, intent.demand, intent.attempt
         state = tx.lock_state()
         client, earlier = tx.client_with_payment(caller.client_id, cmd.idempotency_key)
         if client.revoked:
             raise UnauthenticatedError("token revoked")
         if earlier is not None:
+            if is_held(earlier):
+                held = HeldPay(caller, cmd, intent.host, demand, intent.fingerprint)
+                return self._approvals.retry(
+                    tx, held, earlier, client, state, self._clock(), self._sign
+                )
             return self._replay(earlier, intent.fingerprint)
         if state.frozen:
             raise FrozenError("payments are frozen by the operator (`walletd unfreeze`)")
@@ -386,6 +408,10 @@ class WalletService:
                 raise _StaleFunds
             if short is not None:
                 raise short
+        hit = threshold_hit(choice.requirement.amount, client.approve_above, state.approve_above)
+        if hit is not None:
+            held = HeldPay(caller, cmd, intent.host, demand, intent.fingerprint)
+            return self._approvals.hold(tx, held, choice, hit, now)
         new = self._sign(client.id, cmd, intent.host, intent.fingerprint, choice, demand, now)
         with tx.pipelined():  # the row, its event, totals and decision: one round trip
             tx.add_payment(new, PaymentStatus.SIGNED, "pay")

@@ -59,6 +59,26 @@ class WalletServiceStub:
                 request_serializer=walletd_dot_v1_dot_wallet__pb2.GetSpendReportRequest.SerializeToString,
                 response_deserializer=walletd_dot_v1_dot_wallet__pb2.GetSpendReportResponse.FromString,
                 _registered_method=True)
+        self.ListApprovals = channel.unary_unary(
+                '/walletd.v1.WalletService/ListApprovals',
+                request_serializer=walletd_dot_v1_dot_wallet__pb2.ListApprovalsRequest.SerializeToString,
+                response_deserializer=walletd_dot_v1_dot_wallet__pb2.ListApprovalsResponse.FromString,
+                _registered_method=True)
+        self.DecideApproval = channel.unary_unary(
+                '/walletd.v1.WalletService/DecideApproval',
+                request_serializer=walletd_dot_v1_dot_wallet__pb2.DecideApprovalRequest.SerializeToString,
+                response_deserializer=walletd_dot_v1_dot_wallet__pb2.Approval.FromString,
+                _registered_method=True)
+        self.WatchApprovals = channel.unary_stream(
+                '/walletd.v1.WalletService/WatchApprovals',
+                request_serializer=walletd_dot_v1_dot_wallet__pb2.WatchApprovalsRequest.SerializeToString,
+                response_deserializer=walletd_dot_v1_dot_wallet__pb2.ApprovalEvent.FromString,
+                _registered_method=True)
+        self.AwaitApproval = channel.unary_stream(
+                '/walletd.v1.WalletService/AwaitApproval',
+                request_serializer=walletd_dot_v1_dot_wallet__pb2.AwaitApprovalRequest.SerializeToString,
+                response_deserializer=walletd_dot_v1_dot_wallet__pb2.Approval.FromString,
+                _registered_method=True)
 
 
 class WalletServiceServicer:
@@ -68,6 +88,9 @@ class WalletServiceServicer:
         """Pay turns one x402 402 demand into a signed payment header, within the
         calling client's policy and budgets. The ledger row is committed before the
         reply is sent. The same idempotency key and demand return the same header.
+        Above an approval threshold nothing is signed: APPROVAL_REQUIRED (details:
+        approval_id, amount_usd, payee, url, expires_at_ms) until an approver decides;
+        then the same key gets the signature, or APPROVAL_DENIED.
         Scope: pay. CLI: `walletd pay`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -106,6 +129,42 @@ class WalletServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListApprovals(self, request, context):
+        """ListApprovals lists payments held above an approval threshold (every
+        client's), newest first. Scope: approve. CLI: `walletd approvals list`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DecideApproval(self, request, context):
+        """DecideApproval approves or denies one pending approval. Exactly one
+        decision ever applies; a client cannot decide its own payments
+        (PERMISSION_DENIED); an approval already decided or past its expiry is
+        APPROVAL_CLOSED. Scope: approve. CLI: `walletd approve ID`, `walletd deny ID`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchApprovals(self, request, context):
+        """WatchApprovals streams an event for every approval waiting now, then one
+        for each new one and each decision or expiry, until the caller hangs up.
+        Scope: approve.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AwaitApproval(self, request, context):
+        """AwaitApproval waits (at most timeout_ms, capped at 60 s) until the
+        caller's own approval is decided or expired, then sends it once; at the
+        timeout it sends it as it is (still pending). Scope: pay.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WalletServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -133,6 +192,26 @@ def add_WalletServiceServicer_to_server(servicer, server):
                     servicer.GetSpendReport,
                     request_deserializer=walletd_dot_v1_dot_wallet__pb2.GetSpendReportRequest.FromString,
                     response_serializer=walletd_dot_v1_dot_wallet__pb2.GetSpendReportResponse.SerializeToString,
+            ),
+            'ListApprovals': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListApprovals,
+                    request_deserializer=walletd_dot_v1_dot_wallet__pb2.ListApprovalsRequest.FromString,
+                    response_serializer=walletd_dot_v1_dot_wallet__pb2.ListApprovalsResponse.SerializeToString,
+            ),
+            'DecideApproval': grpc.unary_unary_rpc_method_handler(
+                    servicer.DecideApproval,
+                    request_deserializer=walletd_dot_v1_dot_wallet__pb2.DecideApprovalRequest.FromString,
+                    response_serializer=walletd_dot_v1_dot_wallet__pb2.Approval.SerializeToString,
+            ),
+            'WatchApprovals': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchApprovals,
+                    request_deserializer=walletd_dot_v1_dot_wallet__pb2.WatchApprovalsRequest.FromString,
+                    response_serializer=walletd_dot_v1_dot_wallet__pb2.ApprovalEvent.SerializeToString,
+            ),
+            'AwaitApproval': grpc.unary_stream_rpc_method_handler(
+                    servicer.AwaitApproval,
+                    request_deserializer=walletd_dot_v1_dot_wallet__pb2.AwaitApprovalRequest.FromString,
+                    response_serializer=walletd_dot_v1_dot_wallet__pb2.Approval.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -270,6 +349,114 @@ class WalletService:
             '/walletd.v1.WalletService/GetSpendReport',
             walletd_dot_v1_dot_wallet__pb2.GetSpendReportRequest.SerializeToString,
             walletd_dot_v1_dot_wallet__pb2.GetSpendReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListApprovals(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/walletd.v1.WalletService/ListApprovals',
+            walletd_dot_v1_dot_wallet__pb2.ListApprovalsRequest.SerializeToString,
+            walletd_dot_v1_dot_wallet__pb2.ListApprovalsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DecideApproval(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/walletd.v1.WalletService/DecideApproval',
+            walletd_dot_v1_dot_wallet__pb2.DecideApprovalRequest.SerializeToString,
+            walletd_dot_v1_dot_wallet__pb2.Approval.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchApprovals(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/walletd.v1.WalletService/WatchApprovals',
+            walletd_dot_v1_dot_wallet__pb2.WatchApprovalsRequest.SerializeToString,
+            walletd_dot_v1_dot_wallet__pb2.ApprovalEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AwaitApproval(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/walletd.v1.WalletService/AwaitApproval',
+            walletd_dot_v1_dot_wallet__pb2.AwaitApprovalRequest.SerializeToString,
+            walletd_dot_v1_dot_wallet__pb2.Approval.FromString,
             options,
             channel_credentials,
             insecure,
