@@ -338,6 +338,8 @@ class RateLimitedError(RefusedError):
     def count(self) -> int:
         """Signed payments already in the window."""
         return int(self.details.get("count", "0"))
+
+
 class ApprovalRequiredError(RefusedError):
     """The payment is above an approval threshold: held, not signed, its budget reserved.
 

@@ -187,7 +187,7 @@ def _show(store: Any, name: str | None, as_json: bool) -> None:
     emit(
         as_json,
         _budget_doc(budget_, state) | {"approve_above": threshold} | _limits_doc(view),
-        _budget_lines(budget_, state) + [f"  approval above: {above}"] + _limits_lines(view),
+        [*_budget_lines(budget_, state), f"  approval above: {above}", *_limits_lines(view)],
     )
 
 

@@ -276,6 +276,8 @@ class ScopedLimit(Base):
     """Signed payments allowed in any rolling minute."""
     payments_hour: Mapped[int | None] = mapped_column(BigInteger)
     payments_day: Mapped[int | None] = mapped_column(BigInteger)
+
+
 class Approval(Base):
     """A payment held above an approval threshold, and the human decision on it.
 

@@ -113,7 +113,9 @@ def set_budget(store: Store, name: str | None, change: BudgetChange) -> None:
         raise InvalidRequestError("a scoped budget has no allowlists (--payee, --host)")
     threshold_given = change.approve_above is not None or change.approve_above_off
     if selector is not None and threshold_given:
-        raise InvalidRequestError("an approval threshold is a client's or global, not scoped (--for)")
+        raise InvalidRequestError(
+            "an approval threshold is a client's or global, not scoped (--for)"
+        )
     with store.write() as tx:
         state = tx.lock_state()  # first: concurrent changes apply one after the other, none lost
         owner = GLOBAL_OWNER if name is None else tx.client_by_name(name).id
