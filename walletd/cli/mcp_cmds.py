@@ -97,6 +97,16 @@ def _fail(as_json: bool, err: WalletdError) -> None:
     help="Seconds to wait for each HTTP answer, or for an upstream tool call.",
 )
 @click.option(
+    "--wait-for-approval",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long a paid call held for human approval waits for the decision before "
+    "its tool error says 'awaiting approval'; 0 answers at once (the agent then calls "
+    "again with the same arguments). Keep it below the MCP host's own tool timeout.",
+)
+@click.option(
     "--json",
     "as_json",
     is_flag=True,
@@ -106,7 +116,7 @@ def _fail(as_json: bool, err: WalletdError) -> None:
 def mcp(
     base_url: str | None, socket: str | None, token_file: Path | None, http_address: str | None,
     upstream: str | None, upstream_command: str | None, upstream_name: str,
-    max_response_bytes: int, timeout: float, as_json: bool,
+    max_response_bytes: int, timeout: float, wait_for_approval: float, as_json: bool,
 ) -> None:  # fmt: skip
     """Serve MCP tools that pay through walletd (stdio unless --http).
 
@@ -116,7 +126,8 @@ def mcp(
     """
     try:
         _serve(base_url, socket, token_file, http_address, upstream, upstream_command,
-               upstream_name, max_response_bytes, timeout, as_json)  # fmt: skip
+               upstream_name, max_response_bytes, timeout, wait_for_approval,
+               as_json)  # fmt: skip
     except WalletdError as err:
         _fail(as_json, err)
 
@@ -124,7 +135,7 @@ def mcp(
 def _serve(
     base_url: str | None, socket: str | None, token_file: Path | None, http_address: str | None,
     upstream: str | None, upstream_command: str | None, upstream_name: str,
-    max_response_bytes: int, timeout: float, as_json: bool,
+    max_response_bytes: int, timeout: float, wait_for_approval: float, as_json: bool,
 ) -> None:  # fmt: skip
     try:
         import anyio
@@ -152,7 +163,10 @@ def _serve(
         http = server.HttpAddress.parse(http_address) if http_address else None
     except InvalidRequestError as err:
         raise click.BadParameter(err.message, param_hint="--http") from None
-    settings = WalletdSettings(socket=socket, token_file=token_file, labels={"via": "mcp"})
+    settings = WalletdSettings(
+        socket=socket, token_file=token_file, labels={"via": "mcp"},
+        wait_for_approval=wait_for_approval,
+    )  # fmt: skip
 
     def listening(where: str) -> None:
         _say(as_json, f"serving on {where}", listening=where)

@@ -89,7 +89,7 @@ from walletd.client._wallet import (
     default_socket_path,
 )
 from walletd.domain.approval import Approval
-from walletd.domain.budget import BudgetState, WindowState
+from walletd.domain.budget import BudgetState, RateState, WindowState
 from walletd.domain.payment import PaymentView, PayReceipt
 from walletd.domain.report import RefusalCount, ReportRow, SpendReport, Tally
 from walletd.errors import (
@@ -207,6 +207,7 @@ __all__ = [
     "PermissionDeniedError",
     "PolicyDeniedError",
     "RateLimitedError",
+    "RateState",
     "RefusalCount",
     "RefusedError",
     "ReportOptions",

@@ -340,6 +340,8 @@ class ChatOptions(TypedDict, total=False):
     temperature: float | None
     provider: str | None
     """The backend the API routes to; None: the client's ``provider``."""
+    idempotency_key: str | None
+    """The logical request's key (default: a new one); the same key never pays twice."""
 
 
 class ImageOptions(TypedDict, total=False):
@@ -350,6 +352,8 @@ class ImageOptions(TypedDict, total=False):
     size: str
     """``WIDTHxHEIGHT`` (default ``1024x1024``)."""
     provider: str | None
+    idempotency_key: str | None
+    """The logical request's key (default: a new one); the same key never pays twice."""
 
 
 class _Sleep(NamedTuple):
@@ -409,7 +413,8 @@ class _ClusterCore(Generic[W, Tr, H]):
     def _chat(self, model: str, messages: Messages, options: ChatOptions) -> _Plan[ChatResult]:
         check_options(options, ChatOptions, "chat")
         body = self._chat_body(model, messages, options, stream=False)
-        response = yield from self._call("POST", "/chat/completions", body)
+        key = options.get("idempotency_key")
+        response = yield from self._call("POST", "/chat/completions", body, key=key)
         return _chat_result(response.json(), payment_attempt(response))
 
     def _chat_stream(
@@ -417,7 +422,8 @@ class _ClusterCore(Generic[W, Tr, H]):
     ) -> _Plan[httpx.Response]:
         check_options(options, ChatOptions, "chat_stream")
         body = self._chat_body(model, messages, options, stream=True)
-        return (yield from self._call("POST", "/chat/completions", body, stream=True))
+        key = options.get("idempotency_key")
+        return (yield from self._call("POST", "/chat/completions", body, stream=True, key=key))
 
     def _images(self, model: str, prompt: str, options: ImageOptions) -> _Plan[ImagesResult]:
         check_options(options, ImageOptions, "images")
@@ -429,17 +435,18 @@ class _ClusterCore(Generic[W, Tr, H]):
             "provider": options.get("provider") or self.provider,
             "response_format": "b64_json",
         }
-        response = yield from self._call("POST", "/images/generations", body)
+        key = options.get("idempotency_key")
+        response = yield from self._call("POST", "/images/generations", body, key=key)
         return ImagesResult(_images(response.json()), payment_attempt(response))
 
     def _models(self) -> _Plan[list[ModelInfo]]:
         return _models((yield from self._call("GET", "/models", None)).json())
 
     def _call(
-        self, method: str, path: str, body: Any, *, stream: bool = False
+        self, method: str, path: str, body: Any, *, stream: bool = False, key: str | None = None
     ) -> _Plan[httpx.Response]:
         """Send with retries under one idempotency key; a success response (read unless stream)."""
-        key = new_idempotency_key()
+        key = key or new_idempotency_key()
         attempt = 0
         while True:
             outcome = yield from self._attempt(self._build(method, path, body, key), stream)

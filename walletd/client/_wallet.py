@@ -32,7 +32,7 @@ import grpc.aio
 from walletd.client._effects import AsyncClosing, Closing, Plan, arun, check_options, run
 from walletd.client._errors import map_rpc_errors
 from walletd.domain.approval import Approval, ApprovalStatus
-from walletd.domain.budget import BudgetState, WindowState
+from walletd.domain.budget import BudgetState, RateState, WindowState
 from walletd.domain.payment import PaymentView, PayReceipt
 from walletd.domain.report import (
     BUCKETS,
@@ -313,23 +313,28 @@ def _receipt(resp: pb.PayResponse) -> PayReceipt:
     return _from_message(PayReceipt, resp, amount=_amount(resp.amount))
 
 
+def _window_state(w: pb.BudgetWindow) -> WindowState:
+    return WindowState(
+        window=w.window,
+        limit=_optional_amount(w.limit),
+        spent=_amount(w.spent),
+        remaining=_optional_amount(w.remaining),
+    )
+
+
 def _budget_state(resp: pb.GetBudgetResponse) -> BudgetState:
     """The domain BudgetState of a GetBudgetResponse."""
-    windows = tuple(
-        WindowState(
-            window=w.window,
-            limit=_optional_amount(w.limit),
-            spent=_amount(w.spent),
-            remaining=_optional_amount(w.remaining),
-        )
-        for w in resp.windows
-    )
     return BudgetState(
         client=resp.client,
-        windows=windows,
+        windows=tuple(_window_state(w) for w in resp.windows),
         frozen=resp.frozen,
         hosts=tuple(resp.hosts),
         global_hosts=tuple(resp.global_hosts),
+        scoped=tuple(_window_state(w) for w in resp.scoped_windows),
+        rates=tuple(
+            RateState(window=r.window, per=r.per, limit=r.limit, count=r.count)
+            for r in resp.rate_windows
+        ),
     )
 
 

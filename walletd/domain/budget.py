@@ -103,6 +103,23 @@ class WindowState:
 
 
 @dataclass(frozen=True)
+class RateState:
+    """One rate limit: signed payments allowed per rolling window, and those counted."""
+
+    window: str
+    """As RATE_LIMITED names it (``payments_per_minute``, ``payments_per_day[host=x]``)."""
+    per: str
+    """``minute``, ``hour`` or ``day``."""
+    limit: int
+    count: int
+
+    @property
+    def remaining(self) -> int:
+        """Payments still allowed in the window now."""
+        return max(self.limit - self.count, 0)
+
+
+@dataclass(frozen=True)
 class BudgetState:
     """A client's windows (and the global ones) as GetBudget reports them."""
 
@@ -113,6 +130,11 @@ class BudgetState:
     """The client's host allowlist (lower-cased, sorted); empty means any host."""
     global_hosts: tuple[str, ...] = ()
     """The global host allowlist, which every client's URLs must also pass."""
+    scoped: tuple[WindowState, ...] = ()
+    """The amount windows of the scoped budgets that apply to the client's payments
+    (its own and the global ones), named as refusals name them (``daily[label:tool=x]``)."""
+    rates: tuple[RateState, ...] = ()
+    """The rate limits that apply to the client (its own and the global ones)."""
 
     def allows_host(self, host: str) -> bool:
         """Whether Pay's host rule lets a URL on ``host`` be paid for."""

@@ -21,7 +21,14 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from walletd.domain.budget import WINDOWS, Budget, check_spend
+from walletd.domain.budget import (
+    WINDOWS,
+    Budget,
+    RateState,
+    WindowState,
+    check_spend,
+    window_states,
+)
 from walletd.errors import InvalidRequestError, RateLimitedError
 
 GLOBAL_OWNER = 0
@@ -189,6 +196,25 @@ class LimitUsage:
     """Amount window -> unreleased amount."""
     counts: Mapping[str, int]
     """Rate window -> signed payments."""
+
+
+def limit_states(usages: list[LimitUsage]) -> tuple[list[WindowState], list[RateState]]:
+    """The scoped amount windows and the rate windows of ``usages``, named as refusals do."""
+    windows: list[WindowState] = []
+    rates: list[RateState] = []
+    for usage in usages:
+        limit = usage.limit
+        prefix = "global_" if limit.owner == GLOBAL_OWNER else ""
+        scoped = f"[{limit.selector.text}]" if limit.selector.text else ""
+        for state in window_states(limit.budget, usage.spent, prefix):
+            windows.append(
+                WindowState(state.window + scoped, state.limit, state.spent, state.remaining)
+            )
+        for window in limit.rate_windows():
+            allowed = limit.rate(window) or 0
+            count = usage.counts.get(window, 0)
+            rates.append(RateState(limit.name(f"payments_per_{window}"), window, allowed, count))
+    return windows, rates
 
 
 def check_limits(usages: list[LimitUsage], amount: int) -> None:

@@ -4,13 +4,17 @@ Every paid result carries one ``payment`` object (amount in USD and in atomic
 units, payee, network, payment id, ledger status, settlement transaction) both
 in its structured content and as one line of text, so a model can reason about
 cost. A failure is a tool error (``isError``): its text names the reason and,
-for a budget refusal, the limit, spent and requested amounts in USD.
+for a budget refusal, the window and its limit, spent and requested amounts in
+USD; for a rate limit, the window, its limit, the count and the period. A call
+held for human approval starts with ``awaiting approval apr_...`` and carries the
+approval's facts; a denied one starts with ``denied by <approver>``.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from mcp.types import CallToolResult, ContentBlock, TextContent
@@ -18,7 +22,13 @@ from mcp.types import CallToolResult, ContentBlock, TextContent
 from walletd.client import AsyncWalletClient
 from walletd.domain.money import format_usd
 from walletd.domain.payment import PaymentView, PayReceipt
-from walletd.errors import RefusedError, WalletdError
+from walletd.errors import (
+    ApprovalDeniedError,
+    ApprovalRequiredError,
+    RateLimitedError,
+    RefusedError,
+    WalletdError,
+)
 
 STATUS_LOOKBACK = 100
 """How many of the client's newest payments are searched for one payment."""
@@ -102,6 +112,8 @@ def error_facts(err: WalletdError) -> dict[str, Any]:
         "refused": isinstance(err, RefusedError),
         "details": dict(err.details),
     }
+    if isinstance(err, RateLimitedError):
+        return facts  # its limit and count are numbers of payments, not amounts
     for key in USD_DETAILS:
         value = err.details.get(key, "")
         if value.isascii() and value.isdigit():
@@ -109,13 +121,66 @@ def error_facts(err: WalletdError) -> dict[str, Any]:
     return facts
 
 
+def iso_ms(ms: int) -> str:
+    """Unix ms as an ISO 8601 UTC time, to the second."""
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="seconds")
+
+
+def refusal_line(err: WalletdError) -> str:
+    """The first line of a tool error: what an agent (or its operator) must know first."""
+    details = err.details
+    if isinstance(err, ApprovalRequiredError):
+        expires = iso_ms(err.expires_at_ms) if err.expires_at_ms else "?"
+        return (
+            f"awaiting approval {err.approval_id}: {details.get('amount_usd', '?')} USD to "
+            f"{err.payee}, expires {expires}; an operator runs `walletd approve "
+            f"{err.approval_id}` (or `walletd deny {err.approval_id}`). Nothing is signed yet "
+            "and the amount is reserved in the budget. Call this tool again with exactly the "
+            "same arguments to get the decision: the same call is never paid twice."
+        )
+    if isinstance(err, ApprovalDeniedError):
+        what = f"approval {err.approval_id}"
+        if err.status == "denied":
+            who = details.get("decided_by") or "an operator"
+            return (
+                f"denied by {who}: {err.note or '(no note)'} ({what}); nothing was signed "
+                "or paid. Calling again asks for a new approval."
+            )
+        return f"{what} {err.status or 'expired'} undecided; nothing was signed or paid."
+    if isinstance(err, RateLimitedError):
+        return (
+            f"walletd refused, nothing was paid: RATE_LIMITED: {err.window or '?'} allows "
+            f"{err.limit} payments per {err.per or '?'}, {err.count} already made; "
+            f"{err.message}"
+        )
+    head = "refused, nothing was paid" if isinstance(err, RefusedError) else "failed"
+    return f"walletd {head}: {err.reason}: {err.message}"
+
+
+def approval_facts(err: ApprovalRequiredError) -> dict[str, Any]:
+    """The held payment's facts, as the structured content of an awaiting-approval error."""
+    return {
+        "approval_id": err.approval_id,
+        "payment_id": err.payment_id,
+        "amount_usd": err.amount_usd,
+        "payee": err.payee,
+        "url": err.url,
+        "expires": iso_ms(err.expires_at_ms) if err.expires_at_ms else "",
+        "expires_at_ms": err.expires_at_ms,
+        "approve_command": f"walletd approve {err.approval_id}",
+    }
+
+
 def error_result(err: WalletdError, payment: Mapping[str, Any] | None = None) -> CallToolResult:
     """A tool error naming the reason (and, for a budget, the limit in USD)."""
-    head = "refused, nothing was paid" if isinstance(err, RefusedError) else "failed"
-    text = f"walletd {head}: {err.reason}: {err.message}"
+    text = refusal_line(err)
+    if isinstance(err, ApprovalRequiredError | ApprovalDeniedError):
+        text += f"\n{err.reason}: {err.message}"
     if payment is not None:
         text += f"\n{payment_line(payment)} Calling again pays again."
-    doc = {"error": error_facts(err), "payment": payment}
+    doc: dict[str, Any] = {"error": error_facts(err), "payment": payment}
+    if isinstance(err, ApprovalRequiredError):
+        doc.update(approval_facts(err))
     return CallToolResult(
         content=[TextContent(type="text", text=text)], structuredContent=doc, isError=True
     )

@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -35,12 +34,15 @@ from walletd.client import (
     async_http_client,
     payment_attempt,
 )
-from walletd.domain.budget import BudgetState
+from walletd.client._auth import IDEMPOTENCY_HEADER
+from walletd.domain.budget import BudgetState, WindowState
 from walletd.domain.money import format_usd
-from walletd.errors import InvalidRequestError, PolicyDeniedError, WalletdError
+from walletd.errors import InvalidRequestError, PolicyDeniedError, RefusedError, WalletdError
+from walletd.mcp._held import HeldCalls, call_digest
 from walletd.mcp._results import (
     dumps,
     error_result,
+    iso_ms,
     ledger_facts,
     payment_facts,
     plain_error,
@@ -127,6 +129,8 @@ class Gateway:
         self._wallet: AsyncWalletClient | None = None
         self._auth = WalletdAuth(walletd=settings, strip_authorization=False)
         self.http = async_http_client(None, auth=self._auth, timeout=timeout)
+        self.held = HeldCalls()
+        """Keys of calls awaiting approval: the agent's retry of one is the same call."""
         self.api: AsyncClusterClient | None = None
         if options.base_url:
             self.api = AsyncClusterClient(options.base_url, walletd=settings, timeout=timeout)
@@ -184,7 +188,13 @@ class Gateway:
         return await ledger_facts(lambda: self.wallet, payment_id) if payment_id else None
 
     async def failed(self, err: WalletdError) -> CallToolResult:
-        """A tool error for ``err``, with the payment when one was made before it failed."""
+        """A tool error for ``err``, with the payment when one was made before it failed.
+
+        A refusal (held for approval, denied, over a limit) signed nothing: its
+        ``payment_id`` names a held or released row, not a payment made.
+        """
+        if isinstance(err, RefusedError):
+            return error_result(err)
         return error_result(err, await self.facts_by_id(err.details.get("payment_id", "")))
 
     # ---- the tools ---------------------------------------------------------
@@ -196,16 +206,26 @@ class Gateway:
         refused = await self.refuse_host(url)
         if refused is not None:
             return refused
+        sent = dict(headers or {})
+        asked = {"url": url, "method": method.upper(), "headers": sent, "body": body}
+        digest = call_digest("paid_fetch", asked)
+        given = next((v for k, v in sent.items() if k.lower() == IDEMPOTENCY_HEADER.lower()), "")
+        key = given or self.held.key_for(digest)
+        if not given:
+            sent[IDEMPOTENCY_HEADER] = key
         try:
             async with self.http.stream(
-                method.upper(), url, headers=dict(headers or {}), content=body
+                method.upper(), url, headers=sent, content=body
             ) as response:
                 data, truncated = await self._read_capped(response)
                 paid = payment_attempt(response)
         except WalletdError as err:
+            self.held.settle(digest, key, err)
             return await self.failed(err)
         except httpx.HTTPError as exc:
+            self.held.settle(digest, key, None)
             return plain_error("HTTP_ERROR", f"{type(exc).__name__}: {exc}", url=url[:200])
+        self.held.settle(digest, key, None)
         payment = await self.facts(paid)
         headers = {k: v for k, v in response.headers.items() if k.lower() in _SENT_BACK_HEADERS}
         body_doc = _body_doc(response, data)
@@ -246,12 +266,19 @@ class Gateway:
             return refused
         messages = [{"role": "system", "content": system}] if system else []
         messages.append({"role": "user", "content": prompt})
+        asked = {"model": model, "messages": messages, "max_tokens": max_tokens,
+                 "temperature": temperature}  # fmt: skip
+        digest = call_digest("chat", asked)
+        key = self.held.key_for(digest)
         try:
             result = await self._api().chat(
-                model, messages, max_tokens=max_tokens, temperature=temperature
-            )
+                model, messages, max_tokens=max_tokens, temperature=temperature,
+                idempotency_key=key,
+            )  # fmt: skip
         except WalletdError as err:
+            self.held.settle(digest, key, err)
             return await self.failed(err)
+        self.held.settle(digest, key, None)
         data = {
             "text": result.text,
             "model": result.model,
@@ -265,10 +292,16 @@ class Gateway:
         refused = await self.refuse_host(self._api().root)
         if refused is not None:
             return refused
+        digest = call_digest("image", {"model": model, "prompt": prompt, "size": size, "n": n})
+        key = self.held.key_for(digest)
         try:
-            result = await self._api().images_result(model, prompt, n=n, size=size)
+            result = await self._api().images_result(
+                model, prompt, n=n, size=size, idempotency_key=key
+            )
         except WalletdError as err:
+            self.held.settle(digest, key, err)
             return await self.failed(err)
+        self.held.settle(digest, key, None)
         images: list[ContentBlock] = [
             ImageContent(type="image", data=base64.b64encode(png).decode(), mimeType="image/png")
             for png in result.images
@@ -290,25 +323,28 @@ class Gateway:
         return tool_result(dumps(listed), {"models": listed}, None)
 
     async def budget(self) -> CallToolResult:
-        """What is left in each budget window, in USD."""
+        """What is left in each budget window, scoped budget and rate limit, in USD or payments."""
         try:
             state = await self.wallet.get_budget()
         except WalletdError as err:
             return error_result(err)
-        windows = [
-            {
-                "window": w.window,
-                "limit_usd": None if w.limit is None else format_usd(w.limit),
-                "spent_usd": format_usd(w.spent),
-                "remaining_usd": None if w.remaining is None else format_usd(w.remaining),
-            }
-            for w in state.windows
-        ]
+        windows = [_window_doc(w) for w in state.windows]
+        scoped = [_window_doc(w) for w in state.scoped]
+        rates = [
+            {"window": r.window, "per": r.per, "limit": r.limit, "count": r.count,
+             "remaining": r.remaining}
+            for r in state.rates
+        ]  # fmt: skip
         lines = [f"client {state.client}{' (payments frozen)' if state.frozen else ''}"]
         lines += [
             f"{w['window']}: {w['remaining_usd']} USD left of {w['limit_usd']} "
             f"(spent {w['spent_usd']})"
-            for w in windows
+            for w in (*windows, *scoped)
+        ]
+        lines += [
+            f"{r['window']}: {r['remaining']} payments left of {r['limit']} per {r['per']} "
+            f"({r['count']} made)"
+            for r in rates
         ]
         lines.append(f"hosts: {', '.join(state.hosts) or 'any'}")
         if state.global_hosts:
@@ -317,6 +353,8 @@ class Gateway:
             "client": state.client,
             "frozen": state.frozen,
             "windows": windows,
+            "scoped_windows": scoped,
+            "rate_limits": rates,
             "hosts": list(state.hosts),
             "global_hosts": list(state.global_hosts),
         }
@@ -339,7 +377,7 @@ class Gateway:
                 "payee": r.payee,
                 "network": r.network,
                 "url": r.url,
-                "created_at": _iso_ms(r.created_at),
+                "created_at": iso_ms(r.created_at),
                 "labels": dict(r.labels),
             }
             for r in rows
@@ -355,8 +393,13 @@ class Gateway:
         )
 
 
-def _iso_ms(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="seconds")
+def _window_doc(w: WindowState) -> dict[str, Any]:
+    return {
+        "window": w.window,
+        "limit_usd": None if w.limit is None else format_usd(w.limit),
+        "spent_usd": format_usd(w.spent),
+        "remaining_usd": None if w.remaining is None else format_usd(w.remaining),
+    }
 
 
 def _body_doc(response: httpx.Response, data: bytes) -> dict[str, str]:
@@ -406,8 +449,9 @@ def add_gateway_tools(server: FastMCP[Any], gateway: Gateway) -> None:
 
     server.add_tool(
         wallet_budget,
-        description="What is left in each of this agent's budget windows, in USD, and "
-        "which hosts it may pay.",
+        description="What is left in each of this agent's budget windows and scoped budgets "
+        "(per tool label, host or payee), in USD; its rate limits (payments per minute, "
+        "hour, day) with how many are left; and which hosts it may pay.",
         annotations=_READ,
     )
 

@@ -46,6 +46,7 @@ from mcp.types import (
 
 from walletd.client import MCPPayment, MCPPaymentRejectedError, PayingMCPSession, WalletdSettings
 from walletd.errors import WalletdError
+from walletd.mcp._held import HeldCalls, call_digest
 from walletd.mcp._results import error_result, ledger_facts, payment_line, plain_error
 from walletd.mcp.server import HttpAddress, new_server, serve
 
@@ -134,6 +135,8 @@ class UpstreamLink:
         self._link: _Link | None = None
         self._lock = anyio.Lock()
         self._tools: list[Tool] | None = None
+        self.held = HeldCalls()
+        """Keys of calls awaiting approval: the agent's retry of one is the same call."""
 
     def _transport(self) -> Any:
         if self.upstream.url:
@@ -236,6 +239,16 @@ class UpstreamLink:
 
     async def call(self, name: str, arguments: dict[str, Any]) -> CallToolResult:
         """Call one tool upstream, paying it through walletd; every failure is a tool error."""
+        digest = call_digest(name, arguments)
+        key = self.held.key_for(digest)
+        result, error = await self._call(name, arguments, key)
+        self.held.settle(digest, key, error)
+        return result
+
+    async def _call(
+        self, name: str, arguments: dict[str, Any], key: str
+    ) -> tuple[CallToolResult, WalletdError | None]:
+        """The tool's result (or tool error), and the walletd error behind a refusal."""
         server = self.upstream.server
         try:
             link = await self.open()
@@ -244,8 +257,9 @@ class UpstreamLink:
                 link.calls.add(waiting)
                 try:
                     result, payment = await link.paying.call_tool_paid(
-                        name, arguments, read_timeout_seconds=self.upstream.timeout
-                    )
+                        name, arguments, idempotency_key=key,
+                        read_timeout_seconds=self.upstream.timeout,
+                    )  # fmt: skip
                 finally:
                     link.calls.discard(waiting)
             if waiting.cancelled_caught:
@@ -255,22 +269,22 @@ class UpstreamLink:
                     f"upstream {server} failed during tool {name!r}: {why}; the connection "
                     "is closed and the next call opens a new one",
                     tool=name,
-                )
+                ), None
         except UpstreamError as exc:
-            return plain_error("UPSTREAM_UNAVAILABLE", str(exc), server=server)
+            return plain_error("UPSTREAM_UNAVAILABLE", str(exc), server=server), None
         except MCPPaymentRejectedError as err:
             paying = link.paying
             assert paying is not None
             paid = await ledger_facts(paying.wallet, err.details.get("payment_id", ""))
-            return error_result(err, paid)
+            return error_result(err, paid), err
         except WalletdError as err:
-            return error_result(err)
+            return error_result(err), err
         except McpError as err:
-            return self._mcp_error(name, err)
+            return self._mcp_error(name, err), None
         except (anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
             why = self.drop(f"its connection broke ({type(exc).__name__})")
-            return plain_error("UPSTREAM_UNAVAILABLE", f"upstream {server}: {why}", tool=name)
-        return with_payment(result, payment)
+            return plain_error("UPSTREAM_UNAVAILABLE", f"upstream {server}: {why}", tool=name), None
+        return with_payment(result, payment), None
 
     def _mcp_error(self, name: str, err: McpError) -> CallToolResult:
         server = self.upstream.server

@@ -108,6 +108,11 @@ def budget_response(state: BudgetState) -> pb.GetBudgetResponse:
         frozen=state.frozen,
         hosts=list(state.hosts),
         global_hosts=list(state.global_hosts),
+        scoped_windows=[budget_window(w) for w in state.scoped],
+        rate_windows=[
+            pb.RateWindow(window=r.window, per=r.per, limit=r.limit, count=r.count)
+            for r in state.rates
+        ],
     )
 
 

@@ -27,7 +27,7 @@ from walletd.domain.budget import BudgetState, window_states
 from walletd.domain.demand import Demand, InvalidEntry, Requirement, decode_demand
 from walletd.domain.direct import DirectDemand, as_demand, parse_direct
 from walletd.domain.eip3009 import Authorization, authorization_digest, payment_header
-from walletd.domain.limits import Subject, check_limits
+from walletd.domain.limits import Subject, check_limits, limit_states
 from walletd.domain.money import MAX_AMOUNT
 from walletd.domain.payment import (
     Caller,
@@ -631,12 +631,15 @@ class WalletService:
             client = tx.client_by_id(caller.client_id)
             windows = window_states(client.budget, tx.spent(client.id, now))
             windows += window_states(state.budget, tx.spent(None, now), prefix="global_")
+            scoped, rates = limit_states(tx.usage(tx.limits_for(client.id), now))
         return BudgetState(
             caller.name,
             tuple(windows),
             state.frozen,
             hosts=tuple(sorted(client.budget.hosts)),
             global_hosts=tuple(sorted(state.budget.hosts)),
+            scoped=tuple(scoped),
+            rates=tuple(rates),
         )
 
     def list_payments(self, caller: Caller, limit: int) -> list[PaymentView]:

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17walletd/v1/wallet.proto\x12\nwalletd.v1\"\xcd\x01\n\nPayRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x0e\n\x06method\x18\x02 \x01(\t\x12\x0b\n\x03url\x18\x03 \x01(\t\x12\x18\n\x10payment_required\x18\x04 \x01(\t\x12\x0c\n\x04\x62ody\x18\x05 \x01(\x0c\x12\x32\n\x06labels\x18\x06 \x03(\x0b\x32\".walletd.v1.PayRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa2\x01\n\x0bPayResponse\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x13\n\x0bheader_name\x18\x02 \x01(\t\x12\x14\n\x0cheader_value\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\t\x12\r\n\x05payee\x18\x05 \x01(\t\x12\x0f\n\x07network\x18\x06 \x01(\t\x12\x14\n\x0cvalid_before\x18\x07 \x01(\x03\x12\x0e\n\x06reused\x18\x08 \x01(\x08\"Y\n\x14ReportOutcomeRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x13\n\x0bhttp_status\x18\x02 \x01(\x05\x12\x18\n\x10payment_response\x18\x03 \x01(\t\"\'\n\x15ReportOutcomeResponse\x12\x0e\n\x06status\x18\x01 \x01(\t\"\x12\n\x10GetBudgetRequest\"O\n\x0c\x42udgetWindow\x12\x0e\n\x06window\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\t\x12\r\n\x05spent\x18\x03 \x01(\t\x12\x11\n\tremaining\x18\x04 \x01(\t\"\x83\x01\n\x11GetBudgetResponse\x12\x0e\n\x06\x63lient\x18\x01 \x01(\t\x12)\n\x07windows\x18\x02 \x03(\x0b\x32\x18.walletd.v1.BudgetWindow\x12\x0e\n\x06\x66rozen\x18\x03 \x01(\x08\x12\r\n\x05hosts\x18\x04 \x03(\t\x12\x14\n\x0cglobal_hosts\x18\x05 \x03(\t\"$\n\x13ListPaymentsRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\"\x93\x02\n\x07Payment\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x0e\n\x06\x63lient\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\t\x12\r\n\x05payee\x18\x05 \x01(\t\x12\x0f\n\x07network\x18\x06 \x01(\t\x12\x0b\n\x03url\x18\x07 \x01(\t\x12\x12\n\ncreated_at\x18\x08 \x01(\x03\x12\x14\n\x0cvalid_before\x18\t \x01(\x03\x12\r\n\x05nonce\x18\n \x01(\t\x12/\n\x06labels\x18\x0b \x03(\x0b\x32\x1f.walletd.v1.Payment.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"=\n\x14ListPaymentsResponse\x12%\n\x08payments\x18\x01 \x03(\x0b\x32\x13.walletd.v1.Payment\"M\n\x15GetSpendReportRequest\x12\x10\n\x08since_ms\x18\x01 \x01(\x03\x12\x10\n\x08until_ms\x18\x02 \x01(\x03\x12\x10\n\x08group_by\x18\x03 \x03(\t\"&\n\x05Tally\x12\r\n\x05\x63ount\x18\x01 \x01(\x03\x12\x0e\n\x06\x61mount\x18\x02 \x01(\t\"\xdf\x01\n\x08SpendRow\x12\x0b\n\x03key\x18\x01 \x03(\t\x12\x34\n\x08statuses\x18\x02 \x03(\x0b\x32\".walletd.v1.SpendRow.StatusesEntry\x12$\n\tconfirmed\x18\x03 \x01(\x0b\x32\x11.walletd.v1.Tally\x12&\n\x0bunconfirmed\x18\x04 \x01(\x0b\x32\x11.walletd.v1.Tally\x1a\x42\n\rStatusesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12 \n\x05value\x18\x02 \x01(\x0b\x32\x11.walletd.v1.Tally:\x02\x38\x01\"K\n\x0cRefusalCount\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0c\n\x04rule\x18\x02 \x01(\t\x12\r\n\x05\x63ount\x18\x03 \x01(\x03\x12\x0e\n\x06\x61mount\x18\x04 \x01(\t\"\xed\x01\n\x16GetSpendReportResponse\x12\x0e\n\x06\x63lient\x18\x01 \x01(\t\x12\x10\n\x08group_by\x18\x02 \x03(\t\x12\"\n\x04rows\x18\x03 \x03(\x0b\x32\x14.walletd.v1.SpendRow\x12$\n\x06totals\x18\x04 \x01(\x0b\x32\x14.walletd.v1.SpendRow\x12*\n\x08refusals\x18\x05 \x03(\x0b\x32\x18.walletd.v1.RefusalCount\x12\x10\n\x08since_ms\x18\x06 \x01(\x03\x12\x10\n\x08until_ms\x18\x07 \x01(\x03\x12\x17\n\x0fgenerated_at_ms\x18\x08 \x01(\x03\"\x84\x03\n\x08\x41pproval\x12\x13\n\x0b\x61pproval_id\x18\x01 \x01(\t\x12\x12\n\npayment_id\x18\x02 \x01(\t\x12\x0e\n\x06\x63lient\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\x0e\n\x06\x61mount\x18\x05 \x01(\t\x12\r\n\x05payee\x18\x06 \x01(\t\x12\x0b\n\x03url\x18\x07 \x01(\t\x12\x0f\n\x07network\x18\x08 \x01(\t\x12\x15\n\rcreated_at_ms\x18\t \x01(\x03\x12\x15\n\rexpires_at_ms\x18\n \x01(\x03\x12\x11\n\tthreshold\x18\x0b \x01(\t\x12\x17\n\x0fthreshold_scope\x18\x0c \x01(\t\x12\x15\n\rdecided_at_ms\x18\r \x01(\x03\x12\x12\n\ndecided_by\x18\x0e \x01(\t\x12\x0c\n\x04note\x18\x0f \x01(\t\x12\x30\n\x06labels\x18\x10 \x03(\x0b\x32 .walletd.v1.Approval.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"5\n\x14ListApprovalsRequest\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\"@\n\x15ListApprovalsResponse\x12\'\n\tapprovals\x18\x01 \x03(\x0b\x32\x14.walletd.v1.Approval\"L\n\x15\x44\x65\x63ideApprovalRequest\x12\x13\n\x0b\x61pproval_id\x18\x01 \x01(\t\x12\x10\n\x08\x64\x65\x63ision\x18\x02 \x01(\t\x12\x0c\n\x04note\x18\x03 \x01(\t\"\x17\n\x15WatchApprovalsRequest\"E\n\rApprovalEvent\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12&\n\x08\x61pproval\x18\x02 \x01(\x0b\x32\x14.walletd.v1.Approval\"?\n\x14\x41waitApprovalRequest\x12\x13\n\x0b\x61pproval_id\x18\x01 \x01(\t\x12\x12\n\ntimeout_ms\x18\x02 \x01(\x03\x32\xd1\x05\n\rWalletService\x12\x36\n\x03Pay\x12\x16.walletd.v1.PayRequest\x1a\x17.walletd.v1.PayResponse\x12T\n\rReportOutcome\x12 .walletd.v1.ReportOutcomeRequest\x1a!.walletd.v1.ReportOutcomeResponse\x12H\n\tGetBudget\x12\x1c.walletd.v1.GetBudgetRequest\x1a\x1d.walletd.v1.GetBudgetResponse\x12Q\n\x0cListPayments\x12\x1f.walletd.v1.ListPaymentsRequest\x1a .walletd.v1.ListPaymentsResponse\x12W\n\x0eGetSpendReport\x12!.walletd.v1.GetSpendReportRequest\x1a\".walletd.v1.GetSpendReportResponse\x12T\n\rListApprovals\x12 .walletd.v1.ListApprovalsRequest\x1a!.walletd.v1.ListApprovalsResponse\x12I\n\x0e\x44\x65\x63ideApproval\x12!.walletd.v1.DecideApprovalRequest\x1a\x14.walletd.v1.Approval\x12P\n\x0eWatchApprovals\x12!.walletd.v1.WatchApprovalsRequest\x1a\x19.walletd.v1.ApprovalEvent0\x01\x12I\n\rAwaitApproval\x12 .walletd.v1.AwaitApprovalRequest\x1a\x14.walletd.v1.Approval0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17walletd/v1/wallet.proto\x12\nwalletd.v1\"\xcd\x01\n\nPayRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x0e\n\x06method\x18\x02 \x01(\t\x12\x0b\n\x03url\x18\x03 \x01(\t\x12\x18\n\x10payment_required\x18\x04 \x01(\t\x12\x0c\n\x04\x62ody\x18\x05 \x01(\x0c\x12\x32\n\x06labels\x18\x06 \x03(\x0b\x32\".walletd.v1.PayRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa2\x01\n\x0bPayResponse\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x13\n\x0bheader_name\x18\x02 \x01(\t\x12\x14\n\x0cheader_value\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\t\x12\r\n\x05payee\x18\x05 \x01(\t\x12\x0f\n\x07network\x18\x06 \x01(\t\x12\x14\n\x0cvalid_before\x18\x07 \x01(\x03\x12\x0e\n\x06reused\x18\x08 \x01(\x08\"Y\n\x14ReportOutcomeRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x13\n\x0bhttp_status\x18\x02 \x01(\x05\x12\x18\n\x10payment_response\x18\x03 \x01(\t\"\'\n\x15ReportOutcomeResponse\x12\x0e\n\x06status\x18\x01 \x01(\t\"\x12\n\x10GetBudgetRequest\"O\n\x0c\x42udgetWindow\x12\x0e\n\x06window\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\t\x12\r\n\x05spent\x18\x03 \x01(\t\x12\x11\n\tremaining\x18\x04 \x01(\t\"\xe3\x01\n\x11GetBudgetResponse\x12\x0e\n\x06\x63lient\x18\x01 \x01(\t\x12)\n\x07windows\x18\x02 \x03(\x0b\x32\x18.walletd.v1.BudgetWindow\x12\x0e\n\x06\x66rozen\x18\x03 \x01(\x08\x12\r\n\x05hosts\x18\x04 \x03(\t\x12\x14\n\x0cglobal_hosts\x18\x05 \x03(\t\x12\x30\n\x0escoped_windows\x18\x06 \x03(\x0b\x32\x18.walletd.v1.BudgetWindow\x12,\n\x0crate_windows\x18\x07 \x03(\x0b\x32\x16.walletd.v1.RateWindow\"G\n\nRateWindow\x12\x0e\n\x06window\x18\x01 \x01(\t\x12\x0b\n\x03per\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\x03\x12\r\n\x05\x63ount\x18\x04 \x01(\x03\"$\n\x13ListPaymentsRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\"\x93\x02\n\x07Payment\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x0e\n\x06\x63lient\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\t\x12\r\n\x05payee\x18\x05 \x01(\t\x12\x0f\n\x07network\x18\x06 \x01(\t\x12\x0b\n\x03url\x18\x07 \x01(\t\x12\x12\n\ncreated_at\x18\x08 \x01(\x03\x12\x14\n\x0cvalid_before\x18\t \x01(\x03\x12\r\n\x05nonce\x18\n \x01(\t\x12/\n\x06labels\x18\x0b \x03(\x0b\x32\x1f.walletd.v1.Payment.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"=\n\x14ListPaymentsResponse\x12%\n\x08payments\x18\x01 \x03(\x0b\x32\x13.walletd.v1.Payment\"M\n\x15GetSpendReportRequest\x12\x10\n\x08since_ms\x18\x01 \x01(\x03\x12\x10\n\x08until_ms\x18\x02 \x01(\x03\x12\x10\n\x08group_by\x18\x03 \x03(\t\"&\n\x05Tally\x12\r\n\x05\x63ount\x18\x01 \x01(\x03\x12\x0e\n\x06\x61mount\x18\x02 \x01(\t\"\xdf\x01\n\x08SpendRow\x12\x0b\n\x03key\x18\x01 \x03(\t\x12\x34\n\x08statuses\x18\x02 \x03(\x0b\x32\".walletd.v1.SpendRow.StatusesEntry\x12$\n\tconfirmed\x18\x03 \x01(\x0b\x32\x11.walletd.v1.Tally\x12&\n\x0bunconfirmed\x18\x04 \x01(\x0b\x32\x11.walletd.v1.Tally\x1a\x42\n\rStatusesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12 \n\x05value\x18\x02 \x01(\x0b\x32\x11.walletd.v1.Tally:\x02\x38\x01\"K\n\x0cRefusalCount\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0c\n\x04rule\x18\x02 \x01(\t\x12\r\n\x05\x63ount\x18\x03 \x01(\x03\x12\x0e\n\x06\x61mount\x18\x04 \x01(\t\"\xed\x01\n\x16GetSpendReportResponse\x12\x0e\n\x06\x63lient\x18\x01 \x01(\t\x12\x10\n\x08group_by\x18\x02 \x03(\t\x12\"\n\x04rows\x18\x03 \x03(\x0b\x32\x14.walletd.v1.SpendRow\x12$\n\x06totals\x18\x04 \x01(\x0b\x32\x14.walletd.v1.SpendRow\x12*\n\x08refusals\x18\x05 \x03(\x0b\x32\x18.walletd.v1.RefusalCount\x12\x10\n\x08since_ms\x18\x06 \x01(\x03\x12\x10\n\x08until_ms\x18\x07 \x01(\x03\x12\x17\n\x0fgenerated_at_ms\x18\x08 \x01(\x03\"\x84\x03\n\x08\x41pproval\x12\x13\n\x0b\x61pproval_id\x18\x01 \x01(\t\x12\x12\n\npayment_id\x18\x02 \x01(\t\x12\x0e\n\x06\x63lient\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\x0e\n\x06\x61mount\x18\x05 \x01(\t\x12\r\n\x05payee\x18\x06 \x01(\t\x12\x0b\n\x03url\x18\x07 \x01(\t\x12\x0f\n\x07network\x18\x08 \x01(\t\x12\x15\n\rcreated_at_ms\x18\t \x01(\x03\x12\x15\n\rexpires_at_ms\x18\n \x01(\x03\x12\x11\n\tthreshold\x18\x0b \x01(\t\x12\x17\n\x0fthreshold_scope\x18\x0c \x01(\t\x12\x15\n\rdecided_at_ms\x18\r \x01(\x03\x12\x12\n\ndecided_by\x18\x0e \x01(\t\x12\x0c\n\x04note\x18\x0f \x01(\t\x12\x30\n\x06labels\x18\x10 \x03(\x0b\x32 .walletd.v1.Approval.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"5\n\x14ListApprovalsRequest\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\"@\n\x15ListApprovalsResponse\x12\'\n\tapprovals\x18\x01 \x03(\x0b\x32\x14.walletd.v1.Approval\"L\n\x15\x44\x65\x63ideApprovalRequest\x12\x13\n\x0b\x61pproval_id\x18\x01 \x01(\t\x12\x10\n\x08\x64\x65\x63ision\x18\x02 \x01(\t\x12\x0c\n\x04note\x18\x03 \x01(\t\"\x17\n\x15WatchApprovalsRequest\"E\n\rApprovalEvent\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12&\n\x08\x61pproval\x18\x02 \x01(\x0b\x32\x14.walletd.v1.Approval\"?\n\x14\x41waitApprovalRequest\x12\x13\n\x0b\x61pproval_id\x18\x01 \x01(\t\x12\x12\n\ntimeout_ms\x18\x02 \x01(\x03\x32\xd1\x05\n\rWalletService\x12\x36\n\x03Pay\x12\x16.walletd.v1.PayRequest\x1a\x17.walletd.v1.PayResponse\x12T\n\rReportOutcome\x12 .walletd.v1.ReportOutcomeRequest\x1a!.walletd.v1.ReportOutcomeResponse\x12H\n\tGetBudget\x12\x1c.walletd.v1.GetBudgetRequest\x1a\x1d.walletd.v1.GetBudgetResponse\x12Q\n\x0cListPayments\x12\x1f.walletd.v1.ListPaymentsRequest\x1a .walletd.v1.ListPaymentsResponse\x12W\n\x0eGetSpendReport\x12!.walletd.v1.GetSpendReportRequest\x1a\".walletd.v1.GetSpendReportResponse\x12T\n\rListApprovals\x12 .walletd.v1.ListApprovalsRequest\x1a!.walletd.v1.ListApprovalsResponse\x12I\n\x0e\x44\x65\x63ideApproval\x12!.walletd.v1.DecideApprovalRequest\x1a\x14.walletd.v1.Approval\x12P\n\x0eWatchApprovals\x12!.walletd.v1.WatchApprovalsRequest\x1a\x19.walletd.v1.ApprovalEvent0\x01\x12I\n\rAwaitApproval\x12 .walletd.v1.AwaitApprovalRequest\x1a\x14.walletd.v1.Approval0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -54,43 +54,45 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_BUDGETWINDOW']._serialized_start=564
   _globals['_BUDGETWINDOW']._serialized_end=643
   _globals['_GETBUDGETRESPONSE']._serialized_start=646
-  _globals['_GETBUDGETRESPONSE']._serialized_end=777
-  _globals['_LISTPAYMENTSREQUEST']._serialized_start=779
-  _globals['_LISTPAYMENTSREQUEST']._serialized_end=815
-  _globals['_PAYMENT']._serialized_start=818
-  _globals['_PAYMENT']._serialized_end=1093
+  _globals['_GETBUDGETRESPONSE']._serialized_end=873
+  _globals['_RATEWINDOW']._serialized_start=875
+  _globals['_RATEWINDOW']._serialized_end=946
+  _globals['_LISTPAYMENTSREQUEST']._serialized_start=948
+  _globals['_LISTPAYMENTSREQUEST']._serialized_end=984
+  _globals['_PAYMENT']._serialized_start=987
+  _globals['_PAYMENT']._serialized_end=1262
   _globals['_PAYMENT_LABELSENTRY']._serialized_start=200
   _globals['_PAYMENT_LABELSENTRY']._serialized_end=245
-  _globals['_LISTPAYMENTSRESPONSE']._serialized_start=1095
-  _globals['_LISTPAYMENTSRESPONSE']._serialized_end=1156
-  _globals['_GETSPENDREPORTREQUEST']._serialized_start=1158
-  _globals['_GETSPENDREPORTREQUEST']._serialized_end=1235
-  _globals['_TALLY']._serialized_start=1237
-  _globals['_TALLY']._serialized_end=1275
-  _globals['_SPENDROW']._serialized_start=1278
-  _globals['_SPENDROW']._serialized_end=1501
-  _globals['_SPENDROW_STATUSESENTRY']._serialized_start=1435
-  _globals['_SPENDROW_STATUSESENTRY']._serialized_end=1501
-  _globals['_REFUSALCOUNT']._serialized_start=1503
-  _globals['_REFUSALCOUNT']._serialized_end=1578
-  _globals['_GETSPENDREPORTRESPONSE']._serialized_start=1581
-  _globals['_GETSPENDREPORTRESPONSE']._serialized_end=1818
-  _globals['_APPROVAL']._serialized_start=1821
-  _globals['_APPROVAL']._serialized_end=2209
+  _globals['_LISTPAYMENTSRESPONSE']._serialized_start=1264
+  _globals['_LISTPAYMENTSRESPONSE']._serialized_end=1325
+  _globals['_GETSPENDREPORTREQUEST']._serialized_start=1327
+  _globals['_GETSPENDREPORTREQUEST']._serialized_end=1404
+  _globals['_TALLY']._serialized_start=1406
+  _globals['_TALLY']._serialized_end=1444
+  _globals['_SPENDROW']._serialized_start=1447
+  _globals['_SPENDROW']._serialized_end=1670
+  _globals['_SPENDROW_STATUSESENTRY']._serialized_start=1604
+  _globals['_SPENDROW_STATUSESENTRY']._serialized_end=1670
+  _globals['_REFUSALCOUNT']._serialized_start=1672
+  _globals['_REFUSALCOUNT']._serialized_end=1747
+  _globals['_GETSPENDREPORTRESPONSE']._serialized_start=1750
+  _globals['_GETSPENDREPORTRESPONSE']._serialized_end=1987
+  _globals['_APPROVAL']._serialized_start=1990
+  _globals['_APPROVAL']._serialized_end=2378
   _globals['_APPROVAL_LABELSENTRY']._serialized_start=200
   _globals['_APPROVAL_LABELSENTRY']._serialized_end=245
-  _globals['_LISTAPPROVALSREQUEST']._serialized_start=2211
-  _globals['_LISTAPPROVALSREQUEST']._serialized_end=2264
-  _globals['_LISTAPPROVALSRESPONSE']._serialized_start=2266
-  _globals['_LISTAPPROVALSRESPONSE']._serialized_end=2330
-  _globals['_DECIDEAPPROVALREQUEST']._serialized_start=2332
-  _globals['_DECIDEAPPROVALREQUEST']._serialized_end=2408
-  _globals['_WATCHAPPROVALSREQUEST']._serialized_start=2410
-  _globals['_WATCHAPPROVALSREQUEST']._serialized_end=2433
-  _globals['_APPROVALEVENT']._serialized_start=2435
-  _globals['_APPROVALEVENT']._serialized_end=2504
-  _globals['_AWAITAPPROVALREQUEST']._serialized_start=2506
-  _globals['_AWAITAPPROVALREQUEST']._serialized_end=2569
-  _globals['_WALLETSERVICE']._serialized_start=2572
-  _globals['_WALLETSERVICE']._serialized_end=3293
+  _globals['_LISTAPPROVALSREQUEST']._serialized_start=2380
+  _globals['_LISTAPPROVALSREQUEST']._serialized_end=2433
+  _globals['_LISTAPPROVALSRESPONSE']._serialized_start=2435
+  _globals['_LISTAPPROVALSRESPONSE']._serialized_end=2499
+  _globals['_DECIDEAPPROVALREQUEST']._serialized_start=2501
+  _globals['_DECIDEAPPROVALREQUEST']._serialized_end=2577
+  _globals['_WATCHAPPROVALSREQUEST']._serialized_start=2579
+  _globals['_WATCHAPPROVALSREQUEST']._serialized_end=2602
+  _globals['_APPROVALEVENT']._serialized_start=2604
+  _globals['_APPROVALEVENT']._serialized_end=2673
+  _globals['_AWAITAPPROVALREQUEST']._serialized_start=2675
+  _globals['_AWAITAPPROVALREQUEST']._serialized_end=2738
+  _globals['_WALLETSERVICE']._serialized_start=2741
+  _globals['_WALLETSERVICE']._serialized_end=3462
 # @@protoc_insertion_point(module_scope)

@@ -225,6 +225,8 @@ class GetBudgetResponse(_message.Message):
     FROZEN_FIELD_NUMBER: _builtins.int
     HOSTS_FIELD_NUMBER: _builtins.int
     GLOBAL_HOSTS_FIELD_NUMBER: _builtins.int
+    SCOPED_WINDOWS_FIELD_NUMBER: _builtins.int
+    RATE_WINDOWS_FIELD_NUMBER: _builtins.int
     client: _builtins.str
     frozen: _builtins.bool
     @_builtins.property
@@ -237,6 +239,17 @@ class GetBudgetResponse(_message.Message):
 
     @_builtins.property
     def global_hosts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def scoped_windows(self) -> _containers.RepeatedCompositeFieldContainer[Global___BudgetWindow]:
+        """The amount windows of the scoped budgets that apply to the caller's payments
+        (its own and the global ones), named as refusals name them:
+        "daily[label:tool=chat]", "global_monthly[payee=0x...]".
+        """
+
+    @_builtins.property
+    def rate_windows(self) -> _containers.RepeatedCompositeFieldContainer[Global___RateWindow]:
+        """The rate limits (signed payments per rolling window) that apply to the caller."""
+
     def __init__(
         self,
         *,
@@ -245,14 +258,49 @@ class GetBudgetResponse(_message.Message):
         frozen: _builtins.bool = ...,
         hosts: _abc.Iterable[_builtins.str] | None = ...,
         global_hosts: _abc.Iterable[_builtins.str] | None = ...,
+        scoped_windows: _abc.Iterable[Global___BudgetWindow] | None = ...,
+        rate_windows: _abc.Iterable[Global___RateWindow] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client", b"client", "frozen", b"frozen", "global_hosts", b"global_hosts", "hosts", b"hosts", "windows", b"windows"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client", b"client", "frozen", b"frozen", "global_hosts", b"global_hosts", "hosts", b"hosts", "rate_windows", b"rate_windows", "scoped_windows", b"scoped_windows", "windows", b"windows"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetBudgetResponse: _TypeAlias = GetBudgetResponse  # noqa: Y015
+
+@_typing.final
+class RateWindow(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WINDOW_FIELD_NUMBER: _builtins.int
+    PER_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    window: _builtins.str
+    """As RATE_LIMITED names it: "payments_per_minute", "global_payments_per_hour",
+    "payments_per_day[host=api.example.com]".
+    """
+    per: _builtins.str
+    """"minute", "hour" or "day"."""
+    limit: _builtins.int
+    """Signed payments the window allows, and those it already counts."""
+    count: _builtins.int
+    def __init__(
+        self,
+        *,
+        window: _builtins.str = ...,
+        per: _builtins.str = ...,
+        limit: _builtins.int = ...,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "limit", b"limit", "per", b"per", "window", b"window"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RateWindow: _TypeAlias = RateWindow  # noqa: Y015
 
 @_typing.final
 class ListPaymentsRequest(_message.Message):
