@@ -7,7 +7,8 @@ cost. A failure is a tool error (``isError``): its text names the reason and,
 for a budget refusal, the window and its limit, spent and requested amounts in
 USD; for a rate limit, the window, its limit, the count and the period. A call
 held for human approval starts with ``awaiting approval apr_...`` and carries the
-approval's facts; a denied one starts with ``denied by <approver>``.
+approval's facts; a denied one starts with ``denied by <approver>``. A call whose
+earlier attempt was paid but never answered says so, with that payment.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from walletd.domain.payment import PaymentView, PayReceipt
 from walletd.errors import (
     ApprovalDeniedError,
     ApprovalRequiredError,
+    PaidAnswerLostError,
     RateLimitedError,
     RefusedError,
     WalletdError,
@@ -147,6 +149,13 @@ def refusal_line(err: WalletdError) -> str:
                 "or paid. Calling again asks for a new approval."
             )
         return f"{what} {err.status or 'expired'} undecided; nothing was signed or paid."
+    if isinstance(err, PaidAnswerLostError):
+        where = f" in {err.tx}" if err.tx else ""
+        return (
+            f"walletd paid, the answer was lost: {err.reason}: payment {err.payment_id} settled "
+            f"on chain{where} for an earlier attempt of this call, whose answer never arrived; "
+            "nothing more was paid."
+        )
     if isinstance(err, RateLimitedError):
         return (
             f"walletd refused, nothing was paid: RATE_LIMITED: {err.window or '?'} allows "

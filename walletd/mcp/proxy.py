@@ -13,7 +13,9 @@ structured: they must be closed by the task that opened them) and is opened on
 first use, then again after it died. A call that gets no answer within
 ``--timeout`` is a tool error; an upstream that exits or writes something that is
 not MCP is a tool error, and its connection is closed (a stdio upstream is
-started again on the next call).
+started again on the next call). Such an interrupted call may have been paid: its
+key is kept (:mod:`walletd.mcp._held`), and the agent's next call of the same tool
+with the same arguments is the same logical call, never a second payment.
 """
 
 from __future__ import annotations
@@ -45,9 +47,9 @@ from mcp.types import (
 )
 
 from walletd.client import MCPPayment, MCPPaymentRejectedError, PayingMCPSession, WalletdSettings
-from walletd.errors import WalletdError
-from walletd.mcp._held import HeldCalls, call_digest
-from walletd.mcp._results import error_result, ledger_facts, payment_line, plain_error
+from walletd.errors import PaidAnswerLostError, WalletdError
+from walletd.mcp._held import HeldCalls, Interrupted, call_digest
+from walletd.mcp._results import error_result, iso_ms, ledger_facts, payment_line, plain_error
 from walletd.mcp.server import HttpAddress, new_server, serve
 
 log = logging.getLogger("walletd.mcp.proxy")
@@ -56,6 +58,8 @@ PAYMENT_META_KEY = "walletd/payment"
 """``_meta`` key of what walletd paid for a proxied call."""
 _NAME_CHARS = re.compile(r"[^A-Za-z0-9.-]+")
 _INTERPRETERS = re.compile(r"^(python[0-9.]*|node|uv|uvx|npx|bun|deno)$")
+TIMED_OUT = 408
+"""The code of the McpError a ClientSession raises when its read timeout runs out."""
 
 
 @dataclass(frozen=True)
@@ -136,7 +140,7 @@ class UpstreamLink:
         self._lock = anyio.Lock()
         self._tools: list[Tool] | None = None
         self.held = HeldCalls()
-        """Keys of calls awaiting approval: the agent's retry of one is the same call."""
+        """Keys of calls awaiting approval or interrupted: the agent's retry is the same call."""
 
     def _transport(self) -> Any:
         if self.upstream.url:
@@ -241,14 +245,24 @@ class UpstreamLink:
         """Call one tool upstream, paying it through walletd; every failure is a tool error."""
         digest = call_digest(name, arguments)
         key = self.held.key_for(digest)
-        result, error = await self._call(name, arguments, key)
-        self.held.settle(digest, key, error)
+        try:
+            result, error = await self._call(name, arguments, key)
+        except anyio.get_cancelled_exc_class():  # the host gave up on the call
+            self.held.settle(digest, key, Interrupted())
+            raise
+        until = self.held.settle(digest, key, error)
+        if isinstance(error, Interrupted) and until is not None:
+            return same_call_until(result, until, error.sent)
         return result
 
     async def _call(
         self, name: str, arguments: dict[str, Any], key: str
-    ) -> tuple[CallToolResult, WalletdError | None]:
-        """The tool's result (or tool error), and the walletd error behind a refusal."""
+    ) -> tuple[CallToolResult, WalletdError | Interrupted | None]:
+        """The tool's result (or tool error), and what ended it otherwise.
+
+        That is the walletd error behind a refusal, or :class:`Interrupted` when the
+        call ended without an answer (it may have been paid).
+        """
         server = self.upstream.server
         try:
             link = await self.open()
@@ -269,10 +283,11 @@ class UpstreamLink:
                     f"upstream {server} failed during tool {name!r}: {why}; the connection "
                     "is closed and the next call opens a new one",
                     tool=name,
-                ), None
-        except UpstreamError as exc:
-            return plain_error("UPSTREAM_UNAVAILABLE", str(exc), server=server), None
-        except MCPPaymentRejectedError as err:
+                ), Interrupted()
+        except UpstreamError as exc:  # nothing sent now, but keep an earlier attempt's key
+            result = plain_error("UPSTREAM_UNAVAILABLE", str(exc), server=server)
+            return result, Interrupted(sent=False)
+        except (MCPPaymentRejectedError, PaidAnswerLostError) as err:
             paying = link.paying
             assert paying is not None
             paid = await ledger_facts(paying.wallet, err.details.get("payment_id", ""))
@@ -280,10 +295,13 @@ class UpstreamLink:
         except WalletdError as err:
             return error_result(err), err
         except McpError as err:
-            return self._mcp_error(name, err), None
+            result = self._mcp_error(name, err)
+            lost = err.error.code in (CONNECTION_CLOSED, TIMED_OUT)
+            return result, Interrupted() if lost else None
         except (anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
             why = self.drop(f"its connection broke ({type(exc).__name__})")
-            return plain_error("UPSTREAM_UNAVAILABLE", f"upstream {server}: {why}", tool=name), None
+            result = plain_error("UPSTREAM_UNAVAILABLE", f"upstream {server}: {why}", tool=name)
+            return result, Interrupted()
         return with_payment(result, payment), None
 
     def _mcp_error(self, name: str, err: McpError) -> CallToolResult:
@@ -297,12 +315,11 @@ class UpstreamLink:
                 "the next call starts it again",
                 tool=name,
             )
-        if code == 408:  # the session's read timeout
+        if code == TIMED_OUT:  # the session's read timeout
             return plain_error(
                 "UPSTREAM_TIMEOUT",
                 f"upstream {server} did not answer tool {name!r} within "
-                f"{self.upstream.timeout:g} s (if the tool is paid, its payment may have been "
-                "made: the ledger follows it until it settles or expires)",
+                f"{self.upstream.timeout:g} s",
                 tool=name,
             )
         return plain_error(
@@ -311,6 +328,24 @@ class UpstreamLink:
             tool=name,
             code=str(code),
         )
+
+
+def same_call_until(result: CallToolResult, until_ms: int, sent: bool) -> CallToolResult:
+    """An interrupted call's tool error, saying that the same call again is not paid twice."""
+    until = iso_ms(until_ms)
+    note = (
+        "If the tool is paid, this call may have been paid: the ledger follows its payment "
+        "until it settles or expires. "
+        if sent
+        else ""
+    ) + (
+        f"Calling the tool again with exactly the same arguments (until {until}) is the same "
+        "call: it reuses any payment made for it and is never paid twice."
+    )
+    content: list[ContentBlock] = [*result.content, TextContent(type="text", text=note)]
+    doc = dict(result.structuredContent or {})
+    doc["same_call_until"] = until
+    return result.model_copy(update={"content": content, "structuredContent": doc})
 
 
 def with_payment(result: CallToolResult, payment: MCPPayment | None) -> CallToolResult:
