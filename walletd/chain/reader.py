@@ -160,30 +160,45 @@ class Web3ChainReader:
             authorizations_canceled=tuple(canceled),
         )
 
-    def authorization_state(self, wallet: str, nonce: str) -> bool:
-        """True when the nonce is used or cancelled (EIP-3009 does not tell which)."""
+    def _contract(self, token: str) -> Any:
+        if not token or token.lower() == self._usdc.lower():
+            return self._token
+        return self._w3.eth.contract(address=Web3.to_checksum_address(token), abi=USDC_ABI)
+
+    def authorization_state(self, wallet: str, nonce: str, token: str = "") -> bool:
+        """True when the nonce is used or cancelled (EIP-3009 does not tell which).
+
+        ``token``: the EIP-3009 token asked (default: the network's first stablecoin).
+        """
         with chain_errors("authorizationState"):
-            fn = self._token.functions.authorizationState(
+            fn = self._contract(token).functions.authorizationState(
                 Web3.to_checksum_address(wallet), nonce_bytes(nonce)
             )
             return bool(fn.call())
 
-    def find_authorization_used(self, wallet: str, nonce: str, not_before: int) -> str | None:
+    def find_authorization_used(
+        self, wallet: str, nonce: str, not_before: int, token: str = ""
+    ) -> str | None:
         """The transaction that used the authorization, searched backwards from the head."""
-        return self._find_log(AUTHORIZATION_USED_TOPIC, wallet, nonce, not_before)
+        return self._find_log(AUTHORIZATION_USED_TOPIC, wallet, nonce, not_before, token)
 
-    def find_authorization_canceled(self, wallet: str, nonce: str, not_before: int) -> str | None:
+    def find_authorization_canceled(
+        self, wallet: str, nonce: str, not_before: int, token: str = ""
+    ) -> str | None:
         """The transaction that cancelled the authorization, searched backwards."""
-        return self._find_log(AUTHORIZATION_CANCELED_TOPIC, wallet, nonce, not_before)
+        return self._find_log(AUTHORIZATION_CANCELED_TOPIC, wallet, nonce, not_before, token)
 
-    def _find_log(self, topic: bytes, wallet: str, nonce: str, not_before: int) -> str | None:
+    def _find_log(
+        self, topic: bytes, wallet: str, nonce: str, not_before: int, token: str = ""
+    ) -> str | None:
+        address = Web3.to_checksum_address(token) if token else self._usdc
         topics = [_hex(topic), _hex(address_topic(wallet)), _hex(nonce_bytes(nonce))]
         with chain_errors("eth_getLogs"):
             to_block = int(self._w3.eth.block_number)
             for _ in range(LOG_MAX_CHUNKS):
                 from_block = max(0, to_block - LOG_CHUNK_BLOCKS + 1)
                 params: FilterParams = {
-                    "address": self._usdc,
+                    "address": address,
                     "fromBlock": BlockNumber(from_block),
                     "toBlock": BlockNumber(to_block),
                     "topics": cast(Any, topics),

@@ -23,7 +23,7 @@ from walletd.chain.nonces import allocator_for
 from walletd.chain.reader import Web3ChainReader, chain_errors
 from walletd.config import DEFAULT_MAX_FEE_PER_GAS_WEI
 from walletd.domain.eip3009 import domain_separator
-from walletd.domain.networks import Network
+from walletd.domain.networks import Asset, Network
 from walletd.errors import ChainError, FeeTooHighError
 from walletd.service.ports import (
     BROADCAST_REJECTED,
@@ -43,14 +43,16 @@ GAS_HEADROOM_NUM, GAS_HEADROOM_DEN = 5, 4
 """Estimated gas times 5/4: a cancel's cost does not vary, but estimates can be tight."""
 
 
-def cancel_digest(network: Network, authorizer: str, nonce: str) -> bytes:
-    """The EIP-712 digest of ``CancelAuthorization(authorizer, nonce)`` for the pinned USDC."""
+def cancel_digest(
+    network: Network, authorizer: str, nonce: str, asset: Asset | None = None
+) -> bytes:
+    """The EIP-712 digest of ``CancelAuthorization(authorizer, nonce)`` for a pinned token."""
     struct_hash = keccak(
         CANCEL_TYPEHASH
         + bytes.fromhex(authorizer.removeprefix("0x")).rjust(32, b"\0")
         + nonce_bytes(nonce)
     )
-    return keccak(b"\x19\x01" + domain_separator(network) + struct_hash)
+    return keccak(b"\x19\x01" + domain_separator(network, asset) + struct_hash)
 
 
 def capped_fees(base: int, tip: int, cap: int, jitter: int = 0) -> Fees:
@@ -103,12 +105,20 @@ class Web3ChainSender:
         self._w3 = reader.web3
         self._max_fee_per_gas = max_fee_per_gas
 
-    def cancel_authorization(self, signer: Signer, nonce: str) -> ChainReceipt:
-        """Cancel the signer's authorization ``nonce``; the mined receipt, status checked."""
+    def cancel_authorization(self, signer: Signer, nonce: str, token: str = "") -> ChainReceipt:
+        """Cancel the signer's authorization ``nonce`` at the pinned ``token`` ("" the default).
+
+        Returns the mined receipt, status checked. Raises ChainError for a token not pinned.
+        """
         net = self._reader.network
-        sig = signer.sign_hash(cancel_digest(net, signer.address, nonce))
-        token = self._w3.eth.contract(address=Web3.to_checksum_address(net.usdc), abi=USDC_ABI)
-        fn = token.functions.cancelAuthorization(
+        asset = net.asset(token) if token else net.default_asset
+        if asset is None:
+            raise ChainError(f"{token} is not a pinned stablecoin on {net.caip2}")
+        sig = signer.sign_hash(cancel_digest(net, signer.address, nonce, asset))
+        contract = self._w3.eth.contract(
+            address=Web3.to_checksum_address(asset.address), abi=USDC_ABI
+        )
+        fn = contract.functions.cancelAuthorization(
             Web3.to_checksum_address(signer.address), nonce_bytes(nonce), sig[64], sig[:32],
             sig[32:64],
         )  # fmt: skip

@@ -39,6 +39,7 @@ def _register() -> None:
         config_cmds,
         db_cmds,
         key_cmds,
+        network_cmds,
         pay,
         payment_cmds,
         report_cmds,
@@ -47,7 +48,7 @@ def _register() -> None:
 
     groups = (
         key_cmds, serve_cmds, db_cmds, admin, pay, api_cmds, chain_cmds, payment_cmds,
-        config_cmds, report_cmds,
+        config_cmds, report_cmds, network_cmds,
     )  # fmt: skip
     for command in (cmd for group in groups for cmd in group.COMMANDS):
         main.add_command(command)

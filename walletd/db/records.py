@@ -112,6 +112,8 @@ class TrackedPayment:
     settled_tx: str | None
     released: bool
     kind: str = "exact"
+    asset: str = ""
+    """The token contract the payment is in ("" read as the network's first stablecoin)."""
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ def _tracked(row: tables.Payment) -> TrackedPayment:
         settled_tx=row.settled_tx,
         released=row.released_at_ms is not None,
         kind=row.kind,
+        asset=row.asset,
     )
 
 

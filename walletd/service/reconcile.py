@@ -78,7 +78,7 @@ def _same(a: str, b: str) -> bool:
 
 
 def settlement_problems(receipt: ChainReceipt, row: TrackedPayment, usdc: str) -> list[str]:
-    """Why ``receipt`` does not prove ``row`` settled; empty when it does."""
+    """Why ``receipt`` does not prove ``row`` settled; empty when it does (``usdc``: its token)."""
     problems: list[str] = []
     if receipt.status != 1:
         problems.append("transaction reverted")
@@ -89,7 +89,7 @@ def settlement_problems(receipt: ChainReceipt, row: TrackedPayment, usdc: str) -
         and t.value == row.amount
         for t in receipt.transfers
     ):
-        problems.append("no USDC Transfer from the wallet to payTo of exactly the amount")
+        problems.append("no token Transfer from the wallet to payTo of exactly the amount")
     if not any(
         _same(a.token, usdc) and _same(a.authorizer, row.payer) and _same(a.nonce, row.nonce)
         for a in receipt.authorizations_used
@@ -219,9 +219,11 @@ class Reconciler:
             if not expired:
                 return None  # maybe not mined yet; after validBefore it never can be
             facts = {"reported_tx": tx_hash, "chain_time": chain_now}
-            facts["authorization_used"] = self._chain.authorization_state(row.payer, row.nonce)
+            facts["authorization_used"] = self._chain.authorization_state(
+                row.payer, row.nonce, row.asset
+            )
             return Decision(PaymentStatus.DISPUTED, "reported_tx_not_on_chain", facts)
-        problems = settlement_problems(receipt, row, self._chain.network.usdc)
+        problems = settlement_problems(receipt, row, row.asset or self._chain.network.usdc)
         if problems:
             data = {"reported_tx": tx_hash, "problems": problems, "chain_time": chain_now}
             return Decision(PaymentStatus.DISPUTED, "reported_tx_does_not_settle", data)
@@ -230,13 +232,17 @@ class Reconciler:
 
     def _after_expiry(self, row: TrackedPayment, chain_now: int) -> Decision:
         data: dict[str, Any] = {"chain_time": chain_now, "valid_before": row.valid_before}
-        if not self._chain.authorization_state(row.payer, row.nonce):
+        if not self._chain.authorization_state(row.payer, row.nonce, row.asset):
             return Decision(PaymentStatus.EXPIRED, "authorization_unused_after_expiry", data)
-        used = self._chain.find_authorization_used(row.payer, row.nonce, _not_before(row))
+        used = self._chain.find_authorization_used(
+            row.payer, row.nonce, _not_before(row), row.asset
+        )
         if used:
             data["tx"] = used
             return Decision(PaymentStatus.SETTLED, "authorization_used_on_chain", data, used)
-        canceled = self._chain.find_authorization_canceled(row.payer, row.nonce, _not_before(row))
+        canceled = self._chain.find_authorization_canceled(
+            row.payer, row.nonce, _not_before(row), row.asset
+        )
         if canceled:
             data["tx"] = canceled
             return Decision(
@@ -440,12 +446,12 @@ def _cancellable(row: TrackedPayment, now: int) -> None:
 
 def _already_final_on_chain(chain: ChainReader, row: TrackedPayment) -> Decision:
     """The decision for an authorization the contract already marks used or cancelled."""
-    canceled = chain.find_authorization_canceled(row.payer, row.nonce, _not_before(row))
+    canceled = chain.find_authorization_canceled(row.payer, row.nonce, _not_before(row), row.asset)
     if canceled:
         return Decision(
             PaymentStatus.CANCELLED, "authorization_canceled_on_chain", {"tx": canceled}, canceled
         )
-    used = chain.find_authorization_used(row.payer, row.nonce, _not_before(row))
+    used = chain.find_authorization_used(row.payer, row.nonce, _not_before(row), row.asset)
     data: dict[str, Any] = {"tx": used}
     return Decision(PaymentStatus.SETTLED, "authorization_used_on_chain", data, used)
 
@@ -460,7 +466,7 @@ def answer_lost_decision(chain: ChainReader, row: TrackedPayment) -> Decision | 
     """
     if row.kind == KIND_TRANSFER or row.network != chain.network.caip2:
         return None
-    if not chain.authorization_state(row.payer, row.nonce):
+    if not chain.authorization_state(row.payer, row.nonce, row.asset):
         return None
     return _already_final_on_chain(chain, row)
 
@@ -489,7 +495,7 @@ def cancel_payment(
     if not _same(row.payer, signer.address) or row.network != chain.network.caip2:
         raise InvalidRequestError(f"payment {row.id} is not this wallet's on {chain.network.caip2}")
     _cancellable(row, clock())
-    if chain.authorization_state(row.payer, row.nonce):
+    if chain.authorization_state(row.payer, row.nonce, row.asset):
         decision = _already_final_on_chain(chain, row)
         apply_decision(store, row, decision, clock())
         if decision.target == PaymentStatus.SETTLED:
@@ -507,7 +513,7 @@ def cancel_payment(
         if tx.tracked_payment(row.id).status != row.status:  # the reconciler or a report won
             raise InvalidRequestError(f"payment {row.id} changed status meanwhile: nothing sent")
         tx.add_event(row.id, clock(), row.status, "cancel_sent", {})
-    receipt = sender.cancel_authorization(signer, row.nonce)
+    receipt = sender.cancel_authorization(signer, row.nonce, row.asset)
     if not any(
         _same(a.authorizer, row.payer) and _same(a.nonce, row.nonce)
         for a in receipt.authorizations_canceled

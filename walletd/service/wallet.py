@@ -143,7 +143,7 @@ class _Attempt:
         """
         requested = err.details.get("requested", "") if err is not None else ""
         if self.choice is not None:
-            return self.choice.requirement.pay_to, self.choice.requirement.amount
+            return self.choice.requirement.pay_to, self.choice.amount
         entries = self.demand.entries if self.demand else ()
         valid = [e for e in entries if isinstance(e, Requirement)]
         if valid:
@@ -374,7 +374,7 @@ class WalletService:
         choice = attempt.choice = policy.choose(demand, ctx)
         if self._funds is not None:
             short = funds_shortfall(
-                self._funds, tx.outstanding(self._signer.address)[1], choice.requirement.amount
+                self._funds, tx.outstanding(self._signer.address)[1], choice.amount
             )
             if short is not None and not attempt.funds_refreshed and self._funds.can_refresh():
                 raise _StaleFunds
@@ -488,7 +488,7 @@ class WalletService:
             valid_before=now_s + choice.validity_seconds,
             nonce=os.urandom(32),
         )
-        signature = self._signer.sign_hash(authorization_digest(net, auth))
+        signature = self._signer.sign_hash(authorization_digest(net, auth, choice.asset))
         name, value = payment_header(
             version=demand.version,
             network=net,
@@ -502,10 +502,10 @@ class WalletService:
             client_id=client_id,
             idempotency_key=cmd.idempotency_key,
             fingerprint=fingerprint,
-            amount=req.amount,
+            amount=choice.amount,
             payee=req.pay_to,
             network=net.caip2,
-            asset=net.usdc,
+            asset=choice.asset.address,
             payer=self._signer.address,
             method=cmd.method.upper(),
             url=cmd.url,
