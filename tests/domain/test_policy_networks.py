@@ -78,3 +78,18 @@ def test_amount_not_exact_in_usd_atomic_units_is_refused_never_rounded() -> None
     musd = MEGAETH.assets[0]
     assert _rule(_entry(MEGAETH, musd, 10**12 + 1)) == "amount_exact"
     assert _rule(_entry(MEGAETH, musd, 1)) == "amount_exact"
+
+
+def test_coin_without_eip3009_is_paid_only_through_permit2() -> None:
+    musd = MEGAETH.assets[0]
+    assert _rule(_entry(MEGAETH, musd, 10**12)) == "transfer_method"
+    choice = _choose(_entry(MEGAETH, musd, 10**12, assetTransferMethod="permit2"))
+    assert (choice.method, choice.amount) == ("permit2", 1)
+
+
+def test_cheapest_is_judged_in_usd_not_token_units() -> None:
+    musd = MEGAETH.assets[0]
+    # 5e12 units of an 18-decimal coin are $0.000005: cheaper than 10 USDC atomic units.
+    cheap = _entry(MEGAETH, musd, 5 * 10**12, assetTransferMethod="permit2")
+    choice = _choose(_entry(BASE, BASE.default_asset, 10), cheap)
+    assert (choice.network, choice.amount) == (MEGAETH, 5)

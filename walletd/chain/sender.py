@@ -18,12 +18,13 @@ from eth_typing import HexStr
 from web3 import Web3
 from web3.exceptions import MethodUnavailable, RequestTimedOut, TimeExhausted, Web3RPCError
 
-from walletd.chain.abi import USDC_ABI, address_topic, nonce_bytes
+from walletd.chain.abi import ERC20_ABI, USDC_ABI, address_topic, nonce_bytes
 from walletd.chain.nonces import allocator_for
 from walletd.chain.reader import Web3ChainReader, chain_errors
 from walletd.config import DEFAULT_MAX_FEE_PER_GAS_WEI
 from walletd.domain.eip3009 import domain_separator
 from walletd.domain.networks import Asset, Network
+from walletd.domain.permit2 import PERMIT2_ADDRESS
 from walletd.errors import ChainError, FeeTooHighError
 from walletd.service.ports import (
     BROADCAST_REJECTED,
@@ -128,6 +129,37 @@ class Web3ChainSender:
             receipt = self._send(signer, cast(dict[str, Any], tx))
         if receipt.status != 1:
             raise ChainError(f"cancelAuthorization {receipt.tx_hash} reverted")
+        return receipt
+
+    def approve_permit2(self, signer: Signer, token: str, cap: int) -> ChainReceipt:
+        """Let Permit2 move up to ``cap`` token units of the signer's ``token``: ERC-20 approve.
+
+        The one-time allowance every Permit2 payment needs; an operator action
+        (``walletd chain approve-permit2``), never part of a Pay. ``token`` must
+        be a pinned stablecoin of the node's network, whose on-chain decimals
+        agree with the table. Returns the mined receipt, status checked.
+        """
+        net = self._reader.network
+        asset = net.asset(token)
+        if asset is None:
+            raise ChainError(f"{token} is not a pinned stablecoin on {net.caip2}")
+        contract = self._w3.eth.contract(
+            address=Web3.to_checksum_address(asset.address), abi=ERC20_ABI
+        )
+        with chain_errors("decimals"):
+            decimals = int(contract.functions.decimals().call())
+        if decimals != asset.decimals:
+            raise ChainError(
+                f"{asset.symbol} at {asset.address} reports {decimals} decimals, the table "
+                f"pins {asset.decimals}: nothing was approved"
+            )
+        fn = contract.functions.approve(Web3.to_checksum_address(PERMIT2_ADDRESS), cap)
+        fields = self._fee_fields(signer.address)
+        with chain_errors("approve"):
+            tx = fn.build_transaction(fields)
+            receipt = self._send(signer, cast(dict[str, Any], tx))
+        if receipt.status != 1:
+            raise ChainError(f"approve {receipt.tx_hash} reverted")
         return receipt
 
     def _fee_fields(self, sender: str) -> Any:

@@ -18,13 +18,28 @@ from walletd.domain.networks import (
     DEFAULT_ASSETS,
     DEFAULT_ENABLED,
     EIP3009,
+    PERMIT2,
     Asset,
     Network,
     asset_allowed,
     find_network,
     to_usd_atomic,
 )
+from walletd.domain.permit2 import EXACT_PROXY_ADDRESS, PERMIT2_ADDRESS, UPTO_PROXY_ADDRESS
 from walletd.errors import PolicyDeniedError, RefusedError
+
+SCHEMES = ("exact", "upto")
+"""The x402 schemes walletd pays: ``exact`` (EIP-3009 or Permit2) and ``upto`` (Permit2)."""
+
+PERMIT2_EXTRA_ADDRESSES = {
+    "spender": "proxy",
+    "proxy": "proxy",
+    "proxyAddress": "proxy",
+    "permit2Proxy": "proxy",
+    "permit2": PERMIT2_ADDRESS,
+    "permit2Address": PERMIT2_ADDRESS,
+}
+"""Keys of ``extra`` that would name a Permit2 address; any value but walletd's own is refused."""
 
 ZERO_ADDRESS = "0x" + "0" * 40
 
@@ -53,7 +68,11 @@ class Choice:
     asset: Asset
     """The pinned stablecoin the entry names."""
     amount: int
-    """The entry's amount in USD atomic units (6 decimals): what budgets count."""
+    """The entry's amount in USD atomic units (6 decimals): what budgets count (upto: the max)."""
+    method: str = EIP3009
+    """How it is signed: ``eip3009`` or ``permit2`` (every ``upto`` entry)."""
+    facilitator: str = ""
+    """upto only: ``extra.facilitatorAddress``, the one account the proxy lets settle."""
 
 
 @dataclass(frozen=True)
@@ -72,9 +91,11 @@ def _deny(rule: str, message: str) -> PolicyDeniedError:
     return PolicyDeniedError(f"policy {rule}: {message}", {"rule": rule})
 
 
-def _check_scheme(req: Requirement, ctx: Context) -> None:
-    if req.scheme != "exact":
-        raise _deny("scheme", f"scheme {req.scheme!r} is not 'exact'")
+def _check_scheme(req: Requirement, version: int) -> None:
+    if req.scheme not in SCHEMES:
+        raise _deny("scheme", f"scheme {req.scheme!r} is not 'exact' or 'upto'")
+    if req.scheme == "upto" and version != 2:
+        raise _deny("scheme", "scheme 'upto' needs x402 version 2")
 
 
 def _check_asset(req: Requirement, net: Network, limits: Limits) -> Asset:
@@ -95,15 +116,51 @@ def _check_asset(req: Requirement, net: Network, limits: Limits) -> Asset:
     return asset
 
 
-def _check_extra(req: Requirement, net: Network, asset: Asset) -> None:
-    extra = req.extra
-    method = extra.get("assetTransferMethod")
+def _transfer_method(req: Requirement, asset: Asset, version: int) -> str:
+    """``eip3009`` or ``permit2``, as the entry asks and the token allows."""
+    method = req.extra.get("assetTransferMethod")
+    if req.scheme == "upto" or method == PERMIT2:
+        if version != 2 or method not in (None, PERMIT2):
+            raise _deny("transfer_method", f"assetTransferMethod {method!r:.20} with Permit2")
+        return PERMIT2
     if method not in (None, EIP3009) or asset.transfer_method != EIP3009:
         raise _deny(
             "transfer_method",
-            f"assetTransferMethod {method!r:.20} for {asset.symbol} ({asset.transfer_method}) "
-            "is not supported",
+            f"assetTransferMethod {method!r:.20} for {asset.symbol}, which has no EIP-3009 "
+            f"({asset.transfer_method})",
         )
+    return EIP3009
+
+
+def _check_permit2_extra(req: Requirement) -> str:
+    """Refuse a demand naming a Permit2 or proxy address not walletd's own; the facilitator."""
+    own_proxy = UPTO_PROXY_ADDRESS if req.scheme == "upto" else EXACT_PROXY_ADDRESS
+    for key, pinned in PERMIT2_EXTRA_ADDRESSES.items():
+        want = own_proxy if pinned == "proxy" else pinned
+        value = req.extra.get(key)
+        if key in req.extra and (not isinstance(value, str) or value.lower() != want.lower()):
+            raise _deny("permit2_address", f"extra.{key} {value!r:.50} is not {want}")
+    if req.scheme != "upto":
+        return ""
+    facilitator = req.extra.get("facilitatorAddress")
+    if not isinstance(facilitator, str) or not _is_address(facilitator):
+        raise _deny("upto_facilitator", "upto needs extra.facilitatorAddress, a 0x address")
+    if facilitator.lower() == ZERO_ADDRESS:
+        raise _deny("upto_facilitator", "extra.facilitatorAddress is the zero address")
+    return facilitator
+
+
+def _is_address(value: str) -> bool:
+    hexpart = value[2:]
+    return (
+        value.startswith("0x")
+        and len(hexpart) == 40
+        and all(c in "0123456789abcdefABCDEF" for c in hexpart)
+    )
+
+
+def _check_extra(req: Requirement, net: Network, asset: Asset) -> None:
+    extra = req.extra
     flow = extra.get("paymentFlow")
     if flow not in (None, "authorization"):
         raise _deny("payment_flow", f"paymentFlow {flow!r} is not supported")
@@ -154,25 +211,29 @@ def _check_amount_and_validity(req: Requirement, ctx: Context) -> None:
         raise _deny("budget_unset", "the client has no budget; set one with `walletd budget set`")
 
 
-def check_requirement(req: Requirement, ctx: Context) -> tuple[Network, Asset, int]:
-    """Apply every non-budget rule to one entry.
+def check_requirement(req: Requirement, ctx: Context, version: int = 2) -> Choice:
+    """Apply every non-budget rule to one entry of an x402 ``version`` demand.
 
-    Returns its pinned network, its pinned stablecoin and its amount in USD atomic units.
+    Returns the choice: its pinned network and stablecoin, its amount in USD
+    atomic units, its transfer method and (upto) facilitator.
 
     Raises:
         PolicyDeniedError: naming the first rule the entry breaks.
     """
-    _check_scheme(req, ctx)
+    _check_scheme(req, version)
     net = find_network(req.network, ctx.limits.networks)
     if net is None:
         raise _deny("network", f"network {req.network!r} is not enabled")
     asset = _check_asset(req, net, ctx.limits)
     usd = _usd_amount(req, asset)
+    method = _transfer_method(req, asset, version)
+    facilitator = _check_permit2_extra(req) if method == PERMIT2 else ""
     _check_extra(req, net, asset)
     _check_payee(req, ctx)
     _check_host(ctx)
     _check_amount_and_validity(req, ctx)
-    return net, asset, usd
+    validity = min(req.max_timeout_seconds, ctx.limits.max_validity_seconds)
+    return Choice(req, net, validity, asset, usd, method, facilitator)
 
 
 def _passing(demand: Demand, ctx: Context) -> tuple[list[Choice], list[RefusedError]]:
@@ -183,12 +244,9 @@ def _passing(demand: Demand, ctx: Context) -> tuple[list[Choice], list[RefusedEr
             errors.append(entry.error)
             continue
         try:
-            net, asset, usd = check_requirement(entry, ctx)
+            passing.append(check_requirement(entry, ctx, demand.version))
         except PolicyDeniedError as exc:
             errors.append(exc)
-            continue
-        validity = min(entry.max_timeout_seconds, ctx.limits.max_validity_seconds)
-        passing.append(Choice(entry, net, validity, asset, usd))
     return passing, errors
 
 

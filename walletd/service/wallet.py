@@ -21,12 +21,20 @@ from functools import lru_cache
 from urllib.parse import urlsplit
 
 from walletd.db.ledger import LedgerTx, NewDecision, NewPayment, Store, StoredPayment
-from walletd.domain import lifecycle, policy
+from walletd.domain import lifecycle, permit2, policy
 from walletd.domain.budget import BudgetState, window_states
 from walletd.domain.demand import Demand, InvalidEntry, Requirement, decode_demand
-from walletd.domain.direct import DirectDemand, as_demand, parse_direct
+from walletd.domain.direct import (
+    KIND_EXACT,
+    KIND_PERMIT2,
+    KIND_UPTO,
+    DirectDemand,
+    as_demand,
+    parse_direct,
+)
 from walletd.domain.eip3009 import Authorization, authorization_digest, payment_header
 from walletd.domain.money import MAX_AMOUNT
+from walletd.domain.networks import PERMIT2, to_token_units
 from walletd.domain.payment import (
     Caller,
     PayCommand,
@@ -480,23 +488,47 @@ class WalletService:
     ) -> NewPayment:
         req, net = choice.requirement, choice.network
         now_s = now // 1000
-        auth = Authorization(
-            from_address=self._signer.address,
-            to_address=req.pay_to,
-            value=req.amount,
-            valid_after=max(now_s - VALID_AFTER_SLACK_S, 0),
-            valid_before=now_s + choice.validity_seconds,
-            nonce=os.urandom(32),
-        )
-        signature = self._signer.sign_hash(authorization_digest(net, auth, choice.asset))
-        name, value = payment_header(
-            version=demand.version,
-            network=net,
-            accepted=req.raw,
-            resource=demand.resource,
-            auth=auth,
-            signature=signature,
-        )
+        valid_after = max(now_s - VALID_AFTER_SLACK_S, 0)
+        valid_before = now_s + choice.validity_seconds
+        if choice.method == PERMIT2:
+            transfer = permit2.Permit2Transfer(
+                from_address=self._signer.address,
+                token=choice.asset.address,
+                amount=to_token_units(choice.asset, choice.amount),
+                spender=permit2.UPTO_PROXY_ADDRESS
+                if req.scheme == "upto"
+                else (permit2.EXACT_PROXY_ADDRESS),
+                nonce=int.from_bytes(os.urandom(32), "big"),
+                deadline=valid_before,
+                to_address=req.pay_to,
+                valid_after=valid_after,
+                facilitator=choice.facilitator if req.scheme == "upto" else None,
+            )
+            signature = self._signer.sign_hash(permit2.permit2_digest(net.chain_id, transfer))
+            name, value = permit2.payment_header(
+                accepted=req.raw, resource=demand.resource, transfer=transfer, signature=signature
+            )
+            nonce = "0x" + transfer.nonce.to_bytes(32, "big").hex()
+            kind = KIND_UPTO if req.scheme == "upto" else KIND_PERMIT2
+        else:
+            auth = Authorization(
+                from_address=self._signer.address,
+                to_address=req.pay_to,
+                value=req.amount,
+                valid_after=valid_after,
+                valid_before=valid_before,
+                nonce=os.urandom(32),
+            )
+            signature = self._signer.sign_hash(authorization_digest(net, auth, choice.asset))
+            name, value = payment_header(
+                version=demand.version,
+                network=net,
+                accepted=req.raw,
+                resource=demand.resource,
+                auth=auth,
+                signature=signature,
+            )
+            nonce, kind = "0x" + auth.nonce.hex(), KIND_EXACT
         return NewPayment(
             id="pay_" + secrets.token_hex(12),
             client_id=client_id,
@@ -510,13 +542,14 @@ class WalletService:
             method=cmd.method.upper(),
             url=cmd.url,
             host=host,
-            nonce="0x" + auth.nonce.hex(),
-            valid_after=auth.valid_after,
-            valid_before=auth.valid_before,
+            nonce=nonce,
+            valid_after=valid_after,
+            valid_before=valid_before,
             header_name=name,
             header_value=value,
             labels=dict(cmd.labels),
             created_at_ms=now,
+            kind=kind,
         )
 
     def report_outcome(

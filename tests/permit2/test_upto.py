@@ -1,0 +1,72 @@
+"""`upto`: walletd authorizes a maximum through Permit2; the reference facilitator settles the
+amount used, and walletd's budget keeps only what was charged."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+from x402.schemas import PaymentPayload, PaymentRequirements
+
+from tests.permit2.conftest import PAY_TO, PER_REQUEST, URL, Bed
+from walletd.domain.networks import MEGAETH
+from walletd.domain.payment import PayCommand
+from walletd.domain.permit2 import UPTO_PROXY_ADDRESS
+from walletd.errors import BudgetExceededError
+
+USD18 = MEGAETH.assets[0]
+UNIT = 10**12  # token units per USD atomic unit
+
+
+def upto_entry(bed: Bed, maximum: int, **over: Any) -> dict[str, Any]:
+    doc = {
+        "scheme": "upto",
+        "network": MEGAETH.caip2,
+        "asset": USD18.address,
+        "amount": str(maximum),
+        "payTo": PAY_TO,
+        "maxTimeoutSeconds": 300,
+        "extra": {"name": USD18.eip712_name, "version": USD18.eip712_version,
+                  "assetTransferMethod": "permit2", "facilitatorAddress": bed.facilitator_address},
+    }  # fmt: skip
+    doc.update(over)
+    return doc
+
+
+def header(*entries: dict[str, Any]) -> str:
+    doc = {"x402Version": 2, "accepts": list(entries), "resource": {"url": URL}}
+    return base64.b64encode(json.dumps(doc).encode()).decode()
+
+
+def settle_charged(bed: Bed, header_value: str, accepted: dict[str, Any], charged: int) -> Any:
+    payload = PaymentPayload.model_validate(json.loads(base64.b64decode(header_value)))
+    verdict = bed.facilitator.verify(payload, PaymentRequirements.model_validate(accepted))
+    assert verdict.is_valid, verdict
+    used = PaymentRequirements.model_validate({**accepted, "amount": str(charged)})
+    return bed.facilitator.settle(payload, used)
+
+
+def test_upto_authorizes_the_maximum_and_settles_what_was_used(bed: Bed) -> None:
+    accepted = upto_entry(bed, 10_000 * UNIT)  # at most $0.01
+    before = bed.token_balance(PAY_TO)
+    receipt = bed.service.pay(bed.caller, PayCommand("upto-1", "POST", URL, header(accepted)))
+    assert receipt.amount == 10_000  # the budget reserves the maximum
+    auth = json.loads(base64.b64decode(receipt.header_value))["payload"]["permit2Authorization"]
+    assert auth["spender"] == UPTO_PROXY_ADDRESS
+    assert auth["witness"]["facilitator"] == bed.facilitator_address
+    result = settle_charged(bed, receipt.header_value, accepted, 4_321 * UNIT)
+    assert result.success, result
+    assert bed.token_balance(PAY_TO) - before == 4_321 * UNIT
+
+
+def test_upto_maximum_above_the_per_request_limit_is_refused_and_nothing_signed(
+    bed: Bed,
+) -> None:
+    calls = bed.signer.calls
+    accepted = upto_entry(bed, (PER_REQUEST + 1) * UNIT)
+    with pytest.raises(BudgetExceededError) as info:
+        bed.service.pay(bed.caller, PayCommand("upto-over", "POST", URL, header(accepted)))
+    assert info.value.details["window"] == "per_request"
+    assert bed.signer.calls == calls
