@@ -4,6 +4,8 @@ reference x402 facilitator (exact and upto schemes) settling on that anvil."""
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
     from web3 import Web3
     from x402 import x402FacilitatorSync
 
+    from walletd.chain.reader import Web3ChainReader
     from walletd.db.ledger import Store
     from walletd.devnet import chain as devchain
     from walletd.domain.payment import Caller
@@ -59,9 +62,29 @@ class Bed:
     signer: AccountSigner
     facilitator: x402FacilitatorSync
     facilitator_address: str
+    reader: Web3ChainReader
 
     def token_balance(self, address: str) -> int:
         return int(devchain.usd18_contract(self.w3).functions.balanceOf(address).call())
+
+    def report(self, payment_id: str, settled: Any, **override: Any) -> str:
+        """Report the facilitator's settle result as the client would (PAYMENT-RESPONSE)."""
+        doc = {**settled.model_dump(mode="json", by_alias=True, exclude_none=True), **override}
+        value = base64.b64encode(json.dumps(doc).encode()).decode()
+        return self.service.report_outcome(self.caller, payment_id, 200, value)
+
+    def reconcile(self) -> None:
+        from walletd.service.reconcile import Reconciler
+
+        Reconciler(self.store, self.reader, margin_s=30).run_once()
+
+    def row(self, payment_id: str) -> Any:
+        with self.store.read() as tx:
+            return tx.tracked_payment(payment_id)
+
+    def spent_today(self) -> int:
+        windows = self.service.get_budget(self.caller).windows
+        return next(w.spent for w in windows if w.window == "daily")
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +133,6 @@ def bed(mega_anvil: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[B
     facilitator.register([MEGAETH.caip2], UptoEvmFacilitatorScheme(fsigner))
     try:
         yield Bed(w3, mega_anvil.rpc_url, store, service, service.authenticate(token), payer,
-                  facilitator, devchain.dev_account(1).address)  # fmt: skip
+                  facilitator, devchain.dev_account(1).address, reader)  # fmt: skip
     finally:
         engines.dispose()

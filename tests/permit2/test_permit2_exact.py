@@ -67,3 +67,13 @@ def test_permit2_deadline_is_capped_and_the_witness_pays_pay_to(bed: Bed) -> Non
     auth = json.loads(base64.b64decode(receipt.header_value))["payload"]["permit2Authorization"]
     assert now + 300 <= int(auth["deadline"]) == receipt.valid_before <= now + 302
     assert auth["witness"]["to"] == PAY_TO and int(auth["witness"]["validAfter"]) < now
+
+
+def test_settled_permit2_payment_is_confirmed_by_the_reconciler(bed: Bed) -> None:
+    accepted = entry(2000 * 10**12)
+    receipt = bed.service.pay(bed.caller, PayCommand("p2-recon", "POST", URL, header(accepted)))
+    result = settle(bed, receipt.header_value, accepted)
+    assert bed.report(receipt.payment_id, result) == "settlement_pending"
+    bed.reconcile()
+    row = bed.row(receipt.payment_id)
+    assert (row.status, row.settled_tx, row.amount) == ("settled", result.transaction, 2000)

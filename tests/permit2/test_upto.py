@@ -70,3 +70,32 @@ def test_upto_maximum_above_the_per_request_limit_is_refused_and_nothing_signed(
         bed.service.pay(bed.caller, PayCommand("upto-over", "POST", URL, header(accepted)))
     assert info.value.details["window"] == "per_request"
     assert bed.signer.calls == calls
+
+
+def test_charge_below_the_maximum_releases_the_rest_and_chain_and_ledger_agree(
+    bed: Bed,
+) -> None:
+    accepted = upto_entry(bed, 20_000 * UNIT)
+    spent_before, paid_before = bed.spent_today(), bed.token_balance(PAY_TO)
+    receipt = bed.service.pay(bed.caller, PayCommand("upto-release", "POST", URL, header(accepted)))
+    assert bed.spent_today() - spent_before == 20_000  # the maximum is reserved
+    result = settle_charged(bed, receipt.header_value, accepted, 7_777 * UNIT)
+    assert result.success and result.amount == str(7_777 * UNIT)
+    bed.report(receipt.payment_id, result)
+    bed.reconcile()
+    row = bed.row(receipt.payment_id)
+    assert (row.status, row.amount, row.authorized) == ("settled", 7_777, 20_000)
+    assert bed.spent_today() - spent_before == 7_777  # the rest is released
+    assert bed.token_balance(PAY_TO) - paid_before == 7_777 * UNIT
+
+
+def test_server_reporting_another_amount_than_the_chain_is_disputed(bed: Bed) -> None:
+    accepted = upto_entry(bed, 9_000 * UNIT)
+    spent_before = bed.spent_today()
+    receipt = bed.service.pay(bed.caller, PayCommand("upto-liar", "POST", URL, header(accepted)))
+    result = settle_charged(bed, receipt.header_value, accepted, 1_000 * UNIT)
+    bed.report(receipt.payment_id, result, amount=str(500 * UNIT))  # claims less than it took
+    bed.reconcile()
+    row = bed.row(receipt.payment_id)
+    assert (row.status, row.amount) == ("disputed", 9_000)  # still counted at the maximum
+    assert bed.spent_today() - spent_before == 9_000

@@ -63,6 +63,9 @@ class RaceChain:
         self._barrier()
         return outcome(nonce) != "expired"
 
+    def permit2_nonce_used(self, wallet: str, nonce: str) -> bool:
+        return False
+
     def find_authorization_used(
         self, wallet: str, nonce: str, not_before: int, token: str = ""
     ) -> str | None:

@@ -55,6 +55,8 @@ class NewPayment:
     labels: Mapping[str, str]
     created_at_ms: int
     kind: str = "exact"
+    authorized: int = 0
+    """upto: the maximum signed for (``amount`` starts equal to it); 0 for other kinds."""
     """``exact`` or ``transfer`` (``walletd.domain.direct``)."""
 
 
@@ -112,6 +114,8 @@ class TrackedPayment:
     settled_tx: str | None
     released: bool
     kind: str = "exact"
+    authorized: int = 0
+    """upto: the maximum signed for; 0 for other kinds."""
     asset: str = ""
     """The token contract the payment is in ("" read as the network's first stablecoin)."""
 

@@ -123,6 +123,10 @@ class ChainReader(Protocol):
         """
         ...
 
+    def permit2_nonce_used(self, wallet: str, nonce: str) -> bool:
+        """Whether Permit2's nonce bitmap marks the wallet's permit ``nonce`` (0x hex) used."""
+        ...
+
     def find_authorization_used(
         self, wallet: str, nonce: str, not_before: int, token: str = ""
     ) -> str | None:

@@ -550,6 +550,7 @@ class WalletService:
             labels=dict(cmd.labels),
             created_at_ms=now,
             kind=kind,
+            authorized=choice.amount if kind == KIND_UPTO else 0,
         )
 
     def report_outcome(
