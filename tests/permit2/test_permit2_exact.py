@@ -8,12 +8,15 @@ import json
 import time
 from typing import Any
 
+import pytest
 from x402.schemas import PaymentPayload, PaymentRequirements
 
 from tests.permit2.conftest import PAY_TO, URL, Bed
 from walletd.domain.networks import MEGAETH
 from walletd.domain.payment import PayCommand
 from walletd.domain.permit2 import EXACT_PROXY_ADDRESS
+
+pytestmark = pytest.mark.chain  # a MegaETH-id anvil of its own (tests/permit2/conftest.py)
 
 USD18 = MEGAETH.assets[0]
 

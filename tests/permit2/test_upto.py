@@ -16,6 +16,8 @@ from walletd.domain.payment import PayCommand
 from walletd.domain.permit2 import UPTO_PROXY_ADDRESS
 from walletd.errors import BudgetExceededError
 
+pytestmark = pytest.mark.chain  # a MegaETH-id anvil of its own (tests/permit2/conftest.py)
+
 USD18 = MEGAETH.assets[0]
 UNIT = 10**12  # token units per USD atomic unit
 
