@@ -14,6 +14,7 @@ from tests.permit2.conftest import PAY_TO, PER_REQUEST, URL, Bed
 from walletd.domain.networks import MEGAETH
 from walletd.domain.payment import PayCommand
 from walletd.domain.permit2 import UPTO_PROXY_ADDRESS
+from walletd.domain.report import ReportQuery
 from walletd.errors import BudgetExceededError
 
 pytestmark = pytest.mark.chain  # a MegaETH-id anvil of its own (tests/permit2/conftest.py)
@@ -79,6 +80,7 @@ def test_charge_below_the_maximum_releases_the_rest_and_chain_and_ledger_agree(
 ) -> None:
     accepted = upto_entry(bed, 20_000 * UNIT)
     spent_before, paid_before = bed.spent_today(), bed.token_balance(PAY_TO)
+    report_before = bed.service.spend_report(bed.caller, ReportQuery()).totals
     receipt = bed.service.pay(bed.caller, PayCommand("upto-release", "POST", URL, header(accepted)))
     assert bed.spent_today() - spent_before == 20_000  # the maximum is reserved
     result = settle_charged(bed, receipt.header_value, accepted, 7_777 * UNIT)
@@ -89,6 +91,10 @@ def test_charge_below_the_maximum_releases_the_rest_and_chain_and_ledger_agree(
     assert (row.status, row.amount, row.authorized) == ("settled", 7_777, 20_000)
     assert bed.spent_today() - spent_before == 7_777  # the rest is released
     assert bed.token_balance(PAY_TO) - paid_before == 7_777 * UNIT
+    totals = bed.service.spend_report(bed.caller, ReportQuery()).totals
+    assert totals.authorized - report_before.authorized == 20_000  # spend-report: authorized
+    settled = totals.tally("settled").amount - report_before.tally("settled").amount
+    assert settled == 7_777  # ... against charged, to the atomic unit
 
 
 def test_server_reporting_another_amount_than_the_chain_is_disputed(bed: Bed) -> None:

@@ -184,6 +184,7 @@ def _payment_rows(
         sums += [_sum(bucket == name, 1), _sum(bucket == name, P.amount)]
     confirmed = and_(P.status == "settled", P.settled_tx.is_not(None))
     sums += [_sum(confirmed, 1), _sum(confirmed, P.amount)]
+    sums.append(_sum(P.authorized > 0, P.authorized) + _sum(P.authorized == 0, P.amount))
     stmt: Any = select(*group, *sums).select_from(P).join(C, C.id == P.client_id)
     stmt = _within(stmt, P.created_at_ms, query, client_id)
     if group:
@@ -192,12 +193,13 @@ def _payment_rows(
     for values in conn.execute(stmt):
         key = _key(values[: len(dims)], dims)
         nums = [int(v) for v in values[len(dims) :]]
+        authorized = nums.pop()
         statuses = {b: Tally(nums[2 * i], nums[2 * i + 1]) for i, b in enumerate(PAYMENT_BUCKETS)}
         statuses[REFUSED] = report.ZERO
         conf = Tally(nums[-2], nums[-1])
         total = sum((t for t in statuses.values()), report.ZERO)
         unconf = Tally(total.count - conf.count, total.amount - conf.amount)
-        row = ReportRow(key, statuses, conf, unconf)
+        row = ReportRow(key, statuses, conf, unconf, authorized)
         rows[key] = rows[key].merged(row) if key in rows else row
     return rows
 

@@ -13,6 +13,11 @@ Status buckets (``BUCKETS``):
 * ``disputed``: a server claimed a settlement the chain does not show;
 * ``refused``: Pay decisions that signed nothing (from the decision log).
 
+Amounts are what each payment counts: for an ``upto`` payment, the amount
+charged once it settled (the authorized maximum before). ``authorized`` sums
+what was signed for (the maximum of an upto payment, the amount of any other),
+so authorized against charged shows what usage-priced payments released.
+
 The on-chain check splits payments (not refusals) in two: ``confirmed`` is a
 ``settled`` payment whose settling transaction the reconciler checked on chain
 (``settled_tx`` known); everything else is ``unconfirmed``.
@@ -91,6 +96,8 @@ class ReportRow:
     """Every bucket of ``BUCKETS``, zero when empty."""
     confirmed: Tally = ZERO
     unconfirmed: Tally = ZERO
+    authorized: int = 0
+    """What the group's payments signed for (upto: the maximum), in atomic units."""
 
     @property
     def payments(self) -> Tally:
@@ -124,6 +131,7 @@ class ReportRow:
             statuses,
             self.confirmed + other.confirmed,
             self.unconfirmed + other.unconfirmed,
+            self.authorized + other.authorized,
         )
 
 
