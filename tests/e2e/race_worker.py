@@ -11,11 +11,12 @@ import json
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 from tests.plugins.daemon import demand_header
 from walletd.client import BudgetExceededError, WalletClient
 
-SCHEME_DEMANDS = {
+SCHEME_DEMANDS: dict[str, dict[str, Any]] = {
     "eip3009": {},
     "permit2": {"extra": {"name": "USD Coin", "version": "2", "assetTransferMethod": "permit2"}},
     "upto": {
