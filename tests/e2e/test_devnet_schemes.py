@@ -73,3 +73,4 @@ def test_upto_route_charges_tokens_used_and_the_rest_is_released(
     report = json.loads(wallet_home.admin("spend-report", "--json").stdout)
     assert report["totals"]["statuses"]["settled"]["amount"] == charge
     assert report["totals"]["authorized"]["amount"] == 10_000
+    assert report["audit"]["ok"] is True  # the charge moved the row inside the hash chain
