@@ -301,7 +301,7 @@ def test_fifty_accepts_pay_the_only_entry_that_passes_policy(victim: WalletClien
         lambda a: entry(a, scheme="upto"),
         lambda a: entry(a, payTo=ZERO),
         lambda a: entry(a, maxTimeoutSeconds=365 * 24 * 3600),
-        lambda a: entry(a, extra={"assetTransferMethod": "permit2"}),
+        lambda a: entry(a, extra={"assetTransferMethod": "permit2", "spender": OTHER_PAY_TO}),
         lambda a: entry(a, payTo="0x1234"),
         lambda a: entry(f"-{a}"),
         lambda a: entry(int(a)),
