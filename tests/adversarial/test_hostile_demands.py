@@ -18,6 +18,7 @@ cases it leaves out.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -289,6 +290,44 @@ def test_hostile_demand_is_refused_precisely_and_nothing_is_signed(
     if case.error is BudgetExceededError:
         assert err.details["window"] == case.detail, err
     assert case.says in err.message, err.message
+    assert _ledger(victim) == before
+
+
+def _rescheme(header: str, scheme: str) -> str:
+    """The same v2 demand with every entry paid as Permit2 exact or as upto."""
+    doc = json.loads(base64.b64decode(header))
+    for e in doc["accepts"]:
+        if isinstance(e, dict) and isinstance(e.get("extra", {}), dict):
+            extra = e.setdefault("extra", {})
+            extra["assetTransferMethod"] = "permit2"
+            if scheme == "upto":
+                e["scheme"] = e["scheme"] if e.get("scheme") != "exact" else "upto"
+                extra["facilitatorAddress"] = OTHER_PAY_TO
+    return b64(doc)
+
+
+_SCHEME_SPECIFIC = ("scheme", "transfer_method", "permit2", "upto")
+RESCHEMED = [
+    pytest.param(case, scheme, id=f"{scheme}-{case.name}")
+    for scheme in ("permit2", "upto")
+    for case in CASES
+    if case.family in ("policy", "budget") and case.header
+    and not any(word in case.name or word == case.detail for word in _SCHEME_SPECIFIC)
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("case", "scheme"), RESCHEMED)
+def test_hostile_demand_as_permit2_or_upto_is_refused_by_the_same_rule(
+    victim: WalletClient, case: Case, scheme: str
+) -> None:
+    before = _ledger(victim)
+    with pytest.raises(WalletdError) as info:
+        victim.pay(f"hostile-{scheme}-{case.name}", "POST", URL,
+                   payment_required=_rescheme(case.header, scheme))  # fmt: skip
+    err = info.value
+    assert type(err) is case.error, f"{type(err).__name__}: {err}"
+    detail = err.details.get("rule") or err.details.get("window")
+    assert detail == case.detail, err
     assert _ledger(victim) == before
 
 
