@@ -42,6 +42,7 @@ from walletd.errors import (
     FrozenError,
     IdempotencyConflictError,
     InsufficientFundsError,
+    PolicyDeniedError,
     UnauthenticatedError,
 )
 from walletd.service.clock import now_ms
@@ -226,6 +227,12 @@ class DirectPayments:
             if choice.network.caip2 != chain.network.caip2:
                 raise ChainError(
                     f"the RPC serves {chain.network.caip2}, the demand is on {choice.network.caip2}"
+                )
+            if choice.asset != choice.network.default_asset:
+                raise PolicyDeniedError(  # the sender transfers the network's first stablecoin
+                    f"policy asset: direct transfers pay {choice.network.default_asset.symbol} "
+                    f"only on {choice.network.caip2}, not {choice.asset.symbol}",
+                    {"rule": "asset"},
                 )
             if self._funds is not None:
                 require_funds(
