@@ -80,3 +80,8 @@ def test_settled_permit2_payment_is_confirmed_by_the_reconciler(bed: Bed) -> Non
     bed.reconcile()
     row = bed.row(receipt.payment_id)
     assert (row.status, row.settled_tx, row.amount) == ("settled", result.transaction, 2000)
+
+
+def test_balance_of_an_18_decimal_stablecoin_is_read_in_usd_atomic_units(bed: Bed) -> None:
+    raw = bed.token_balance(bed.signer.address)
+    assert bed.reader.usdc_balance(bed.signer.address) == raw // 10**12

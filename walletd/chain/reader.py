@@ -27,7 +27,7 @@ from walletd.chain.abi import (
     address_topic,
     nonce_bytes,
 )
-from walletd.domain.networks import KNOWN_NETWORKS, Network
+from walletd.domain.networks import KNOWN_NETWORKS, USD_DECIMALS, Network
 from walletd.domain.permit2 import PERMIT2_ADDRESS, nonce_slot
 from walletd.errors import ChainError
 from walletd.service.ports import AuthorizationEvent, ChainReceipt, TokenTransfer
@@ -230,10 +230,17 @@ class Web3ChainReader:
         return int(self._w3.eth.get_block(BlockNumber(block))["timestamp"])
 
     def usdc_balance(self, address: str) -> int:
-        """USDC atomic units held by ``address``."""
+        """The network's first stablecoin held by ``address``, in USD atomic units.
+
+        6 decimals whatever the token's (an 18-decimal balance is rounded down),
+        so funds checks and the low-balance warning compare like with like.
+        """
         with chain_errors("balanceOf"):
             fn = self._token.functions.balanceOf(Web3.to_checksum_address(address))
-            return int(fn.call())
+            raw = int(fn.call())
+        shift = self._network.default_asset.decimals - USD_DECIMALS
+        scale: int = 10 ** abs(shift)
+        return raw // scale if shift > 0 else raw * scale
 
     def eth_balance(self, address: str) -> int:
         """Wei held by ``address``."""
