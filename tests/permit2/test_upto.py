@@ -73,6 +73,9 @@ def test_upto_maximum_above_the_per_request_limit_is_refused_and_nothing_signed(
         bed.service.pay(bed.caller, PayCommand("upto-over", "POST", URL, header(accepted)))
     assert info.value.details["window"] == "per_request"
     assert bed.signer.calls == calls
+    refusals = bed.service.spend_report(bed.caller, ReportQuery()).refusals
+    (refused,) = [r for r in refusals if r.rule == "per_request"]
+    assert refused.amount == PER_REQUEST + 1  # logged in USD atomic units, not token units
 
 
 def test_charge_below_the_maximum_releases_the_rest_and_chain_and_ledger_agree(

@@ -18,6 +18,7 @@ from walletd.domain.networks import (
     DEFAULT_ASSETS,
     DEFAULT_ENABLED,
     EIP3009,
+    KNOWN_NETWORKS,
     PERMIT2,
     Asset,
     Network,
@@ -267,3 +268,15 @@ def choose(demand: Demand, ctx: Context) -> Choice:
     check_spend(ctx.budget, ctx.spent, amount)
     check_spend(ctx.global_budget, ctx.global_spent, amount, scope="global_")
     return cheapest
+
+
+def usd_amount_of(req: Requirement) -> int:
+    """An entry's amount in USD atomic units when the table knows its token, for the log.
+
+    Whether or not its network is enabled; a token the table does not know
+    (or an amount not whole in USD units) is taken as given.
+    """
+    net = find_network(req.network, tuple(n.caip2 for n in KNOWN_NETWORKS))
+    asset = net.asset(req.asset) if net is not None else None
+    usd = to_usd_atomic(asset, req.amount) if asset is not None else None
+    return req.amount if usd is None else usd

@@ -155,11 +155,12 @@ class _Attempt:
         entries = self.demand.entries if self.demand else ()
         valid = [e for e in entries if isinstance(e, Requirement)]
         if valid:
-            cheapest = min(valid, key=lambda e: e.amount)
+            usd = {e.index: policy.usd_amount_of(e) for e in valid}
+            cheapest = min(valid, key=lambda e: usd[e.index])
             if requested.isdigit():  # the budget judged this amount, not the cheapest overall
-                asked = [e for e in valid if e.amount == int(requested)]
+                asked = [e for e in valid if usd[e.index] == int(requested)]
                 cheapest = asked[0] if asked else cheapest
-            return cheapest.pay_to, cheapest.amount
+            return cheapest.pay_to, usd[cheapest.index]
         known = [e.amount for e in entries if isinstance(e, InvalidEntry) and e.amount is not None]
         return "", min(known) if known else 0
 
