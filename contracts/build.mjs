@@ -1,7 +1,9 @@
-// Compile contracts/TestUSDC.sol into walletd/devnet/artifacts/TestUSDC.json.
+// Compile the test contracts in contracts/ into walletd/devnet/artifacts/<Contract>.json:
+// TestUSDC (EIP-3009 USDC stand-in), TestUSD18 (18-decimal stablecoin without EIP-3009),
+// TestPermit2 (Permit2's SignatureTransfer) and the x402 exact/upto Permit2 proxies.
 //
-//   node contracts/build.mjs           write the artifact
-//   node contracts/build.mjs --check   rebuild to a temp file; exit 1 if it differs from the
+//   node contracts/build.mjs           write the artifacts
+//   node contracts/build.mjs --check   rebuild to a temp dir; exit 1 if any differs from the
 //                                      committed artifact (CI runs this)
 //
 // Why this script and not the `solcjs` CLI: the CLI cannot set evmVersion and always targets
@@ -20,11 +22,21 @@ import solc from "solc";
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const NODE_MODULES = join(ROOT, "node_modules");
 const EVM_VERSION = "cancun";
-const CONTRACT = "TestUSDC";
+// Each source is compiled on its own (so adding one never changes another's metadata hash).
+const TARGETS = [
+  { source: "TestUSDC", contracts: ["TestUSDC"] },
+  { source: "TestUSD18", contracts: ["TestUSD18"] },
+  { source: "TestPermit2", contracts: ["TestPermit2"] },
+  {
+    source: "TestX402Permit2Proxies",
+    contracts: ["TestX402ExactPermit2Proxy", "TestX402UptoPermit2Proxy"],
+  },
+];
+const ARTIFACTS = join(ROOT, "walletd", "devnet", "artifacts");
 // The source key is relative so the metadata hash embedded in the bytecode does not depend on
 // where the repository is checked out.
-const SOURCE_KEY = `contracts/${CONTRACT}.sol`;
-const ARTIFACT = join(ROOT, "walletd", "devnet", "artifacts", `${CONTRACT}.json`);
+const sourceKey = (source) => `contracts/${source}.sol`;
+const artifactPath = (contract) => join(ARTIFACTS, `${contract}.json`);
 
 function findImport(path) {
   const full = resolve(NODE_MODULES, path);
@@ -38,10 +50,10 @@ function findImport(path) {
   }
 }
 
-function compilerInput() {
+function compilerInput(key) {
   return {
     language: "Solidity",
-    sources: { [SOURCE_KEY]: { content: readFileSync(join(ROOT, SOURCE_KEY), "utf8") } },
+    sources: { [key]: { content: readFileSync(join(ROOT, key), "utf8") } },
     settings: {
       optimizer: { enabled: true, runs: 200 },
       evmVersion: EVM_VERSION,
@@ -52,8 +64,9 @@ function compilerInput() {
   };
 }
 
-function compile() {
-  const output = JSON.parse(solc.compile(JSON.stringify(compilerInput()), { import: findImport }));
+function compile(source, contracts) {
+  const key = sourceKey(source);
+  const output = JSON.parse(solc.compile(JSON.stringify(compilerInput(key)), { import: findImport }));
   const problems = output.errors ?? [];
   for (const problem of problems) {
     console.error(problem.formattedMessage);
@@ -61,11 +74,13 @@ function compile() {
   if (problems.some((p) => p.severity === "error")) {
     throw new Error("solc reported errors");
   }
-  const contract = output.contracts?.[SOURCE_KEY]?.[CONTRACT];
-  if (!contract) {
-    throw new Error(`solc produced no output for ${SOURCE_KEY}:${CONTRACT}`);
-  }
-  return contract;
+  return contracts.map((name) => {
+    const contract = output.contracts?.[key]?.[name];
+    if (!contract) {
+      throw new Error(`solc produced no output for ${key}:${name}`);
+    }
+    return [name, contract];
+  });
 }
 
 function sortKeys(value) {
@@ -98,26 +113,27 @@ function write(path, text) {
   writeFileSync(path, text);
 }
 
-function check(text) {
+function check(name, text) {
+  const artifact = artifactPath(name);
   const dir = mkdtempSync(join(tmpdir(), "walletd-contracts-"));
   try {
-    const fresh = join(dir, `${CONTRACT}.json`);
+    const fresh = join(dir, `${name}.json`);
     write(fresh, text);
     let committed;
     try {
-      committed = readFileSync(ARTIFACT);
+      committed = readFileSync(artifact);
     } catch {
-      console.error(`${relative(ROOT, ARTIFACT)} is missing; run npm run build:contracts`);
+      console.error(`${relative(ROOT, artifact)} is missing; run npm run build:contracts`);
       return 1;
     }
     if (!committed.equals(readFileSync(fresh))) {
       console.error(
-        `${relative(ROOT, ARTIFACT)} is stale: it differs from a fresh build of ${SOURCE_KEY}; ` +
+        `${relative(ROOT, artifact)} is stale: it differs from a fresh build of its source; ` +
           "run npm run build:contracts and commit the result",
       );
       return 1;
     }
-    console.log(`${relative(ROOT, ARTIFACT)} is up to date`);
+    console.log(`${relative(ROOT, artifact)} is up to date`);
     return 0;
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -130,13 +146,19 @@ function main(args) {
     console.error(`usage: node contracts/build.mjs [--check]  (unknown: ${unknown.join(" ")})`);
     return 2;
   }
-  const text = artifactText(compile());
-  if (args.includes("--check")) {
-    return check(text);
+  let failed = 0;
+  for (const { source, contracts } of TARGETS) {
+    for (const [name, contract] of compile(source, contracts)) {
+      const text = artifactText(contract);
+      if (args.includes("--check")) {
+        failed |= check(name, text);
+        continue;
+      }
+      write(artifactPath(name), text);
+      console.log(`wrote ${relative(ROOT, artifactPath(name))} (solc ${solc.version()}, ${EVM_VERSION})`);
+    }
   }
-  write(ARTIFACT, text);
-  console.log(`wrote ${relative(ROOT, ARTIFACT)} (solc ${solc.version()}, ${EVM_VERSION})`);
-  return 0;
+  return failed;
 }
 
 try {

@@ -21,7 +21,12 @@ from urllib.parse import parse_qsl, urlsplit
 
 from walletd.domain.direct import DEFAULT_PROOF_HEADER, ProofHeaders, check_header_name
 from walletd.domain.money import parse_usd
-from walletd.domain.networks import DEFAULT_ENABLED, KNOWN_NETWORKS
+from walletd.domain.networks import (
+    DEFAULT_ASSETS,
+    DEFAULT_ENABLED,
+    KNOWN_NETWORKS,
+    known_asset_entry,
+)
 from walletd.domain.policy import Limits
 from walletd.errors import InvalidRequestError
 
@@ -67,7 +72,9 @@ class Settings:
     tls_client_ca: str = ""
     """When set, TCP clients must present a certificate signed by this CA (mutual TLS)."""
     networks: tuple[str, ...] = DEFAULT_ENABLED
-    """Enabled networks (CAIP-2). Base only by default; add eip155:84532 for Base Sepolia."""
+    """Enabled networks (CAIP-2). Base only by default; `walletd networks` lists them all."""
+    assets: tuple[str, ...] = DEFAULT_ASSETS
+    """Stablecoins paid in: ``SYMBOL`` or ``CAIP2/SYMBOL`` entries; empty: every pinned one."""
     max_validity_seconds: int = 300
     max_demand_timeout_seconds: int = 3600
     rpc_url: str = ""
@@ -123,7 +130,12 @@ class Settings:
 
     def limits(self) -> Limits:
         """The daemon-wide policy limits."""
-        return Limits(self.networks, self.max_validity_seconds, self.max_demand_timeout_seconds)
+        return Limits(
+            self.networks,
+            self.max_validity_seconds,
+            self.max_demand_timeout_seconds,
+            assets=self.assets,
+        )
 
 
 _SECTIONS = {
@@ -139,6 +151,7 @@ _SECTIONS = {
     },
     "policy": {
         "networks": "networks",
+        "assets": "assets",
         "max_validity_seconds": "max_validity_seconds",
         "max_demand_timeout_seconds": "max_demand_timeout_seconds",
     },
@@ -182,7 +195,15 @@ def validate(settings: Settings) -> Settings:
     """Refuse settings that cannot be right."""
     known = {n.caip2 for n in KNOWN_NETWORKS}
     if not settings.networks or set(settings.networks) - known:
-        raise InvalidRequestError(f"networks must be a non-empty subset of {sorted(known)}")
+        raise InvalidRequestError(
+            f"networks must be a non-empty subset of {sorted(known)} (see `walletd networks`)"
+        )
+    unknown = [a for a in settings.assets if not known_asset_entry(a)]
+    if unknown:
+        raise InvalidRequestError(
+            f"policy.assets: {unknown[0]!r} names no pinned stablecoin; use a symbol such as "
+            '"USDC" or "CAIP2/SYMBOL" such as "eip155:42220/USDT" (see `walletd networks`)'
+        )
     if not 10 <= settings.max_validity_seconds <= settings.max_demand_timeout_seconds:
         raise InvalidRequestError("need 10 <= max_validity_seconds <= max_demand_timeout_seconds")
     if not settings.reconcile_interval_seconds > 0 or settings.expiry_margin_seconds < 0:

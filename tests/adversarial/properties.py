@@ -146,7 +146,8 @@ POOLS: dict[str, list[Any]] = {
     "scheme": ["upto", "EXACT", "exact ", "", "permit", None, 1],
     "maxTimeoutSeconds": [0, -1, 31_536_000, 3601, 300.0, "300", True, None, 2**64],
     "extra": [{"name": "USDC", "version": "2"}, {"name": "USD Coin", "version": "1"},
-              {"assetTransferMethod": "permit2"}, {"paymentFlow": "pull"}, [], "USD Coin",
+              {"assetTransferMethod": "permit2", "spender": "0x" + "ab" * 20},
+              {"paymentFlow": "pull"}, [], "USD Coin",
               {"name": None}],
     "x402Version": [0, 3, "2", True, 2.0, None, -1, 2**64],
     "accepts": [[], {}, None, "exact", [[]], [None]],
@@ -286,7 +287,8 @@ TRICKS: dict[str, st.SearchStrategy[Any]] = {
     "extra": st.sampled_from([
         {"name": "USDC", "version": "2"}, {"name": "USD Coin", "version": "1"},
         {"name": "USD Coin ", "version": "2"}, {"name": None}, {"version": 2},
-        {"assetTransferMethod": "permit2"}, {"assetTransferMethod": None, "paymentFlow": "pull"},
+        {"assetTransferMethod": "permit2", "permit2": "0x" + "ab" * 20},
+        {"assetTransferMethod": "eip2612"}, {"assetTransferMethod": None, "paymentFlow": "pull"},
     ]),
 }  # fmt: skip
 """Well-formed values that a rule (not the parser) must refuse."""
@@ -505,7 +507,7 @@ def _verify_paid(h: PayHarness, case: DemandCase, header_name: str, header_value
     for e in demand.entries:
         if isinstance(e, Requirement):
             try:
-                assert policy.check_requirement(e, _ctx(h)) == BASE
+                assert policy.check_requirement(e, _ctx(h), demand.version).network == BASE
             except RefusedError:
                 continue
             passing.append(e)

@@ -18,6 +18,7 @@ cases it leaves out.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ import pytest
 
 from tests.adversarial.demands import (
     DROP,
+    GOOD_EXTRA,
     NOT_USDC,
     OTHER_PAY_TO,
     PAY_TO,
@@ -132,12 +134,32 @@ CASES: list[Case] = [
             _one(extra={"name": "USD Coin", "version": "1"})),
     _policy("eip712_name_null", "eip712_domain", _one(extra={"name": None, "version": "2"})),
     _policy("unknown_scheme", "scheme", _one(scheme="exact-v9")),
-    _policy("upto_scheme", "scheme", _one(scheme="upto")),
+    _policy("upto_without_facilitator", "upto_facilitator", _one(scheme="upto")),
+    _policy("upto_on_x402_v1", "scheme",
+            body=v1_body(v1_entry(scheme="upto",
+                                  extra={**GOOD_EXTRA, "facilitatorAddress": PAY_TO}))),
+    _policy("upto_naming_another_proxy", "permit2_address",
+            _one(scheme="upto", extra={**GOOD_EXTRA, "facilitatorAddress": PAY_TO,
+                                       "spender": OTHER_PAY_TO})),
     _policy("scheme_case_trick", "scheme", _one(scheme="EXACT")),
-    _policy("permit2_transfer_method", "transfer_method",
-            _one(extra={"assetTransferMethod": "permit2", **entry()["extra"]})),
+    _policy("permit2_naming_another_spender", "permit2_address",
+            _one(extra={"assetTransferMethod": "permit2", "spender": OTHER_PAY_TO,
+                        **entry()["extra"]})),
+    _policy("permit2_naming_another_permit2", "permit2_address",
+            _one(extra={"assetTransferMethod": "permit2", "permit2Address": OTHER_PAY_TO,
+                        **entry()["extra"]})),
+    _policy("permit2_proxy_not_a_string", "permit2_address",
+            _one(extra={"assetTransferMethod": "permit2", "proxy": 1, **entry()["extra"]})),
+    _policy("permit2_on_x402_v1", "transfer_method",
+            body=v1_body(v1_entry(extra={"assetTransferMethod": "permit2", **GOOD_EXTRA}))),
+    _policy("unknown_transfer_method", "transfer_method",
+            _one(extra={"assetTransferMethod": "eip2612", **entry()["extra"]})),
     _policy("unknown_payment_flow", "payment_flow",
             _one(extra={"paymentFlow": "pull", **entry()["extra"]})),
+    _policy("decimals_disagree_with_table", "decimals",
+            _one(extra={**entry()["extra"], "decimals": 18})),
+    _policy("network_pinned_but_not_enabled_celo", "network",
+            _one(network="eip155:42220", asset="0xcebA9300f2b948710d2653dD7B07f33A8B32118C")),
     _policy("zero_pay_to", "payee_zero", _one(payTo=ZERO)),
     _policy("zero_amount", "amount_positive", _one(amount="0")),
     _policy("validity_of_a_year", "validity", _one(maxTimeoutSeconds=365 * 24 * 3600)),
@@ -271,6 +293,44 @@ def test_hostile_demand_is_refused_precisely_and_nothing_is_signed(
     assert _ledger(victim) == before
 
 
+def _rescheme(header: str, scheme: str) -> str:
+    """The same v2 demand with every entry paid as Permit2 exact or as upto."""
+    doc = json.loads(base64.b64decode(header))
+    for e in doc["accepts"]:
+        if isinstance(e, dict) and isinstance(e.get("extra", {}), dict):
+            extra = e.setdefault("extra", {})
+            extra["assetTransferMethod"] = "permit2"
+            if scheme == "upto":
+                e["scheme"] = e["scheme"] if e.get("scheme") != "exact" else "upto"
+                extra["facilitatorAddress"] = OTHER_PAY_TO
+    return b64(doc)
+
+
+_SCHEME_SPECIFIC = ("scheme", "transfer_method", "permit2", "upto")
+RESCHEMED = [
+    pytest.param(case, scheme, id=f"{scheme}-{case.name}")
+    for scheme in ("permit2", "upto")
+    for case in CASES
+    if case.family in ("policy", "budget") and case.header
+    and not any(word in case.name or word == case.detail for word in _SCHEME_SPECIFIC)
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("case", "scheme"), RESCHEMED)
+def test_hostile_demand_as_permit2_or_upto_is_refused_by_the_same_rule(
+    victim: WalletClient, case: Case, scheme: str
+) -> None:
+    before = _ledger(victim)
+    with pytest.raises(WalletdError) as info:
+        victim.pay(f"hostile-{scheme}-{case.name}", "POST", URL,
+                   payment_required=_rescheme(case.header, scheme))  # fmt: skip
+    err = info.value
+    assert type(err) is case.error, f"{type(err).__name__}: {err}"
+    detail = err.details.get("rule") or err.details.get("window")
+    assert detail == case.detail, err
+    assert _ledger(victim) == before
+
+
 def test_fifty_accepts_pay_the_only_entry_that_passes_policy(victim: WalletClient) -> None:
     hostile: list[Callable[[str], dict[str, Any]]] = [
         lambda a: entry(a, network="eip155:1"),
@@ -280,7 +340,7 @@ def test_fifty_accepts_pay_the_only_entry_that_passes_policy(victim: WalletClien
         lambda a: entry(a, scheme="upto"),
         lambda a: entry(a, payTo=ZERO),
         lambda a: entry(a, maxTimeoutSeconds=365 * 24 * 3600),
-        lambda a: entry(a, extra={"assetTransferMethod": "permit2"}),
+        lambda a: entry(a, extra={"assetTransferMethod": "permit2", "spender": OTHER_PAY_TO}),
         lambda a: entry(a, payTo="0x1234"),
         lambda a: entry(f"-{a}"),
         lambda a: entry(int(a)),

@@ -1,7 +1,8 @@
 """A caller process for the race tests: N threads hammer Pay with fresh keys.
 
-Run as ``python -m tests.e2e.race_worker SOCKET TOKEN_FILE THREADS ATTEMPTS PREFIX``;
-prints one JSON object: the receipts it got and how many refusals.
+Run as ``python -m tests.e2e.race_worker SOCKET TOKEN_FILE THREADS ATTEMPTS PREFIX [SCHEME]``
+(SCHEME: ``eip3009`` by default, ``permit2`` or ``upto``); prints one JSON object: the
+receipts it got and how many refusals.
 """
 
 from __future__ import annotations
@@ -10,14 +11,25 @@ import json
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 from tests.plugins.daemon import demand_header
 from walletd.client import BudgetExceededError, WalletClient
 
+SCHEME_DEMANDS: dict[str, dict[str, Any]] = {
+    "eip3009": {},
+    "permit2": {"extra": {"name": "USD Coin", "version": "2", "assetTransferMethod": "permit2"}},
+    "upto": {
+        "scheme": "upto",
+        "extra": {"name": "USD Coin", "version": "2", "facilitatorAddress": "0x" + "fa" * 20},
+    },
+}
+"""The same $0.003 demand paid as EIP-3009 exact, Permit2 exact, or upto (a $0.003 maximum)."""
+
 
 def main() -> None:
     socket, token_file, threads, attempts, prefix = sys.argv[1:6]
-    header = demand_header()
+    header = demand_header(**SCHEME_DEMANDS[sys.argv[6] if len(sys.argv) > 6 else "eip3009"])
     lock = threading.Lock()
     accepted: list[dict[str, object]] = []
     refused = [0]

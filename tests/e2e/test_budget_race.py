@@ -17,7 +17,7 @@ BUDGET = 32 * PRICE  # exactly 32 payments fit
 PROCESSES, THREADS, ATTEMPTS = 2, 8, 4  # 64 attempts for 32 places
 
 
-def _callers(sockets: list[str], token_file: str) -> list[dict[str, Any]]:
+def _callers(sockets: list[str], token_file: str, scheme: str) -> list[dict[str, Any]]:
     procs = [
         subprocess.Popen(
             [
@@ -29,6 +29,7 @@ def _callers(sockets: list[str], token_file: str) -> list[dict[str, Any]]:
                 str(THREADS),
                 str(ATTEMPTS),
                 f"p{p}",
+                scheme,
             ],
             stdout=subprocess.PIPE,
             text=True,
@@ -41,8 +42,12 @@ def _callers(sockets: list[str], token_file: str) -> list[dict[str, Any]]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("daemons", [1, 2])
-def test_accepted_total_equals_the_budget_exactly(wallet_home: WalletHome, daemons: int) -> None:
+@pytest.mark.parametrize(
+    ("daemons", "scheme"), [(1, "eip3009"), (2, "eip3009"), (1, "permit2"), (1, "upto")]
+)
+def test_accepted_total_equals_the_budget_exactly(
+    wallet_home: WalletHome, daemons: int, scheme: str
+) -> None:
     token = wallet_home.add_client("racer")
     wallet_home.admin("budget", "set", "racer", "--total", str(BUDGET / 1_000_000))
     running = [Daemon(wallet_home)]
@@ -52,7 +57,7 @@ def test_accepted_total_equals_the_budget_exactly(wallet_home: WalletHome, daemo
         running.append(Daemon(wallet_home, "--socket", str(second)))
         sockets.append(str(second))
     try:
-        results = _callers(sockets, str(token))
+        results = _callers(sockets, str(token), scheme)
     finally:
         codes = [d.stop() for d in running]
     accepted = [a for r in results for a in r["accepted"]]
@@ -62,5 +67,7 @@ def test_accepted_total_equals_the_budget_exactly(wallet_home: WalletHome, daemo
     assert len({a["header"] for a in accepted}) == len(accepted)
     with sqlite3.connect(wallet_home.data_dir / "walletd.db") as db:
         (ledger_sum, rows) = db.execute("select sum(amount), count(*) from payments").fetchone()
+        kinds = {k for (k,) in db.execute("select distinct kind from payments")}
     assert (ledger_sum, rows) == (BUDGET, len(accepted))
+    assert kinds == {{"eip3009": "exact"}.get(scheme, scheme)}
     assert codes == [0] * daemons

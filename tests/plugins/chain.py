@@ -100,7 +100,8 @@ def w3(anvil: devchain.Anvil) -> Web3:
 
 @pytest.fixture(scope="session")
 def usdc(w3: Web3) -> Contract:
-    """TestUSDC at Base's USDC address, minter = dev account 0."""
+    """TestUSDC at Base's USDC address, minter = dev account 0; Permit2 and the x402 proxies."""
+    devchain.install_permit2(w3)
     return devchain.install_usdc(w3)
 
 

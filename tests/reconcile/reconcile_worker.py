@@ -59,14 +59,21 @@ class RaceChain:
     def receipt(self, tx_hash: str) -> ChainReceipt | None:
         return None
 
-    def authorization_state(self, wallet: str, nonce: str) -> bool:
+    def authorization_state(self, wallet: str, nonce: str, token: str = "") -> bool:
         self._barrier()
         return outcome(nonce) != "expired"
 
-    def find_authorization_used(self, wallet: str, nonce: str, not_before: int) -> str | None:
+    def permit2_nonce_used(self, wallet: str, nonce: str) -> bool:
+        return False
+
+    def find_authorization_used(
+        self, wallet: str, nonce: str, not_before: int, token: str = ""
+    ) -> str | None:
         return "0x" + nonce[2:][::-1] if outcome(nonce) == "settled" else None
 
-    def find_authorization_canceled(self, wallet: str, nonce: str, not_before: int) -> str | None:
+    def find_authorization_canceled(
+        self, wallet: str, nonce: str, not_before: int, token: str = ""
+    ) -> str | None:
         return "0x" + nonce[2:][::-1] if outcome(nonce) == "cancelled" else None
 
     def usdc_balance(self, address: str) -> int:

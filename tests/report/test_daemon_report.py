@@ -53,7 +53,7 @@ def _traffic(home: WalletHome) -> None:
         with pytest.raises(BudgetExceededError):
             _pay(svc, "s3", 9000)
         with pytest.raises(PolicyDeniedError):
-            svc.pay("s4", "POST", URL, payment_required=demand_header("1000", scheme="upto"))
+            svc.pay("s4", "POST", URL, payment_required=demand_header("1000", scheme="exact-v9"))
         _pay(other, "o1", 2000)
 
 

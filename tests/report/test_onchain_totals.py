@@ -70,7 +70,9 @@ def test_report_totals_equal_the_on_chain_transfers_from_the_wallet(
                 responses.append(paid.headers["payment-response"])
             wallet.report_outcome(receipts[0].payment_id, 200, responses[0])
             with pytest.raises(PolicyDeniedError):
-                wallet.pay("refused", "POST", url, payment_required=demand_header(scheme="upto"))
+                wallet.pay(
+                    "refused", "POST", url, payment_required=demand_header(scheme="exact-v9")
+                )
             latest = max(r.valid_before for r in receipts)
             chain.increase_time(latest + MARGIN_S - chain.timestamp())
             deadline = time.monotonic() + 90

@@ -45,13 +45,14 @@ def _b64(doc: object) -> str:
 
 
 POLICY_CASES = {
-    "scheme": demand_header(scheme="upto"),
+    "scheme": demand_header(scheme="exact-v9"),
     "network": demand_header(network="eip155:1"),
     "network_sepolia_not_opted_in": demand_header(network=BASE_SEPOLIA.caip2, asset=BASE_SEPOLIA.usdc),
     "asset": demand_header(asset="0x" + "ab" * 20),
     "eip712_domain_name": demand_header(extra={"name": "USDC", "version": "2"}),
     "eip712_domain_version": demand_header(extra={"name": "USD Coin", "version": "1"}),
-    "transfer_method": demand_header(extra={"assetTransferMethod": "permit2"}),
+    "transfer_method": demand_header(extra={"assetTransferMethod": "eip2612"}),
+    "permit2_address": demand_header(extra={"assetTransferMethod": "permit2", "spender": "0x" + "ab" * 20}),
     "payee_zero": demand_header(payTo="0x" + "00" * 20),
     "amount_positive": demand_header("0"),
     "validity": demand_header(maxTimeoutSeconds=365 * 24 * 3600),

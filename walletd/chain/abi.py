@@ -49,6 +49,25 @@ USDC_ABI: Final = [
 ]
 
 
+ERC20_ABI: Final = [
+    _fn("balanceOf", [("account", "address")], ["uint256"], view=True),
+    _fn("decimals", [], ["uint8"], view=True),
+    _fn("allowance", [("owner", "address"), ("spender", "address")], ["uint256"], view=True),
+    _fn("approve", [("spender", "address"), ("amount", "uint256")], ["bool"], view=False),
+]
+"""The plain ERC-20 calls of a Permit2 stablecoin: its allowance to Permit2, its decimals."""
+
+PERMIT2_ABI: Final = [
+    _fn(
+        "nonceBitmap",
+        [("owner", "address"), ("wordPos", "uint256")],
+        ["uint256"],
+        view=True,
+    ),
+]
+"""Permit2's unordered-nonce bitmap: a set bit is a used (or invalidated) permit nonce."""
+
+
 def address_topic(address: str) -> bytes:
     """An address as an indexed topic: left-padded to 32 bytes."""
     return bytes.fromhex(address.removeprefix("0x")).rjust(32, b"\0")

@@ -21,12 +21,14 @@ from web3.types import FilterParams
 from walletd.chain.abi import (
     AUTHORIZATION_CANCELED_TOPIC,
     AUTHORIZATION_USED_TOPIC,
+    PERMIT2_ABI,
     TRANSFER_TOPIC,
     USDC_ABI,
     address_topic,
     nonce_bytes,
 )
-from walletd.domain.networks import KNOWN_NETWORKS, Network
+from walletd.domain.networks import KNOWN_NETWORKS, USD_DECIMALS, Network
+from walletd.domain.permit2 import PERMIT2_ADDRESS, nonce_slot
 from walletd.errors import ChainError
 from walletd.service.ports import AuthorizationEvent, ChainReceipt, TokenTransfer
 
@@ -98,6 +100,8 @@ class Web3ChainReader:
         self._network = network
         self._usdc: ChecksumAddress = Web3.to_checksum_address(network.usdc)
         self._token = w3.eth.contract(address=self._usdc, abi=USDC_ABI)
+        self._tokens = {Web3.to_checksum_address(a.address) for a in network.assets}
+        """Every pinned stablecoin of the network: the receipts' logs walletd reads."""
 
     @classmethod
     def open(cls, rpc_url: str, enabled: Sequence[str]) -> Web3ChainReader:
@@ -131,25 +135,26 @@ class Web3ChainReader:
             return self.decode_receipt(cast(Mapping[str, Any], found))
 
     def decode_receipt(self, found: Mapping[str, Any]) -> ChainReceipt:
-        """Keep only the pinned USDC's Transfer / Authorization* logs of a receipt."""
+        """Keep only the pinned stablecoins' Transfer / Authorization* logs of a receipt."""
         transfers: list[TokenTransfer] = []
         used: list[AuthorizationEvent] = []
         canceled: list[AuthorizationEvent] = []
         for log in found["logs"]:
             topics = [bytes(t) for t in log["topics"]]
-            if Web3.to_checksum_address(log["address"]) != self._usdc or not topics:
+            token = Web3.to_checksum_address(log["address"])
+            if token not in self._tokens or not topics:
                 continue
             if topics[0] == TRANSFER_TOPIC and len(topics) == 3:
                 value = int.from_bytes(bytes(log["data"]), "big")
                 transfers.append(
                     TokenTransfer(
-                        self._usdc, _topic_address(topics[1]), _topic_address(topics[2]), value
+                        token, _topic_address(topics[1]), _topic_address(topics[2]), value
                     )
                 )
             elif topics[0] in (AUTHORIZATION_USED_TOPIC, AUTHORIZATION_CANCELED_TOPIC):
                 if len(topics) != 3:
                     continue
-                event = AuthorizationEvent(self._usdc, _topic_address(topics[1]), _hex(topics[2]))
+                event = AuthorizationEvent(token, _topic_address(topics[1]), _hex(topics[2]))
                 (used if topics[0] == AUTHORIZATION_USED_TOPIC else canceled).append(event)
         return ChainReceipt(
             tx_hash=_hex(found["transactionHash"]),
@@ -160,30 +165,55 @@ class Web3ChainReader:
             authorizations_canceled=tuple(canceled),
         )
 
-    def authorization_state(self, wallet: str, nonce: str) -> bool:
-        """True when the nonce is used or cancelled (EIP-3009 does not tell which)."""
+    def _contract(self, token: str) -> Any:
+        if not token or token.lower() == self._usdc.lower():
+            return self._token
+        return self._w3.eth.contract(address=Web3.to_checksum_address(token), abi=USDC_ABI)
+
+    def authorization_state(self, wallet: str, nonce: str, token: str = "") -> bool:
+        """True when the nonce is used or cancelled (EIP-3009 does not tell which).
+
+        ``token``: the EIP-3009 token asked (default: the network's first stablecoin).
+        """
         with chain_errors("authorizationState"):
-            fn = self._token.functions.authorizationState(
+            fn = self._contract(token).functions.authorizationState(
                 Web3.to_checksum_address(wallet), nonce_bytes(nonce)
             )
             return bool(fn.call())
 
-    def find_authorization_used(self, wallet: str, nonce: str, not_before: int) -> str | None:
+    def permit2_nonce_used(self, wallet: str, nonce: str) -> bool:
+        """True when Permit2's bitmap marks the wallet's permit nonce used (or invalidated)."""
+        word, bit = nonce_slot(int(nonce, 16))
+        with chain_errors("nonceBitmap"):
+            permit2 = self._w3.eth.contract(
+                address=Web3.to_checksum_address(PERMIT2_ADDRESS), abi=PERMIT2_ABI
+            )
+            bitmap = permit2.functions.nonceBitmap(Web3.to_checksum_address(wallet), word).call()
+        return bool(int(bitmap) & bit)
+
+    def find_authorization_used(
+        self, wallet: str, nonce: str, not_before: int, token: str = ""
+    ) -> str | None:
         """The transaction that used the authorization, searched backwards from the head."""
-        return self._find_log(AUTHORIZATION_USED_TOPIC, wallet, nonce, not_before)
+        return self._find_log(AUTHORIZATION_USED_TOPIC, wallet, nonce, not_before, token)
 
-    def find_authorization_canceled(self, wallet: str, nonce: str, not_before: int) -> str | None:
+    def find_authorization_canceled(
+        self, wallet: str, nonce: str, not_before: int, token: str = ""
+    ) -> str | None:
         """The transaction that cancelled the authorization, searched backwards."""
-        return self._find_log(AUTHORIZATION_CANCELED_TOPIC, wallet, nonce, not_before)
+        return self._find_log(AUTHORIZATION_CANCELED_TOPIC, wallet, nonce, not_before, token)
 
-    def _find_log(self, topic: bytes, wallet: str, nonce: str, not_before: int) -> str | None:
+    def _find_log(
+        self, topic: bytes, wallet: str, nonce: str, not_before: int, token: str = ""
+    ) -> str | None:
+        address = Web3.to_checksum_address(token) if token else self._usdc
         topics = [_hex(topic), _hex(address_topic(wallet)), _hex(nonce_bytes(nonce))]
         with chain_errors("eth_getLogs"):
             to_block = int(self._w3.eth.block_number)
             for _ in range(LOG_MAX_CHUNKS):
                 from_block = max(0, to_block - LOG_CHUNK_BLOCKS + 1)
                 params: FilterParams = {
-                    "address": self._usdc,
+                    "address": address,
                     "fromBlock": BlockNumber(from_block),
                     "toBlock": BlockNumber(to_block),
                     "topics": cast(Any, topics),
@@ -200,10 +230,17 @@ class Web3ChainReader:
         return int(self._w3.eth.get_block(BlockNumber(block))["timestamp"])
 
     def usdc_balance(self, address: str) -> int:
-        """USDC atomic units held by ``address``."""
+        """The network's first stablecoin held by ``address``, in USD atomic units.
+
+        6 decimals whatever the token's (an 18-decimal balance is rounded down),
+        so funds checks and the low-balance warning compare like with like.
+        """
         with chain_errors("balanceOf"):
             fn = self._token.functions.balanceOf(Web3.to_checksum_address(address))
-            return int(fn.call())
+            raw = int(fn.call())
+        shift = self._network.default_asset.decimals - USD_DECIMALS
+        scale: int = 10 ** abs(shift)
+        return raw // scale if shift > 0 else raw * scale
 
     def eth_balance(self, address: str) -> int:
         """Wei held by ``address``."""

@@ -18,12 +18,13 @@ from eth_typing import HexStr
 from web3 import Web3
 from web3.exceptions import MethodUnavailable, RequestTimedOut, TimeExhausted, Web3RPCError
 
-from walletd.chain.abi import USDC_ABI, address_topic, nonce_bytes
+from walletd.chain.abi import ERC20_ABI, USDC_ABI, address_topic, nonce_bytes
 from walletd.chain.nonces import allocator_for
 from walletd.chain.reader import Web3ChainReader, chain_errors
 from walletd.config import DEFAULT_MAX_FEE_PER_GAS_WEI
 from walletd.domain.eip3009 import domain_separator
-from walletd.domain.networks import Network
+from walletd.domain.networks import Asset, Network
+from walletd.domain.permit2 import PERMIT2_ADDRESS
 from walletd.errors import ChainError, FeeTooHighError
 from walletd.service.ports import (
     BROADCAST_REJECTED,
@@ -43,14 +44,16 @@ GAS_HEADROOM_NUM, GAS_HEADROOM_DEN = 5, 4
 """Estimated gas times 5/4: a cancel's cost does not vary, but estimates can be tight."""
 
 
-def cancel_digest(network: Network, authorizer: str, nonce: str) -> bytes:
-    """The EIP-712 digest of ``CancelAuthorization(authorizer, nonce)`` for the pinned USDC."""
+def cancel_digest(
+    network: Network, authorizer: str, nonce: str, asset: Asset | None = None
+) -> bytes:
+    """The EIP-712 digest of ``CancelAuthorization(authorizer, nonce)`` for a pinned token."""
     struct_hash = keccak(
         CANCEL_TYPEHASH
         + bytes.fromhex(authorizer.removeprefix("0x")).rjust(32, b"\0")
         + nonce_bytes(nonce)
     )
-    return keccak(b"\x19\x01" + domain_separator(network) + struct_hash)
+    return keccak(b"\x19\x01" + domain_separator(network, asset) + struct_hash)
 
 
 def capped_fees(base: int, tip: int, cap: int, jitter: int = 0) -> Fees:
@@ -103,12 +106,20 @@ class Web3ChainSender:
         self._w3 = reader.web3
         self._max_fee_per_gas = max_fee_per_gas
 
-    def cancel_authorization(self, signer: Signer, nonce: str) -> ChainReceipt:
-        """Cancel the signer's authorization ``nonce``; the mined receipt, status checked."""
+    def cancel_authorization(self, signer: Signer, nonce: str, token: str = "") -> ChainReceipt:
+        """Cancel the signer's authorization ``nonce`` at the pinned ``token`` ("" the default).
+
+        Returns the mined receipt, status checked. Raises ChainError for a token not pinned.
+        """
         net = self._reader.network
-        sig = signer.sign_hash(cancel_digest(net, signer.address, nonce))
-        token = self._w3.eth.contract(address=Web3.to_checksum_address(net.usdc), abi=USDC_ABI)
-        fn = token.functions.cancelAuthorization(
+        asset = net.asset(token) if token else net.default_asset
+        if asset is None:
+            raise ChainError(f"{token} is not a pinned stablecoin on {net.caip2}")
+        sig = signer.sign_hash(cancel_digest(net, signer.address, nonce, asset))
+        contract = self._w3.eth.contract(
+            address=Web3.to_checksum_address(asset.address), abi=USDC_ABI
+        )
+        fn = contract.functions.cancelAuthorization(
             Web3.to_checksum_address(signer.address), nonce_bytes(nonce), sig[64], sig[:32],
             sig[32:64],
         )  # fmt: skip
@@ -118,6 +129,37 @@ class Web3ChainSender:
             receipt = self._send(signer, cast(dict[str, Any], tx))
         if receipt.status != 1:
             raise ChainError(f"cancelAuthorization {receipt.tx_hash} reverted")
+        return receipt
+
+    def approve_permit2(self, signer: Signer, token: str, cap: int) -> ChainReceipt:
+        """Let Permit2 move up to ``cap`` token units of the signer's ``token``: ERC-20 approve.
+
+        The one-time allowance every Permit2 payment needs; an operator action
+        (``walletd chain approve-permit2``), never part of a Pay. ``token`` must
+        be a pinned stablecoin of the node's network, whose on-chain decimals
+        agree with the table. Returns the mined receipt, status checked.
+        """
+        net = self._reader.network
+        asset = net.asset(token)
+        if asset is None:
+            raise ChainError(f"{token} is not a pinned stablecoin on {net.caip2}")
+        contract = self._w3.eth.contract(
+            address=Web3.to_checksum_address(asset.address), abi=ERC20_ABI
+        )
+        with chain_errors("decimals"):
+            decimals = int(contract.functions.decimals().call())
+        if decimals != asset.decimals:
+            raise ChainError(
+                f"{asset.symbol} at {asset.address} reports {decimals} decimals, the table "
+                f"pins {asset.decimals}: nothing was approved"
+            )
+        fn = contract.functions.approve(Web3.to_checksum_address(PERMIT2_ADDRESS), cap)
+        fields = self._fee_fields(signer.address)
+        with chain_errors("approve"):
+            tx = fn.build_transaction(fields)
+            receipt = self._send(signer, cast(dict[str, Any], tx))
+        if receipt.status != 1:
+            raise ChainError(f"approve {receipt.tx_hash} reverted")
         return receipt
 
     def _fee_fields(self, sender: str) -> Any:

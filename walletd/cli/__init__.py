@@ -41,6 +41,7 @@ def _register() -> None:
         db_cmds,
         key_cmds,
         mcp_cmds,
+        network_cmds,
         pay,
         payment_cmds,
         report_cmds,
@@ -49,7 +50,7 @@ def _register() -> None:
 
     groups = (
         key_cmds, serve_cmds, db_cmds, admin, pay, api_cmds, chain_cmds, payment_cmds,
-        config_cmds, report_cmds, mcp_cmds, approval_cmds,
+        config_cmds, report_cmds, mcp_cmds, approval_cmds, network_cmds,
     )  # fmt: skip
     for command in (cmd for group in groups for cmd in group.COMMANDS):
         main.add_command(command)

@@ -165,4 +165,84 @@ def payment_cancel(
     emit(as_json, {"payment_id": payment_id, "status": result}, [f"payment {payment_id} {result}"])
 
 
-COMMANDS = (reconcile, status, payment)
+@click.group("chain")
+def chain() -> None:
+    """One-time on-chain set-up the operator does explicitly (never done from a Pay)."""
+
+
+@chain.command("approve-permit2")
+@click.option("--network", required=True, help="CAIP-2 id of an enabled network, e.g. eip155:4326.")
+@click.option("--token", required=True, help="Symbol or address of a pinned stablecoin there.")
+@click.option(
+    "--cap",
+    required=True,
+    help="Most USD Permit2 may ever move for walletd in this token, e.g. 50 (exact, 6 decimals).",
+)
+@_rpc_option
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="TOML config file (default: DIR/walletd.toml if it exists).",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    envvar="WALLETD_DATA_DIR",
+    help="Data directory (default: ~/.local/share/walletd).",
+)
+@click.option(
+    "--passphrase-file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="File holding the key passphrase (else systemd credentials, else a TTY prompt).",
+)
+@json_option
+def approve_permit2(
+    network: str, token: str, cap: str, rpc_url: str, config_path: Path | None,
+    data_dir: Path | None, passphrase_file: Path | None, as_json: bool,
+) -> None:  # fmt: skip
+    """Let Permit2 move up to CAP of the wallet's TOKEN: the allowance Permit2 payments need.
+
+    Sends one ERC-20 approve(Permit2, cap) from the wallet (it pays the gas). Permit2
+    then moves funds only against a permit walletd signs for a Pay, to payTo, through
+    x402's proxy; the cap bounds what any permit, or a Permit2 bug, could ever take.
+    The token's on-chain decimals are checked against walletd's table first.
+    """
+    from walletd.chain.sender import Web3ChainSender
+    from walletd.domain.money import parse_usd
+    from walletd.domain.networks import by_caip2, to_token_units
+    from walletd.errors import InvalidRequestError
+    from walletd.keys import keystore
+    from walletd.keys.passphrase import read_passphrase
+    from walletd.keys.signer import LocalSigner
+
+    settings = settings_from(data_dir, config_path, rpc_url=rpc_url)
+    if network not in settings.networks:
+        raise InvalidRequestError(f"network {network!r} is not enabled ([policy] networks)")
+    net = by_caip2(network)
+    asset = net.asset(token) or next((a for a in net.assets if a.symbol == token), None)
+    if asset is None:
+        raise InvalidRequestError(f"{token!r} is not a pinned stablecoin on {network}")
+    units = to_token_units(asset, parse_usd(cap))
+    reader = _reader(settings)
+    if reader.network.caip2 != network:
+        raise InvalidRequestError(f"the RPC serves {reader.network.caip2}, not {network}")
+    signer = LocalSigner(keystore.unlock(settings.keystore_path, read_passphrase(passphrase_file)))
+    receipt = Web3ChainSender(reader, settings.max_fee_per_gas_wei).approve_permit2(
+        signer, asset.address, units
+    )
+    doc = {
+        "network": network,
+        "token": asset.address,
+        "symbol": asset.symbol,
+        "cap": format_usd(parse_usd(cap)),
+        "cap_units": str(units),
+        "tx": receipt.tx_hash,
+    }
+    emit(as_json, doc, [f"Permit2 may move up to {doc['cap']} {asset.symbol}: {receipt.tx_hash}"])
+
+
+COMMANDS = (reconcile, status, payment, chain)

@@ -189,6 +189,11 @@ def _payment_rows(
         sums += [_sum(bucket == name, 1), _sum(bucket == name, P.amount)]
     confirmed = and_(P.status == "settled", P.settled_tx.is_not(None))
     sums += [_sum(confirmed, 1), _sum(confirmed, P.amount)]
+    counted = bucket != REFUSED  # a denied hold authorized nothing
+    sums.append(
+        _sum(and_(counted, P.authorized > 0), P.authorized)
+        + _sum(and_(counted, P.authorized == 0), P.amount)
+    )
     stmt: Any = select(*group, *sums).select_from(P).join(C, C.id == P.client_id)
     if {"approval", "approver"} & set(dims):
         stmt = stmt.outerjoin(A, A.payment_id == P.id)
@@ -199,12 +204,13 @@ def _payment_rows(
     for values in conn.execute(stmt):
         key = _key(values[: len(dims)], dims)
         nums = [int(v) for v in values[len(dims) :]]
+        authorized = nums.pop()
         named = (*PAYMENT_BUCKETS, REFUSED)
         statuses = {b: Tally(nums[2 * i], nums[2 * i + 1]) for i, b in enumerate(named)}
         conf = Tally(nums[-2], nums[-1])
         total = sum((statuses[b] for b in PAYMENT_BUCKETS), report.ZERO)
         unconf = Tally(total.count - conf.count, total.amount - conf.amount)
-        row = ReportRow(key, statuses, conf, unconf)
+        row = ReportRow(key, statuses, conf, unconf, authorized)
         rows[key] = rows[key].merged(row) if key in rows else row
     return rows
 

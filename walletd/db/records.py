@@ -59,6 +59,8 @@ class NewPayment:
     labels: Mapping[str, str]
     created_at_ms: int
     kind: str = "exact"
+    authorized: int = 0
+    """upto: the maximum signed for (``amount`` starts equal to it); 0 for other kinds."""
     """``exact`` or ``transfer`` (``walletd.domain.direct``)."""
 
 
@@ -92,6 +94,7 @@ class StoredPayment:
     amount: int
     payee: str
     network: str
+    asset: str
     valid_before: int
     header_name: str
     header_value: str
@@ -116,6 +119,10 @@ class TrackedPayment:
     settled_tx: str | None
     released: bool
     kind: str = "exact"
+    authorized: int = 0
+    """upto: the maximum signed for; 0 for other kinds."""
+    asset: str = ""
+    """The token contract the payment is in ("" read as the network's first stablecoin)."""
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,8 @@ def _tracked(row: tables.Payment) -> TrackedPayment:
         settled_tx=row.settled_tx,
         released=row.released_at_ms is not None,
         kind=row.kind,
+        authorized=row.authorized,
+        asset=row.asset,
     )
 
 
@@ -83,6 +85,7 @@ class SettlementTx(SpendingTx, LimitsTx):
         data: Mapping[str, object],
         *,
         settled_tx: str | None = None,
+        charged: int | None = None,
     ) -> bool:
         """Move a payment from ``current`` to ``target`` with its event; False if it moved already.
 
@@ -90,6 +93,8 @@ class SettlementTx(SpendingTx, LimitsTx):
         ``reconcile`` running at once can never both apply a transition. The
         lifecycle table is enforced here so no caller can skip it, and the
         budget is released exactly when the target status releases it.
+        ``charged`` (an upto payment settling, at most its amount) becomes the
+        amount, and the rest of the reservation is released in the same move.
 
         Raises:
             lifecycle.TransitionError: the table forbids the move.
@@ -101,6 +106,15 @@ class SettlementTx(SpendingTx, LimitsTx):
             values["released_at_ms"] = at_ms
         if settled_tx is not None:
             values["settled_tx"] = settled_tx
+        before = None
+        if charged is not None:
+            pay = tables.Payment
+            before = self._session.execute(
+                select(pay.client_id, pay.amount, pay.created_at_ms).where(pay.id == payment_id)
+            ).one()
+            if not 0 <= charged <= before[1]:
+                raise ValueError(f"charged {charged} is outside 0..{before[1]}")
+            values["amount"] = charged
         result = self._session.execute(
             update(tables.Payment)
             .where(tables.Payment.id == payment_id, tables.Payment.status == current)
@@ -108,6 +122,8 @@ class SettlementTx(SpendingTx, LimitsTx):
         )
         if getattr(result, "rowcount", 0) != 1:
             return False
+        if before is not None and charged is not None and charged < before[1]:
+            self._uncount(before[0], before[1] - charged, before[2])
         if lifecycle.releases(target):
             pay = tables.Payment
             row = self._session.execute(

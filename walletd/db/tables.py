@@ -124,7 +124,11 @@ class Payment(Base):
     settled_tx: Mapped[str | None] = mapped_column(String(66))
     """The transaction the chain shows moved the money (or cancelled the authorization)."""
     kind: Mapped[str] = mapped_column(String(16), server_default="exact")
-    """``exact`` (EIP-3009 authorization) or ``transfer`` (direct transfer; ``nonce`` = tx hash)."""
+    """``exact`` (EIP-3009), ``permit2`` (exact via Permit2), ``upto`` (Permit2, a maximum),
+    or ``transfer`` (direct transfer; ``nonce`` = tx hash)."""
+    authorized: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    """upto: the maximum signed for (USD atomic units); ``amount`` becomes the charge once
+    settled. 0 for every other kind (``amount`` is the whole authorization)."""
 
 
 class PaymentEvent(Base):

@@ -46,7 +46,8 @@ from web3.contract import Contract
 from web3.contract.contract import ContractFunction
 from web3.types import RPCEndpoint, TxParams, TxReceipt
 
-from walletd.domain.networks import BASE
+from walletd.domain.networks import BASE, MEGAETH
+from walletd.domain.permit2 import EXACT_PROXY_ADDRESS, PERMIT2_ADDRESS, UPTO_PROXY_ADDRESS
 
 __all__ = [
     "ANVIL_ENV",
@@ -63,6 +64,8 @@ __all__ = [
     "dev_account",
     "eth_balance",
     "increase_time",
+    "install_permit2",
+    "install_usd18",
     "install_usdc",
     "load_artifact",
     "mint",
@@ -76,6 +79,17 @@ __all__ = [
 
 USDC_ADDRESS: Final[ChecksumAddress] = Web3.to_checksum_address(BASE.usdc)
 """Base mainnet's USDC address; the test token is installed here so pinned config just works."""
+
+USD18_ADDRESS: Final[ChecksumAddress] = Web3.to_checksum_address(MEGAETH.usdc)
+"""MegaETH's MegaUSD address (18 decimals, no EIP-3009): TestUSD18 goes here on an anvil run
+with MegaETH's chain id (4326), so walletd's pinned table pays it through Permit2 unchanged."""
+
+PERMIT2_CONTRACTS: Final = (
+    ("TestPermit2", PERMIT2_ADDRESS),
+    ("TestX402ExactPermit2Proxy", EXACT_PROXY_ADDRESS),
+    ("TestX402UptoPermit2Proxy", UPTO_PROXY_ADDRESS),
+)
+"""Our Permit2 and x402 proxies (contracts/), and the canonical addresses they are installed at."""
 
 ANVIL_ENV: Final = "WALLETD_ANVIL"
 """Environment variable naming an anvil binary to use instead of the one in node_modules."""
@@ -435,6 +449,59 @@ def _usdc_installed(w3: Web3) -> bool:
     if any(want not in (0, got) for want, got in zip(expected, code, strict=True)):
         return False
     return bool(usdc_contract(w3).functions.minter().call() == dev_account(0).address)
+
+
+# ----------------------------------------------------------- Permit2 and the 18-decimal coin
+
+
+@functools.cache
+def load_named_artifact(name: str) -> dict[str, Any]:
+    """A committed artifact of ``contracts/`` by contract name (e.g. ``TestPermit2``)."""
+    path = ARTIFACT_PATH.parent / f"{name}.json"
+    try:
+        return cast(dict[str, Any], json.loads(path.read_text(encoding="utf-8")))
+    except FileNotFoundError as exc:
+        raise DevnetError(f"{path} is missing: run `npm run build:contracts`") from exc
+
+
+def _install_at(w3: Web3, name: str, address: str) -> None:
+    """Deploy artifact ``name`` from dev account 0, then copy its runtime code to ``address``."""
+    artifact = load_named_artifact(name)
+    factory = w3.eth.contract(abi=artifact["abi"], bytecode=HexStr(artifact["bytecode"]))
+    deployer = dev_account(0)
+    receipt = _send(w3, deployer, factory.constructor().build_transaction(_tx_base(w3, deployer)))
+    deployed = receipt["contractAddress"]
+    if deployed is None:
+        raise DevnetError(f"{name} deployment produced no contract address")
+    runtime = w3.eth.get_code(deployed)
+    _rpc(w3, "anvil_setCode", [Web3.to_checksum_address(address), "0x" + bytes(runtime).hex()])
+
+
+def install_permit2(w3: Web3) -> None:
+    """Put our Permit2 and the x402 exact/upto proxies at their canonical addresses (idempotent)."""
+    for name, address in PERMIT2_CONTRACTS:
+        if not bytes(w3.eth.get_code(Web3.to_checksum_address(address))):
+            _install_at(w3, name, address)
+
+
+def usd18_contract(w3: Web3) -> Contract:
+    """The token at :data:`USD18_ADDRESS` with TestUSD18's ABI."""
+    return w3.eth.contract(address=USD18_ADDRESS, abi=load_named_artifact("TestUSD18")["abi"])
+
+
+def install_usd18(w3: Web3) -> Contract:
+    """Put TestUSD18 at MegaUSD's address (anvil must run with chain id 4326); idempotent."""
+    if w3.eth.chain_id != MEGAETH.chain_id:
+        raise DevnetError("TestUSD18 stands in for MegaUSD: run anvil with chain id 4326")
+    if not bytes(w3.eth.get_code(USD18_ADDRESS)):
+        _install_at(w3, "TestUSD18", USD18_ADDRESS)
+    return usd18_contract(w3)
+
+
+def mint_usd18(w3: Web3, to: str, amount: int) -> TxReceipt:
+    """Mint ``amount`` base units (18 decimals) of TestUSD18 to ``to``, as the minter."""
+    fn = usd18_contract(w3).functions.mint(Web3.to_checksum_address(to), amount)
+    return transact(w3, dev_account(0), fn)
 
 
 # -------------------------------------------------------------------------- helpers

@@ -1,4 +1,4 @@
-"""A local x402 facilitator that verifies and really settles ``exact`` payments on anvil.
+"""A local x402 facilitator that verifies and really settles ``exact`` and ``upto`` payments.
 
 The x402 SDK ships the facilitator logic (``x402Facilitator`` + ``ExactEvmFacilitatorScheme``
 + ``FacilitatorWeb3Signer``) but no HTTP server for it; this module is that server, with the
@@ -38,6 +38,7 @@ from web3 import Web3
 from x402 import x402FacilitatorSync
 from x402.mechanisms.evm import FacilitatorWeb3Signer
 from x402.mechanisms.evm.exact import ExactEvmFacilitatorScheme
+from x402.mechanisms.evm.upto import UptoEvmFacilitatorScheme
 from x402.schemas import PaymentPayload, PaymentRequirements
 from x402.schemas.helpers import parse_payment_payload, parse_payment_requirements
 from x402.schemas.v1 import PaymentPayloadV1, PaymentRequirementsV1
@@ -112,6 +113,7 @@ def create_facilitator_app(
     )
     facilitator = x402FacilitatorSync()
     facilitator.register(list(networks), ExactEvmFacilitatorScheme(signer))
+    facilitator.register(list(networks), UptoEvmFacilitatorScheme(signer))
     settle_lock = threading.Lock()
     app = FastAPI(title="walletd devnet facilitator", docs_url=None, redoc_url=None)
 

@@ -31,7 +31,7 @@ from starlette.types import ASGIApp
 from web3 import Web3
 
 from walletd.devnet.api import ApiSettings, ApiStats, Faults, api_faults, api_stats, create_api_app
-from walletd.devnet.chain import Anvil, connect, dev_account, install_usdc
+from walletd.devnet.chain import Anvil, connect, dev_account, install_permit2, install_usdc
 from walletd.devnet.facilitator import create_facilitator_app
 
 if TYPE_CHECKING:
@@ -190,6 +190,7 @@ class Devnet:
             self._anvil = self._stack.enter_context(Anvil())
             self._w3 = connect(self._anvil.rpc_url)
             install_usdc(self._w3)
+            install_permit2(self._w3)
             self._api = self._stack.enter_context(
                 paid_api(self._anvil.rpc_url, pay_to=self._pay_to, api_keys=self._api_keys)
             )

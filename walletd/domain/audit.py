@@ -97,7 +97,7 @@ PAYMENT_FIELDS: tuple[str, ...] = (
 )
 """The columns of ``payments`` (as of revision 0003) an event's ``payment_hash`` digests."""
 
-PAYMENT_FIELDS_ADDED: Mapping[str, Any] = {"kind": "exact"}
+PAYMENT_FIELDS_ADDED: Mapping[str, Any] = {"kind": "exact", "authorized": 0}
 """Payment columns added after 0003, with the value every older row has.
 
 Each is hashed only when it differs from that value, so snapshots taken before

@@ -53,6 +53,10 @@ KIND_EXACT = "exact"
 """Ledger ``kind`` of an EIP-3009 authorization (x402 ``exact``)."""
 KIND_TRANSFER = "transfer"
 """Ledger ``kind`` of a direct ERC-20 transfer sent by walletd."""
+KIND_PERMIT2 = "permit2"
+"""Ledger ``kind`` of an x402 ``exact`` payment signed as a Permit2 witness transfer."""
+KIND_UPTO = "upto"
+"""Ledger ``kind`` of an x402 ``upto`` payment (Permit2; the amount is the maximum)."""
 
 REQUIRED_KEYS = frozenset({"recipient", "amount", "chainId", "token"})
 IGNORED_KEYS = frozenset({"description", "resource", "error"})

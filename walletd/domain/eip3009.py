@@ -17,7 +17,7 @@ from typing import Any
 
 from eth_hash.auto import keccak
 
-from walletd.domain.networks import Network
+from walletd.domain.networks import Asset, Network
 
 TRANSFER_TYPEHASH = keccak(
     b"TransferWithAuthorization(address from,address to,uint256 value,"
@@ -59,20 +59,23 @@ def _word_uint(value: int) -> bytes:
     return value.to_bytes(32, "big")
 
 
-@lru_cache(maxsize=16)
-def domain_separator(network: Network) -> bytes:
-    """The EIP-712 domain separator of the network's pinned USDC contract."""
+@lru_cache(maxsize=64)
+def domain_separator(network: Network, asset: Asset | None = None) -> bytes:
+    """The EIP-712 domain separator of a pinned token (default: the network's first)."""
+    token = asset if asset is not None else network.default_asset
     return keccak(
         DOMAIN_TYPEHASH
-        + keccak(network.eip712_name.encode())
-        + keccak(network.eip712_version.encode())
+        + keccak(token.eip712_name.encode())
+        + keccak(token.eip712_version.encode())
         + _word_uint(network.chain_id)
-        + _word_address(network.usdc)
+        + _word_address(token.address)
     )
 
 
-def authorization_digest(network: Network, auth: Authorization) -> bytes:
-    """The 32-byte EIP-712 digest the payer signs."""
+def authorization_digest(
+    network: Network, auth: Authorization, asset: Asset | None = None
+) -> bytes:
+    """The 32-byte EIP-712 digest the payer signs (for ``asset``, default the network's first)."""
     struct_hash = keccak(
         TRANSFER_TYPEHASH
         + _word_address(auth.from_address)
@@ -82,7 +85,7 @@ def authorization_digest(network: Network, auth: Authorization) -> bytes:
         + _word_uint(auth.valid_before)
         + auth.nonce
     )
-    return keccak(b"\x19\x01" + domain_separator(network) + struct_hash)
+    return keccak(b"\x19\x01" + domain_separator(network, asset) + struct_hash)
 
 
 def _b64_json(doc: Mapping[str, Any]) -> str:

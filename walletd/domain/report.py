@@ -19,6 +19,11 @@ approved); one whose approval expired, as ``expired``. The ``approval``
 dimension groups by the approval status (``none`` for payments that needed none),
 ``approver`` by who approved or denied (empty when nobody did).
 
+Amounts are what each payment counts: for an ``upto`` payment, the amount
+charged once it settled (the authorized maximum before). ``authorized`` sums
+what was signed for (the maximum of an upto payment, the amount of any other),
+so authorized against charged shows what usage-priced payments released.
+
 The on-chain check splits payments (not refusals) in two: ``confirmed`` is a
 ``settled`` payment whose settling transaction the reconciler checked on chain
 (``settled_tx`` known); everything else is ``unconfirmed``.
@@ -102,6 +107,8 @@ class ReportRow:
     """Every bucket of ``BUCKETS``, zero when empty."""
     confirmed: Tally = ZERO
     unconfirmed: Tally = ZERO
+    authorized: int = 0
+    """What the group's payments signed for (upto: the maximum), in atomic units."""
 
     @property
     def payments(self) -> Tally:
@@ -135,6 +142,7 @@ class ReportRow:
             statuses,
             self.confirmed + other.confirmed,
             self.unconfirmed + other.unconfirmed,
+            self.authorized + other.authorized,
         )
 
 

@@ -3,7 +3,9 @@
 One header line, then one ``group`` line per row and a final ``total`` line.
 Columns: ``row``, the group-by dimensions in the order given, then for each of
 ``COLUMNS_OF`` a ``_count``, an ``_amount`` (atomic units) and a ``_usdc``
-(exact 6-decimal string), and last ``audit`` (``ok``, ``unchecked`` or
+(exact 6-decimal string), then ``authorized_amount`` and ``authorized_usdc``
+(what the payments signed for: an upto payment's maximum), and last ``audit``
+(``ok``, ``unchecked`` or
 ``FAILED: <first broken link>``, repeated on every line so no consumer can
 read figures without seeing it).
 """
@@ -35,7 +37,7 @@ def header(dims: tuple[str, ...]) -> list[str]:
     cols = ["row", *dims]
     for name in COLUMNS_OF:
         cols += [f"{name}_count", f"{name}_amount", f"{name}_usdc"]
-    return [*cols, "audit"]
+    return [*cols, "authorized_amount", "authorized_usdc", "audit"]
 
 
 def _tally(row: ReportRow, name: str) -> Tally:
@@ -47,7 +49,7 @@ def _cells(kind: str, key: list[str], row: ReportRow, audit: str) -> list[str]:
     for name in COLUMNS_OF:
         t = _tally(row, name)
         cells += [str(t.count), str(t.amount), format_usd(t.amount)]
-    return [*cells, audit]
+    return [*cells, str(row.authorized), format_usd(row.authorized), audit]
 
 
 def render_csv(report: SpendReport, result: AuditResult | None) -> str:
@@ -82,6 +84,7 @@ def read_csv(text: str) -> tuple[tuple[ReportRow, ...], ReportRow, str]:
             {b: tallies[b] for b in BUCKETS},
             tallies[CONFIRMED],
             tallies[UNCONFIRMED],
+            int(line.get("authorized_amount") or 0),
         )
         audit = line["audit"]
         if total_line:

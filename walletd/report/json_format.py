@@ -42,6 +42,7 @@ def row_doc(row: ReportRow, dims: tuple[str, ...]) -> dict[str, Any]:
         "statuses": {b: tally_doc(row.tally(b)) for b in BUCKETS},
         "chain": {c: tally_doc(row.tally(c)) for c in (CONFIRMED, UNCONFIRMED)},
         "payments": tally_doc(row.payments),
+        "authorized": {"amount": row.authorized, "usdc": format_usd(row.authorized)},
     }
 
 
@@ -118,6 +119,7 @@ def _row(doc: Mapping[str, Any], dims: tuple[str, ...]) -> ReportRow:
         {b: _tally(doc["statuses"][b]) for b in BUCKETS},
         _tally(doc["chain"][CONFIRMED]),
         _tally(doc["chain"][UNCONFIRMED]),
+        int(doc.get("authorized", {}).get("amount", 0)),
     )
 
 

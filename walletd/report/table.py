@@ -128,6 +128,12 @@ def render_table(
     refusals = _refusals(report)
     if refusals is not None:
         console.print(refusals)
+    authorized, charged = report.totals.authorized, report.totals.payments.amount
+    if authorized > charged:  # upto payments charged less than they authorized
+        console.print(
+            f"authorized {format_usd(authorized)} USD, charged {format_usd(charged)} USD "
+            f"(upto payments released {format_usd(authorized - charged)} USD)"
+        )
     if result is None:
         console.print("audit: not checked")
     elif result.ok:

@@ -45,6 +45,7 @@ from walletd.db.ledger import (
 from walletd.domain import approval as ap, policy
 from walletd.domain.approval import Approval, ApprovalStatus
 from walletd.domain.demand import Demand, Requirement
+from walletd.domain.direct import KIND_UPTO
 from walletd.domain.networks import find_network
 from walletd.domain.payment import Caller, PayCommand, PaymentStatus, PayReceipt
 from walletd.errors import (
@@ -148,11 +149,12 @@ class ApprovalGate:
         cmd = pay.cmd
         new = NewPayment(
             id="pay_" + secrets.token_hex(12), client_id=pay.caller.client_id,
-            idempotency_key=cmd.idempotency_key, fingerprint=pay.fingerprint, amount=req.amount,
-            payee=req.pay_to, network=net.caip2, asset=net.usdc, payer=self._payer,
+            idempotency_key=cmd.idempotency_key, fingerprint=pay.fingerprint, amount=choice.amount,
+            payee=req.pay_to, network=net.caip2, asset=choice.asset.address, payer=self._payer,
             method=cmd.method.upper(), url=cmd.url, host=pay.host,
             nonce="0x" + os.urandom(32).hex(), valid_after=0, valid_before=expires // 1000,
             header_name="", header_value="", labels=dict(cmd.labels), created_at_ms=now,
+            kind=choice.kind, authorized=choice.amount if choice.kind == KIND_UPTO else 0,
         )  # fmt: skip
         held = Approval(
             approval_id="apr_" + secrets.token_hex(12), payment_id=new.id,
@@ -236,12 +238,12 @@ class ApprovalGate:
             if not isinstance(entry, Requirement):
                 continue
             net = find_network(entry.network, self._limits.networks)
-            same = (entry.amount, entry.pay_to, net.caip2 if net else "")
-            if same != (row.amount, row.payee, row.network):
+            same = (entry.pay_to, net.caip2 if net else "", entry.asset.lower())
+            if same != (row.payee, row.network, row.asset.lower()):
                 continue
-            net = policy.check_requirement(entry, ctx)  # a rule changed meanwhile refuses
-            validity = min(entry.max_timeout_seconds, self._limits.max_validity_seconds)
-            return policy.Choice(entry, net, validity)
+            choice = policy.check_requirement(entry, ctx, demand.version)  # a rule changed: refused
+            if choice.amount == row.amount:
+                return choice
         raise PolicyDeniedError(
             "policy held_entry: the demand no longer holds the approved entry",
             {"rule": "held_entry"},

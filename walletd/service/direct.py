@@ -250,10 +250,16 @@ class DirectPayments:
             choice = policy.choose(as_demand(req.demand), ctx)
             subject = Subject(client.id, req.cmd.labels, req.host, req.demand.recipient)
             check_limits(tx.limit_usage(subject, now), req.demand.amount)
-            refuse_above_threshold(choice.requirement.amount, client.approve_above, state)
+            refuse_above_threshold(choice.amount, client.approve_above, state)
             if choice.network.caip2 != chain.network.caip2:
                 raise ChainError(
                     f"the RPC serves {chain.network.caip2}, the demand is on {choice.network.caip2}"
+                )
+            if choice.asset != choice.network.default_asset:
+                raise PolicyDeniedError(  # the sender transfers the network's first stablecoin
+                    f"policy asset: direct transfers pay {choice.network.default_asset.symbol} "
+                    f"only on {choice.network.caip2}, not {choice.asset.symbol}",
+                    {"rule": "asset"},
                 )
             if self._funds is not None:
                 require_funds(

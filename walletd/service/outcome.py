@@ -35,10 +35,15 @@ class Outcome:
     payer: str
     network: str
     error_reason: str
+    amount: str = ""
+    """upto: the amount (token units) the server says it settled; "" when it says none."""
 
     def as_data(self) -> dict[str, Any]:
-        """The facts as a ledger event's data."""
-        return dict(self.__dict__)
+        """The facts as a ledger event's data (``amount`` only when the server gave one)."""
+        data = dict(self.__dict__)
+        if not self.amount:
+            del data["amount"]
+        return data
 
 
 def _field(doc: dict[str, Any], key: str) -> str:
@@ -64,6 +69,7 @@ def decode_outcome(http_status: int, payment_response: str) -> Outcome:
         payer=_field(doc, "payer"),
         network=_field(doc, "network"),
         error_reason=_field(doc, "errorReason"),
+        amount=_field(doc, "amount"),
     )
 
 

@@ -138,18 +138,29 @@ class ChainReader(Protocol):
         """The mined receipt of ``tx_hash``, or None if the node knows no such receipt."""
         ...
 
-    def authorization_state(self, wallet: str, nonce: str) -> bool:
-        """Whether the USDC contract marks (wallet, nonce) as used or cancelled."""
+    def authorization_state(self, wallet: str, nonce: str, token: str = "") -> bool:
+        """Whether the EIP-3009 token marks (wallet, nonce) as used or cancelled.
+
+        ``token`` is the token contract; "" means the network's first stablecoin (USDC on Base).
+        """
         ...
 
-    def find_authorization_used(self, wallet: str, nonce: str, not_before: int) -> str | None:
+    def permit2_nonce_used(self, wallet: str, nonce: str) -> bool:
+        """Whether Permit2's nonce bitmap marks the wallet's permit ``nonce`` (0x hex) used."""
+        ...
+
+    def find_authorization_used(
+        self, wallet: str, nonce: str, not_before: int, token: str = ""
+    ) -> str | None:
         """The hash of the transaction that emitted AuthorizationUsed(wallet, nonce), if any.
 
         ``not_before`` (Unix seconds) bounds how far back the log search goes.
         """
         ...
 
-    def find_authorization_canceled(self, wallet: str, nonce: str, not_before: int) -> str | None:
+    def find_authorization_canceled(
+        self, wallet: str, nonce: str, not_before: int, token: str = ""
+    ) -> str | None:
         """The hash of the transaction that emitted AuthorizationCanceled(wallet, nonce)."""
         ...
 
@@ -173,8 +184,10 @@ class ChainReader(Protocol):
 class ChainSender(Protocol):
     """Sends the wallet's own transactions (gas paid from the wallet's ETH)."""
 
-    def cancel_authorization(self, signer: Signer, nonce: str) -> ChainReceipt:
-        """Sign and send ``cancelAuthorization`` for ``nonce``; wait for the receipt.
+    def cancel_authorization(self, signer: Signer, nonce: str, token: str = "") -> ChainReceipt:
+        """Sign and send ``cancelAuthorization`` for ``nonce`` to ``token``; wait for the receipt.
+
+        ``token`` "" means the network's first stablecoin.
 
         Raises:
             ChainError: the node failed, the transaction reverted or was not mined in time.

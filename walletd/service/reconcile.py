@@ -15,7 +15,13 @@ otherwise. One reconcile pass looks at every open payment (``signed``,
   ``AuthorizationUsed`` log, or ``cancelled`` if it was a cancellation);
 * a direct transfer (``kind`` ``transfer``) is judged by its own receipt
   (``decide_transfer``): mined and paying → ``settled``, reverted or its
-  account nonce taken by another transaction → ``failed`` (released).
+  account nonce taken by another transaction → ``failed`` (released);
+* a Permit2 payment (``kind`` ``permit2`` or ``upto``) is judged the same way,
+  with Permit2's nonce bitmap in place of ``authorizationState`` and the
+  token's ``Transfer`` (in token units) as the proof. An ``upto`` payment
+  settles at the amount the chain shows transferred (at most the maximum):
+  that becomes its amount and the rest of the reservation is released. A
+  server that reported another amount than the chain shows makes it ``disputed``.
 
 All state lives in the ledger, and every move is a compare-and-set on the
 status, so a pass is idempotent, safe to interrupt at any point, and safe to
@@ -34,8 +40,9 @@ from typing import Any
 
 from walletd.db.ledger import Store, TrackedPayment
 from walletd.domain import lifecycle
-from walletd.domain.direct import KIND_TRANSFER
+from walletd.domain.direct import KIND_PERMIT2, KIND_TRANSFER, KIND_UPTO
 from walletd.domain.money import format_usd
+from walletd.domain.networks import by_caip2, to_token_units, to_usd_atomic
 from walletd.domain.payment import PaymentStatus
 from walletd.errors import ChainError, InsufficientFundsError, InvalidRequestError, WalletdError
 from walletd.service.clock import now_ms
@@ -59,6 +66,8 @@ class Decision:
     cause: str
     data: dict[str, Any]
     settled_tx: str | None = None
+    charged: int | None = None
+    """upto, settling: the USD atomic units the chain shows charged (the rest is released)."""
 
 
 @dataclass
@@ -78,7 +87,7 @@ def _same(a: str, b: str) -> bool:
 
 
 def settlement_problems(receipt: ChainReceipt, row: TrackedPayment, usdc: str) -> list[str]:
-    """Why ``receipt`` does not prove ``row`` settled; empty when it does."""
+    """Why ``receipt`` does not prove ``row`` settled; empty when it does (``usdc``: its token)."""
     problems: list[str] = []
     if receipt.status != 1:
         problems.append("transaction reverted")
@@ -89,13 +98,79 @@ def settlement_problems(receipt: ChainReceipt, row: TrackedPayment, usdc: str) -
         and t.value == row.amount
         for t in receipt.transfers
     ):
-        problems.append("no USDC Transfer from the wallet to payTo of exactly the amount")
+        problems.append("no token Transfer from the wallet to payTo of exactly the amount")
     if not any(
         _same(a.token, usdc) and _same(a.authorizer, row.payer) and _same(a.nonce, row.nonce)
         for a in receipt.authorizations_used
     ):
         problems.append("no AuthorizationUsed for this wallet and nonce")
     return problems
+
+
+# ------------------------------------------------------------------------ Permit2
+
+PERMIT2_KINDS = (KIND_PERMIT2, KIND_UPTO)
+CLIENT_REPORT = "client_report"
+
+
+def nonce_used(chain: ChainReader, row: TrackedPayment) -> bool:
+    """Whether the chain marks the payment's nonce used (or cancelled / invalidated)."""
+    if row.kind in PERMIT2_KINDS:
+        return chain.permit2_nonce_used(row.payer, row.nonce)
+    return chain.authorization_state(row.payer, row.nonce, row.asset)
+
+
+def _usd_ceiling(token_units: int, decimals: int) -> int:
+    """Token units as USD atomic units, rounded up (a charge is never under-counted)."""
+    unit: int = 10 ** max(decimals - 6, 0)
+    scale: int = 10 ** max(6 - decimals, 0)
+    return -(-token_units // unit) * scale
+
+
+def permit2_settlement(
+    receipt: ChainReceipt, row: TrackedPayment, reported: int | None = None
+) -> tuple[list[str], int | None]:
+    """Why ``receipt`` does not prove the Permit2 ``row`` settled, and (upto) the USD charged.
+
+    ``reported`` is the amount (token units) the server's PAYMENT-RESPONSE claimed, if any.
+    """
+    asset = by_caip2(row.network).asset(row.asset)
+    if asset is None:
+        return [f"{row.asset} is not a pinned stablecoin on {row.network}"], None
+    problems: list[str] = []
+    if receipt.status != 1:
+        problems.append("transaction reverted")
+    paid = [
+        t.value
+        for t in receipt.transfers
+        if _same(t.token, row.asset)
+        and _same(t.sender, row.payer)
+        and _same(t.recipient, row.payee)
+    ]
+    if row.kind == KIND_PERMIT2:
+        if to_token_units(asset, row.amount) not in paid:
+            problems.append("no token Transfer from the wallet to payTo of exactly the amount")
+        return problems, None
+    maximum = to_token_units(asset, row.authorized or row.amount)
+    within = [v for v in paid if v <= maximum]
+    if len(within) != 1:
+        problems.append("no single token Transfer from the wallet to payTo within the maximum")
+        return problems, None
+    if reported is not None and reported != within[0]:
+        problems.append(f"the server reported {reported} token units, the chain shows {within[0]}")
+    charged = to_usd_atomic(asset, within[0])
+    return problems, charged if charged is not None else _usd_ceiling(within[0], asset.decimals)
+
+
+def reported_amount(store: Store, payment_id: str) -> int | None:
+    """The amount (token units) a client's report of PAYMENT-RESPONSE claimed, if any."""
+    with store.read() as tx:
+        events = tx.events(payment_id)
+    for event in reversed(events):
+        value = event.data.get("amount") if event.cause == CLIENT_REPORT else None
+        if isinstance(value, str) and value.isdigit() and len(value) <= 78:
+            return int(value)
+    return None
 
 
 # ------------------------------------------------------------ direct transfers
@@ -219,24 +294,40 @@ class Reconciler:
             if not expired:
                 return None  # maybe not mined yet; after validBefore it never can be
             facts = {"reported_tx": tx_hash, "chain_time": chain_now}
-            facts["authorization_used"] = self._chain.authorization_state(row.payer, row.nonce)
+            facts["authorization_used"] = nonce_used(self._chain, row)
             return Decision(PaymentStatus.DISPUTED, "reported_tx_not_on_chain", facts)
-        problems = settlement_problems(receipt, row, self._chain.network.usdc)
+        charged = None
+        if row.kind in PERMIT2_KINDS:
+            reported = reported_amount(self._store, row.id) if row.kind == KIND_UPTO else None
+            problems, charged = permit2_settlement(receipt, row, reported)
+        else:
+            problems = settlement_problems(receipt, row, row.asset or self._chain.network.usdc)
         if problems:
             data = {"reported_tx": tx_hash, "problems": problems, "chain_time": chain_now}
             return Decision(PaymentStatus.DISPUTED, "reported_tx_does_not_settle", data)
         data = {"tx": receipt.tx_hash, "block": receipt.block_number, "chain_time": chain_now}
-        return Decision(PaymentStatus.SETTLED, "confirmed_on_chain", data, receipt.tx_hash)
+        if charged is not None:
+            data["charged"] = charged
+        return Decision(PaymentStatus.SETTLED, "confirmed_on_chain", data, receipt.tx_hash, charged)
 
     def _after_expiry(self, row: TrackedPayment, chain_now: int) -> Decision:
         data: dict[str, Any] = {"chain_time": chain_now, "valid_before": row.valid_before}
-        if not self._chain.authorization_state(row.payer, row.nonce):
+        if not nonce_used(self._chain, row):
             return Decision(PaymentStatus.EXPIRED, "authorization_unused_after_expiry", data)
-        used = self._chain.find_authorization_used(row.payer, row.nonce, _not_before(row))
+        if row.kind in PERMIT2_KINDS:
+            # Permit2 logs no event naming the nonce: the money moved (upto: counted at most
+            # the maximum, as reserved), in a transaction walletd cannot name.
+            data["tx"] = None
+            return Decision(PaymentStatus.SETTLED, "permit2_nonce_used_on_chain", data)
+        used = self._chain.find_authorization_used(
+            row.payer, row.nonce, _not_before(row), row.asset
+        )
         if used:
             data["tx"] = used
             return Decision(PaymentStatus.SETTLED, "authorization_used_on_chain", data, used)
-        canceled = self._chain.find_authorization_canceled(row.payer, row.nonce, _not_before(row))
+        canceled = self._chain.find_authorization_canceled(
+            row.payer, row.nonce, _not_before(row), row.asset
+        )
         if canceled:
             data["tx"] = canceled
             return Decision(
@@ -256,7 +347,7 @@ def apply_decision(store: Store, row: TrackedPayment, decision: Decision, at_ms:
         with store.write() as tx:
             moved = tx.move(
                 row.id, row.status, decision.target, at_ms, decision.cause, decision.data,
-                settled_tx=decision.settled_tx,
+                settled_tx=decision.settled_tx, charged=decision.charged,
             )  # fmt: skip
     except lifecycle.TransitionError as exc:
         log.warning("payment %s: %s (left as it is, still counted)", row.id, exc)
@@ -426,6 +517,10 @@ class ReconcileLoop:
 def _cancellable(row: TrackedPayment, now: int) -> None:
     if row.kind == KIND_TRANSFER:
         raise InvalidRequestError(f"payment {row.id} is a direct transfer; it cannot be cancelled")
+    if row.kind in PERMIT2_KINDS:
+        raise InvalidRequestError(
+            f"payment {row.id} is a Permit2 payment; walletd cancels EIP-3009 authorizations only"
+        )
     if row.status not in lifecycle.CANCELLABLE_STATUSES:
         raise InvalidRequestError(
             f"payment {row.id} is {row.status}; only rejected payments (or signed ones "
@@ -440,12 +535,14 @@ def _cancellable(row: TrackedPayment, now: int) -> None:
 
 def _already_final_on_chain(chain: ChainReader, row: TrackedPayment) -> Decision:
     """The decision for an authorization the contract already marks used or cancelled."""
-    canceled = chain.find_authorization_canceled(row.payer, row.nonce, _not_before(row))
+    if row.kind in PERMIT2_KINDS:
+        return Decision(PaymentStatus.SETTLED, "permit2_nonce_used_on_chain", {"tx": None})
+    canceled = chain.find_authorization_canceled(row.payer, row.nonce, _not_before(row), row.asset)
     if canceled:
         return Decision(
             PaymentStatus.CANCELLED, "authorization_canceled_on_chain", {"tx": canceled}, canceled
         )
-    used = chain.find_authorization_used(row.payer, row.nonce, _not_before(row))
+    used = chain.find_authorization_used(row.payer, row.nonce, _not_before(row), row.asset)
     data: dict[str, Any] = {"tx": used}
     return Decision(PaymentStatus.SETTLED, "authorization_used_on_chain", data, used)
 
@@ -460,7 +557,7 @@ def answer_lost_decision(chain: ChainReader, row: TrackedPayment) -> Decision | 
     """
     if row.kind == KIND_TRANSFER or row.network != chain.network.caip2:
         return None
-    if not chain.authorization_state(row.payer, row.nonce):
+    if not nonce_used(chain, row):
         return None
     return _already_final_on_chain(chain, row)
 
@@ -489,7 +586,7 @@ def cancel_payment(
     if not _same(row.payer, signer.address) or row.network != chain.network.caip2:
         raise InvalidRequestError(f"payment {row.id} is not this wallet's on {chain.network.caip2}")
     _cancellable(row, clock())
-    if chain.authorization_state(row.payer, row.nonce):
+    if chain.authorization_state(row.payer, row.nonce, row.asset):
         decision = _already_final_on_chain(chain, row)
         apply_decision(store, row, decision, clock())
         if decision.target == PaymentStatus.SETTLED:
@@ -507,7 +604,7 @@ def cancel_payment(
         if tx.tracked_payment(row.id).status != row.status:  # the reconciler or a report won
             raise InvalidRequestError(f"payment {row.id} changed status meanwhile: nothing sent")
         tx.add_event(row.id, clock(), row.status, "cancel_sent", {})
-    receipt = sender.cancel_authorization(signer, row.nonce)
+    receipt = sender.cancel_authorization(signer, row.nonce, row.asset)
     if not any(
         _same(a.authorizer, row.payer) and _same(a.nonce, row.nonce)
         for a in receipt.authorizations_canceled

@@ -21,14 +21,22 @@ from functools import lru_cache
 from urllib.parse import urlsplit
 
 from walletd.db.ledger import LedgerTx, NewDecision, NewPayment, Store, StoredPayment
-from walletd.domain import lifecycle, policy
+from walletd.domain import lifecycle, permit2, policy
 from walletd.domain.approval import DEFAULT_MAX_WAIT_SECONDS, threshold_hit
 from walletd.domain.budget import BudgetState, window_states
 from walletd.domain.demand import Demand, InvalidEntry, Requirement, decode_demand
-from walletd.domain.direct import DirectDemand, as_demand, parse_direct
+from walletd.domain.direct import (
+    KIND_EXACT,
+    KIND_PERMIT2,
+    KIND_UPTO,
+    DirectDemand,
+    as_demand,
+    parse_direct,
+)
 from walletd.domain.eip3009 import Authorization, authorization_digest, payment_header
 from walletd.domain.limits import Subject, check_limits, limit_states
 from walletd.domain.money import MAX_AMOUNT
+from walletd.domain.networks import PERMIT2, to_token_units
 from walletd.domain.payment import (
     Caller,
     PayCommand,
@@ -151,15 +159,16 @@ class _Attempt:
         """
         requested = err.details.get("requested", "") if err is not None else ""
         if self.choice is not None:
-            return self.choice.requirement.pay_to, self.choice.requirement.amount
+            return self.choice.requirement.pay_to, self.choice.amount
         entries = self.demand.entries if self.demand else ()
         valid = [e for e in entries if isinstance(e, Requirement)]
         if valid:
-            cheapest = min(valid, key=lambda e: e.amount)
+            usd = {e.index: policy.usd_amount_of(e) for e in valid}
+            cheapest = min(valid, key=lambda e: usd[e.index])
             if requested.isdigit():  # the budget judged this amount, not the cheapest overall
-                asked = [e for e in valid if e.amount == int(requested)]
+                asked = [e for e in valid if usd[e.index] == int(requested)]
                 cheapest = asked[0] if asked else cheapest
-            return cheapest.pay_to, cheapest.amount
+            return cheapest.pay_to, usd[cheapest.index]
         known = [e.amount for e in entries if isinstance(e, InvalidEntry) and e.amount is not None]
         return "", min(known) if known else 0
 
@@ -399,16 +408,16 @@ class WalletService:
         )
         choice = attempt.choice = policy.choose(demand, ctx)
         subject = Subject(client.id, cmd.labels, intent.host, choice.requirement.pay_to)
-        check_limits(tx.limit_usage(subject, now), choice.requirement.amount)
+        check_limits(tx.limit_usage(subject, now), choice.amount)
         if self._funds is not None:
             short = funds_shortfall(
-                self._funds, tx.outstanding(self._signer.address)[1], choice.requirement.amount
+                self._funds, tx.outstanding(self._signer.address)[1], choice.amount
             )
             if short is not None and not attempt.funds_refreshed and self._funds.can_refresh():
                 raise _StaleFunds
             if short is not None:
                 raise short
-        hit = threshold_hit(choice.requirement.amount, client.approve_above, state.approve_above)
+        hit = threshold_hit(choice.amount, client.approve_above, state.approve_above)
         if hit is not None:
             held = HeldPay(caller, cmd, intent.host, demand, intent.fingerprint)
             return self._approvals.hold(tx, held, choice, hit, now)
@@ -512,43 +521,69 @@ class WalletService:
     ) -> NewPayment:
         req, net = choice.requirement, choice.network
         now_s = now // 1000
-        auth = Authorization(
-            from_address=self._signer.address,
-            to_address=req.pay_to,
-            value=req.amount,
-            valid_after=max(now_s - VALID_AFTER_SLACK_S, 0),
-            valid_before=now_s + choice.validity_seconds,
-            nonce=os.urandom(32),
-        )
-        signature = self._signer.sign_hash(authorization_digest(net, auth))
-        name, value = payment_header(
-            version=demand.version,
-            network=net,
-            accepted=req.raw,
-            resource=demand.resource,
-            auth=auth,
-            signature=signature,
-        )
+        valid_after = max(now_s - VALID_AFTER_SLACK_S, 0)
+        valid_before = now_s + choice.validity_seconds
+        if choice.method == PERMIT2:
+            transfer = permit2.Permit2Transfer(
+                from_address=self._signer.address,
+                token=choice.asset.address,
+                amount=to_token_units(choice.asset, choice.amount),
+                spender=permit2.UPTO_PROXY_ADDRESS
+                if req.scheme == "upto"
+                else (permit2.EXACT_PROXY_ADDRESS),
+                nonce=int.from_bytes(os.urandom(32), "big"),
+                deadline=valid_before,
+                to_address=req.pay_to,
+                valid_after=valid_after,
+                facilitator=choice.facilitator if req.scheme == "upto" else None,
+            )
+            signature = self._signer.sign_hash(permit2.permit2_digest(net.chain_id, transfer))
+            name, value = permit2.payment_header(
+                accepted=req.raw, resource=demand.resource, transfer=transfer, signature=signature
+            )
+            nonce = "0x" + transfer.nonce.to_bytes(32, "big").hex()
+            kind = KIND_UPTO if req.scheme == "upto" else KIND_PERMIT2
+        else:
+            auth = Authorization(
+                from_address=self._signer.address,
+                to_address=req.pay_to,
+                value=req.amount,
+                valid_after=valid_after,
+                valid_before=valid_before,
+                nonce=os.urandom(32),
+            )
+            signature = self._signer.sign_hash(authorization_digest(net, auth, choice.asset))
+            name, value = payment_header(
+                version=demand.version,
+                network=net,
+                accepted=req.raw,
+                resource=demand.resource,
+                auth=auth,
+                signature=signature,
+            )
+            nonce, kind = "0x" + auth.nonce.hex(), KIND_EXACT
         return NewPayment(
             id="pay_" + secrets.token_hex(12),
             client_id=client_id,
             idempotency_key=cmd.idempotency_key,
             fingerprint=fingerprint,
-            amount=req.amount,
+            amount=choice.amount,
             payee=req.pay_to,
             network=net.caip2,
-            asset=net.usdc,
+            asset=choice.asset.address,
             payer=self._signer.address,
             method=cmd.method.upper(),
             url=cmd.url,
             host=host,
-            nonce="0x" + auth.nonce.hex(),
-            valid_after=auth.valid_after,
-            valid_before=auth.valid_before,
+            nonce=nonce,
+            valid_after=valid_after,
+            valid_before=valid_before,
             header_name=name,
             header_value=value,
             labels=dict(cmd.labels),
             created_at_ms=now,
+            kind=kind,
+            authorized=choice.amount if kind == KIND_UPTO else 0,
         )
 
     def report_outcome(

@@ -55,7 +55,7 @@ def create_api_app(settings: ApiSettings) -> FastAPI:
     Building it calls the facilitator's ``/supported`` (the SDK middleware does so on
     creation), so start the facilitator first.
     """
-    core = core_app()
+    core = core_app(settings.upto_atomic_per_token)
     paid, facilitator = paid_app(core, settings)
     stats, faults = ApiStats(), Faults()
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, lifespan=_closing(facilitator))

@@ -19,6 +19,7 @@ from starlette.types import ASGIApp
 from x402.http import FacilitatorConfig, HTTPFacilitatorClient
 from x402.http.middleware.fastapi import PaymentMiddlewareASGI
 from x402.mechanisms.evm.exact import ExactEvmServerScheme
+from x402.mechanisms.evm.upto import UptoEvmServerScheme
 from x402.server import x402ResourceServer
 
 from walletd.devnet.api.errors import error_body
@@ -42,6 +43,8 @@ def paid_app(core: ASGIApp, settings: ApiSettings) -> tuple[ASGIApp, HTTPFacilit
     # the SDK's own protocol under mypy; it is the documented object to register.
     scheme: Any = ExactEvmServerScheme()  # type: ignore[no-untyped-call]
     resource_server.register(settings.network, scheme)
+    upto: Any = UptoEvmServerScheme()  # type: ignore[no-untyped-call]
+    resource_server.register(settings.network, upto)
     paid = PaymentMiddlewareASGI(core, routes=payment_routes(settings), server=resource_server)
     return paid, facilitator
 

@@ -3,6 +3,10 @@
 * ``POST /v1/chat/completions``: a deterministic canned reply (optionally streamed as SSE).
 * ``POST /v1/images/generations``: ``n`` small real PNGs, deterministic from the prompt.
 * ``GET /v1/models``: the fixed catalogue.
+* ``POST /v1/permit2/chat/completions``: the same chat, priced in ``exact`` through Permit2.
+* ``POST /v1/upto/chat/completions``: the same chat, priced in ``upto``: the payer authorizes
+  a maximum and is charged for the tokens used (``usage.total_tokens`` times the price per
+  token), which the handler tells the x402 middleware through its settlement override.
 
 This module owns the HTTP side only (which bodies are accepted, how answers are laid out);
 the content comes from :mod:`~walletd.devnet.api.fixtures`. The app it builds is what the
@@ -38,6 +42,10 @@ __all__ = [
     "CHAT_ROUTE",
     "IMAGES_PATH",
     "IMAGES_ROUTE",
+    "PERMIT2_CHAT_PATH",
+    "PERMIT2_CHAT_ROUTE",
+    "UPTO_CHAT_PATH",
+    "UPTO_CHAT_ROUTE",
     "ChatRequest",
     "ImageRequest",
     "core_app",
@@ -47,6 +55,12 @@ CHAT_PATH = "/v1/chat/completions"
 IMAGES_PATH = "/v1/images/generations"
 CHAT_ROUTE = f"POST {CHAT_PATH}"
 IMAGES_ROUTE = f"POST {IMAGES_PATH}"
+PERMIT2_CHAT_PATH = "/v1/permit2/chat/completions"
+PERMIT2_CHAT_ROUTE = f"POST {PERMIT2_CHAT_PATH}"
+UPTO_CHAT_PATH = "/v1/upto/chat/completions"
+UPTO_CHAT_ROUTE = f"POST {UPTO_CHAT_PATH}"
+SETTLEMENT_OVERRIDES_HEADER = "settlement-overrides"
+"""The x402 FastAPI middleware's header for a partial (upto) settlement; it strips it."""
 
 _STRICT = ConfigDict(extra="ignore", strict=True)
 
@@ -213,11 +227,31 @@ async def list_models() -> Response:
     return JSONResponse(models_listing())
 
 
-def core_app() -> FastAPI:
-    """The handlers, with no payment and no keys: what every path finally reaches."""
+def _upto_handler(atomic_per_token: int) -> Any:
+    async def upto_chat_completions(body: ChatRequest) -> Response:
+        """``POST /v1/upto/chat/completions``: the chat, charged by the tokens it used."""
+        _require_model(body.model, "text")
+        prompt = "\n".join(message.text() for message in body.messages)
+        reply = canned_reply(body.model, prompt, body.max_tokens)
+        doc = _chat_body(body, prompt, reply)
+        charge = doc["usage"]["total_tokens"] * atomic_per_token
+        response = JSONResponse(doc)
+        response.headers[SETTLEMENT_OVERRIDES_HEADER] = json_bytes({"amount": str(charge)}).decode()
+        return response
+
+    return upto_chat_completions
+
+
+def core_app(upto_atomic_per_token: int = 1) -> FastAPI:
+    """The handlers, with no payment and no keys: what every path finally reaches.
+
+    ``upto_atomic_per_token``: what the upto route charges per token used, in atomic units.
+    """
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     install_error_handlers(app)
     app.post(CHAT_PATH)(chat_completions)
+    app.post(PERMIT2_CHAT_PATH)(chat_completions)
+    app.post(UPTO_CHAT_PATH)(_upto_handler(upto_atomic_per_token))
     app.post(IMAGES_PATH)(image_generations)
     app.get("/v1/models")(list_models)
     return app

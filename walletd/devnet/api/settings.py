@@ -32,6 +32,10 @@ class ApiSettings:
     direct_rpc_url: str = ""
     """When set, ``/direct/...`` serves the same routes paid by direct transfer."""
     direct_proof_header: str = "X-Payment-Tx"
+    upto_max_price: str = "$0.01"
+    """The maximum the upto chat route asks authorized."""
+    upto_atomic_per_token: int = 10
+    """What the upto chat route charges per token used, in atomic units ($0.00001)."""
 
     def __post_init__(self) -> None:
         """Refuse settings that could make the SDK talk to a public facilitator."""
