@@ -9,13 +9,13 @@ nothing can be paid twice.
 * A paid call held for approval (``APPROVAL_REQUIRED``), until the approval
   expires: the retry gets the approved authorization (or the denial) instead of
   holding a new payment.
-* A proxied call interrupted before its answer came back (:class:`Interrupted`:
-  the upstream's read timeout, its connection closing or breaking), for
-  :data:`RETRY_WINDOW_MS`: the upstream may have received, even settled, the
-  payment. The retry gets the same authorization back (``reused``) and the
-  upstream settles it at most once: it pays the retry with it if the first
-  attempt did not settle, and refuses it as already used if it did (a tool error
-  saying the call was paid and its answer lost).
+* A paid call interrupted before its answer came back (:class:`Interrupted`: a
+  read timeout, a connection closing or breaking, the host cancelling the call),
+  for :data:`RETRY_WINDOW_MS`: the server may have received, even settled, the
+  payment. The retry gets the same authorization back (``reused``) and the server
+  settles it at most once: it pays the retry with it if the first attempt did
+  not settle, and refuses it as already used if it did (a tool error saying the
+  call was paid and its answer lost).
 
 The entry is dropped once a call under it has any other outcome (paid, denied,
 expired, refused), so the call after it is a new payment. The map lives in this
@@ -27,11 +27,15 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
+
+import anyio
+from mcp.types import CallToolResult
 
 from walletd.client import new_idempotency_key
 from walletd.errors import ApprovalRequiredError
+from walletd.mcp._results import same_call_until
 
 MAX_HELD = 1000
 """At most this many calls are remembered (the oldest are forgotten first)."""
@@ -45,8 +49,8 @@ by the upstream once; the call after it is a new payment."""
 class Interrupted(Exception):
     """A call that ended without its answer; it may have been paid (see the module doc).
 
-    ``sent`` is False when this attempt never reached the upstream (an earlier
-    attempt under the same key may have).
+    ``sent`` is False when this attempt sent no payment, e.g. it never reached the
+    upstream (an earlier attempt under the same key may have sent one).
     """
 
     def __init__(self, sent: bool = True) -> None:
@@ -91,6 +95,29 @@ class HeldCalls:
         while len(self._keys) > MAX_HELD:
             del self._keys[next(iter(self._keys))]
         return until
+
+    async def run(
+        self,
+        digest: str,
+        key: str,
+        call: Callable[[str], Awaitable[tuple[CallToolResult, BaseException | None]]],
+    ) -> CallToolResult:
+        """``call(key)``'s tool result, its key remembered or forgotten as :meth:`settle` says.
+
+        ``call`` returns the result and what ended the call otherwise (a walletd
+        error, :class:`Interrupted`, or None). An interrupted call's tool error says
+        until when calling again with the same arguments is the same call; a call the
+        host cancels is interrupted too.
+        """
+        try:
+            result, error = await call(key)
+        except anyio.get_cancelled_exc_class():  # the host gave up on the call
+            self.settle(digest, key, Interrupted())
+            raise
+        until = self.settle(digest, key, error)
+        if isinstance(error, Interrupted) and until is not None:
+            return same_call_until(result, until, error.sent)
+        return result
 
     def __len__(self) -> int:
         return len(self._keys)

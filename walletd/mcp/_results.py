@@ -205,6 +205,24 @@ def plain_error(reason: str, message: str, **details: str) -> CallToolResult:
     )
 
 
+def same_call_until(result: CallToolResult, until_ms: int, sent: bool) -> CallToolResult:
+    """An interrupted call's tool error, saying that the same call again is not paid twice."""
+    until = iso_ms(until_ms)
+    note = (
+        "If the tool is paid, this call may have been paid: the ledger follows its payment "
+        "until it settles or expires. "
+        if sent
+        else ""
+    ) + (
+        f"Calling the tool again with exactly the same arguments (until {until}) is the same "
+        "call: it reuses any payment made for it and is never paid twice."
+    )
+    content: list[ContentBlock] = [*result.content, TextContent(type="text", text=note)]
+    doc = dict(result.structuredContent or {})
+    doc["same_call_until"] = until
+    return result.model_copy(update={"content": content, "structuredContent": doc})
+
+
 def dumps(data: Any) -> str:
     """Compact JSON for a result's text."""
     return json.dumps(data, sort_keys=True, separators=(",", ":"))

@@ -9,13 +9,17 @@
 * ``wallet_budget``, ``wallet_payments``: what is left, and what was paid.
 
 Everything is paid as the agent's own walletd client (its token file), so the
-daemon's budgets, allowlists, idempotency and audit trail apply unchanged.
+daemon's budgets, allowlists, idempotency and audit trail apply unchanged. A
+paid tool call interrupted before its answer came back (a timeout, a dropped
+connection, the host cancelling it) may have been paid: its key is kept
+(:mod:`walletd.mcp._held`), and the agent's next call of the same tool with the
+same arguments is the same logical call, never a second payment.
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -28,17 +32,18 @@ from pydantic import Field
 from walletd.client import (
     AsyncClusterClient,
     AsyncWalletClient,
+    ClusterConnectionError,
     PaymentAttempt,
     WalletdAuth,
     WalletdSettings,
     async_http_client,
     payment_attempt,
 )
-from walletd.client._auth import IDEMPOTENCY_HEADER
+from walletd.client._auth import IDEMPOTENCY_HEADER, has_payment_header
 from walletd.domain.budget import BudgetState, WindowState
 from walletd.domain.money import format_usd
 from walletd.errors import InvalidRequestError, PolicyDeniedError, RefusedError, WalletdError
-from walletd.mcp._held import HeldCalls, call_digest
+from walletd.mcp._held import HeldCalls, Interrupted, call_digest
 from walletd.mcp._results import (
     dumps,
     error_result,
@@ -56,6 +61,8 @@ _TEXT_TYPES = ("text/", "application/json", "application/xml", "+json", "+xml", 
 _SENT_BACK_HEADERS = ("content-type", "content-length", "location", "retry-after")
 _PAID = ToolAnnotations(readOnlyHint=False, destructiveHint=False, openWorldHint=True)
 _READ = ToolAnnotations(readOnlyHint=True, openWorldHint=False)
+Ended = WalletdError | Interrupted | None
+"""What ended a paid call other than its answer (see :meth:`HeldCalls.run`)."""
 
 
 @dataclass(frozen=True)
@@ -130,7 +137,7 @@ class Gateway:
         self._auth = WalletdAuth(walletd=settings, strip_authorization=False)
         self.http = async_http_client(None, auth=self._auth, timeout=timeout)
         self.held = HeldCalls()
-        """Keys of calls awaiting approval: the agent's retry of one is the same call."""
+        """Keys of calls awaiting approval or interrupted: the agent's retry is the same call."""
         self.api: AsyncClusterClient | None = None
         if options.base_url:
             self.api = AsyncClusterClient(options.base_url, walletd=settings, timeout=timeout)
@@ -197,6 +204,28 @@ class Gateway:
             return error_result(err)
         return error_result(err, await self.facts_by_id(err.details.get("payment_id", "")))
 
+    async def paid_call(
+        self, tool: str, asked: Mapping[str, Any], given_key: str,
+        call: Callable[[str], Awaitable[tuple[CallToolResult, Ended]]],
+    ) -> CallToolResult:  # fmt: skip
+        """``call(key)``'s result, under the call's idempotency key.
+
+        The key is ``given_key``, else the one a held or interrupted call of the same
+        tool with the same arguments left, else a new one.
+        """
+        digest = call_digest(tool, asked)
+        key = given_key or self.held.key_for(digest)
+        return await self.held.run(digest, key, call)
+
+    async def api_failed(self, err: WalletdError) -> tuple[CallToolResult, Ended]:
+        """The tool error of a failed API call, and what ended it.
+
+        No complete answer (after the client's own retries) is an interruption: an
+        attempt may have been paid.
+        """
+        lost = isinstance(err, ClusterConnectionError)
+        return await self.failed(err), Interrupted() if lost else err
+
     # ---- the tools ---------------------------------------------------------
 
     async def paid_fetch(
@@ -208,11 +237,17 @@ class Gateway:
             return refused
         sent = dict(headers or {})
         asked = {"url": url, "method": method.upper(), "headers": sent, "body": body}
-        digest = call_digest("paid_fetch", asked)
         given = next((v for k, v in sent.items() if k.lower() == IDEMPOTENCY_HEADER.lower()), "")
-        key = given or self.held.key_for(digest)
-        if not given:
-            sent[IDEMPOTENCY_HEADER] = key
+
+        async def call(key: str) -> tuple[CallToolResult, Ended]:
+            keyed = sent if given else {**sent, IDEMPOTENCY_HEADER: key}
+            return await self._fetch(url, method, keyed, body)
+
+        return await self.paid_call("paid_fetch", asked, given, call)
+
+    async def _fetch(
+        self, url: str, method: str, sent: dict[str, str], body: str | None
+    ) -> tuple[CallToolResult, Ended]:
         try:
             async with self.http.stream(
                 method.upper(), url, headers=sent, content=body
@@ -220,12 +255,10 @@ class Gateway:
                 data, truncated = await self._read_capped(response)
                 paid = payment_attempt(response)
         except WalletdError as err:
-            self.held.settle(digest, key, err)
-            return await self.failed(err)
-        except httpx.HTTPError as exc:
-            self.held.settle(digest, key, None)
-            return plain_error("HTTP_ERROR", f"{type(exc).__name__}: {exc}", url=url[:200])
-        self.held.settle(digest, key, None)
+            return await self.failed(err), err
+        except httpx.HTTPError as exc:  # no complete answer: paid, if a payment was sent
+            result = plain_error("HTTP_ERROR", f"{type(exc).__name__}: {exc}", url=url[:200])
+            return result, Interrupted(sent=_sent_payment(exc))
         payment = await self.facts(paid)
         headers = {k: v for k, v in response.headers.items() if k.lower() in _SENT_BACK_HEADERS}
         body_doc = _body_doc(response, data)
@@ -239,7 +272,7 @@ class Gateway:
         cut = f" (cut at {self.options.max_response_bytes} bytes)" if truncated else ""
         kind = headers.get("content-type", "?")
         shown = body_doc.get("text", f"<{len(data)} bytes of {kind}, base64 in structured content>")
-        return tool_result(f"HTTP {response.status_code}{cut}\n\n{shown}", doc, payment)
+        return tool_result(f"HTTP {response.status_code}{cut}\n\n{shown}", doc, payment), None
 
     async def _read_capped(self, response: httpx.Response) -> tuple[bytes, bool]:
         cap = self.options.max_response_bytes
@@ -268,47 +301,50 @@ class Gateway:
         messages.append({"role": "user", "content": prompt})
         asked = {"model": model, "messages": messages, "max_tokens": max_tokens,
                  "temperature": temperature}  # fmt: skip
-        digest = call_digest("chat", asked)
-        key = self.held.key_for(digest)
-        try:
-            result = await self._api().chat(
-                model, messages, max_tokens=max_tokens, temperature=temperature,
-                idempotency_key=key,
-            )  # fmt: skip
-        except WalletdError as err:
-            self.held.settle(digest, key, err)
-            return await self.failed(err)
-        self.held.settle(digest, key, None)
-        data = {
-            "text": result.text,
-            "model": result.model,
-            "finish_reason": result.finish_reason,
-            "usage": dict(result.usage),
-        }
-        return tool_result(result.text, data, await self.facts(result.payment))
+
+        async def call(key: str) -> tuple[CallToolResult, Ended]:
+            try:
+                result = await self._api().chat(
+                    model, messages, max_tokens=max_tokens, temperature=temperature,
+                    idempotency_key=key,
+                )  # fmt: skip
+            except WalletdError as err:
+                return await self.api_failed(err)
+            data = {
+                "text": result.text,
+                "model": result.model,
+                "finish_reason": result.finish_reason,
+                "usage": dict(result.usage),
+            }
+            return tool_result(result.text, data, await self.facts(result.payment)), None
+
+        return await self.paid_call("chat", asked, "", call)
 
     async def image(self, model: str, prompt: str, size: str, n: int) -> CallToolResult:
         """Images from the paid API, as PNG image content."""
         refused = await self.refuse_host(self._api().root)
         if refused is not None:
             return refused
-        digest = call_digest("image", {"model": model, "prompt": prompt, "size": size, "n": n})
-        key = self.held.key_for(digest)
-        try:
-            result = await self._api().images_result(
-                model, prompt, n=n, size=size, idempotency_key=key
-            )
-        except WalletdError as err:
-            self.held.settle(digest, key, err)
-            return await self.failed(err)
-        self.held.settle(digest, key, None)
-        images: list[ContentBlock] = [
-            ImageContent(type="image", data=base64.b64encode(png).decode(), mimeType="image/png")
-            for png in result.images
-        ]
-        data = {"images": len(images), "bytes": [len(png) for png in result.images]}
-        text = f"{len(images)} PNG image(s) of {size} from {model}"
-        return tool_result(text, data, await self.facts(result.payment), images)
+        asked = {"model": model, "prompt": prompt, "size": size, "n": n}
+
+        async def call(key: str) -> tuple[CallToolResult, Ended]:
+            try:
+                result = await self._api().images_result(
+                    model, prompt, n=n, size=size, idempotency_key=key
+                )
+            except WalletdError as err:
+                return await self.api_failed(err)
+            images: list[ContentBlock] = [
+                ImageContent(
+                    type="image", data=base64.b64encode(png).decode(), mimeType="image/png"
+                )
+                for png in result.images
+            ]
+            data = {"images": len(images), "bytes": [len(png) for png in result.images]}
+            text = f"{len(images)} PNG image(s) of {size} from {model}"
+            return tool_result(text, data, await self.facts(result.payment), images), None
+
+        return await self.paid_call("image", asked, "", call)
 
     async def models(self) -> CallToolResult:
         """The paid API's models (free)."""
@@ -391,6 +427,14 @@ class Gateway:
             content=[TextContent(type="text", text="\n".join(lines))],
             structuredContent={"payments": listed},
         )
+
+
+def _sent_payment(exc: httpx.HTTPError) -> bool:
+    """Whether the request that failed carried a payment (its server may have settled it)."""
+    try:
+        return has_payment_header(exc.request)
+    except RuntimeError:  # an error raised before any request was built
+        return False
 
 
 def _window_doc(w: WindowState) -> dict[str, Any]:

@@ -49,7 +49,7 @@ from mcp.types import (
 from walletd.client import MCPPayment, MCPPaymentRejectedError, PayingMCPSession, WalletdSettings
 from walletd.errors import PaidAnswerLostError, WalletdError
 from walletd.mcp._held import HeldCalls, Interrupted, call_digest
-from walletd.mcp._results import error_result, iso_ms, ledger_facts, payment_line, plain_error
+from walletd.mcp._results import error_result, ledger_facts, payment_line, plain_error
 from walletd.mcp.server import HttpAddress, new_server, serve
 
 log = logging.getLogger("walletd.mcp.proxy")
@@ -245,15 +245,7 @@ class UpstreamLink:
         """Call one tool upstream, paying it through walletd; every failure is a tool error."""
         digest = call_digest(name, arguments)
         key = self.held.key_for(digest)
-        try:
-            result, error = await self._call(name, arguments, key)
-        except anyio.get_cancelled_exc_class():  # the host gave up on the call
-            self.held.settle(digest, key, Interrupted())
-            raise
-        until = self.held.settle(digest, key, error)
-        if isinstance(error, Interrupted) and until is not None:
-            return same_call_until(result, until, error.sent)
-        return result
+        return await self.held.run(digest, key, lambda key: self._call(name, arguments, key))
 
     async def _call(
         self, name: str, arguments: dict[str, Any], key: str
@@ -328,24 +320,6 @@ class UpstreamLink:
             tool=name,
             code=str(code),
         )
-
-
-def same_call_until(result: CallToolResult, until_ms: int, sent: bool) -> CallToolResult:
-    """An interrupted call's tool error, saying that the same call again is not paid twice."""
-    until = iso_ms(until_ms)
-    note = (
-        "If the tool is paid, this call may have been paid: the ledger follows its payment "
-        "until it settles or expires. "
-        if sent
-        else ""
-    ) + (
-        f"Calling the tool again with exactly the same arguments (until {until}) is the same "
-        "call: it reuses any payment made for it and is never paid twice."
-    )
-    content: list[ContentBlock] = [*result.content, TextContent(type="text", text=note)]
-    doc = dict(result.structuredContent or {})
-    doc["same_call_until"] = until
-    return result.model_copy(update={"content": content, "structuredContent": doc})
 
 
 def with_payment(result: CallToolResult, payment: MCPPayment | None) -> CallToolResult:
