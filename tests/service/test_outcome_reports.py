@@ -10,7 +10,7 @@ import pytest
 from tests.plugins.daemon import demand_header
 from tests.service.conftest import Ledger
 from walletd.domain.payment import PayCommand, PaymentStatus
-from walletd.errors import NotFoundError
+from walletd.errors import NotFoundError, UnauthenticatedError
 from walletd.service import admin
 from walletd.service.outcome import Outcome, claimed_tx, decode_outcome, next_status
 
@@ -71,3 +71,16 @@ def test_a_report_on_another_clients_payment_is_not_found(ledger: Ledger) -> Non
     other = ledger.service.authenticate(admin.add_client(ledger.store, "other", frozenset({"pay"})))
     with pytest.raises(NotFoundError):
         ledger.service.report_outcome(other, paid.payment_id, 200, "")
+
+
+def test_a_remembered_revoked_token_cannot_report_an_outcome(ledger: Ledger) -> None:
+    """ReportOutcome identifies from memory; its transaction still sees the revocation."""
+    paid = ledger.service.pay(ledger.caller, PayCommand("a", "GET", "http://h/x", demand_header()))
+    remembered = ledger.service.identify(ledger.token)
+    admin.revoke_client(ledger.store, "svc")
+    settled = _b64({"success": True, "transaction": "0x" + "cd" * 32})
+    with pytest.raises(UnauthenticatedError):
+        ledger.service.report_outcome(remembered, paid.payment_id, 200, settled)
+    with ledger.store.read() as tx:
+        assert tx.payment(paid.payment_id).status == PaymentStatus.SIGNED
+        assert all(e.cause != "client_report" for e in tx.events(paid.payment_id))

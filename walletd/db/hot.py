@@ -169,6 +169,12 @@ class Statements:
             "ON p.client_id = c.id AND p.idempotency_key = ? WHERE c.id = ?"
         )
         """A client and its payment under an idempotency key (NULLs: none), in one statement."""
+        self.owned_payment = sql(
+            f"SELECT c.{tables.Client.revoked_at_ms.key}, {_listed(STORED_COLUMNS, 'p')} "
+            "FROM clients c LEFT JOIN payments p "
+            "ON p.id = ? AND p.client_id = c.id WHERE c.id = ?"
+        )
+        """A client's revocation time and its payment of an id (NULLs: none), in one statement."""
         self.payment = sql(f"SELECT {_listed(STORED_COLUMNS)} FROM payments WHERE id = ?")
         self.insert_payment = sql(_insert("payments", PAYMENT_INSERT_COLUMNS))
         self.insert_event = sql(_insert("payment_events", EVENT_COLUMNS))

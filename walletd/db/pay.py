@@ -60,6 +60,14 @@ class PayTx(SpendingTx, LimitsTx):
         payment = None if found[width] is None else hot.stored_payment(found[width:])
         return hot.client_record(found[:width]), payment
 
+    def owned_payment(self, client_id: int, payment_id: str) -> tuple[bool, StoredPayment | None]:
+        """Whether the client is revoked, and its payment of this id if any, in one statement."""
+        found = self._raw(self._sql.owned_payment, (payment_id, client_id)).fetchone()
+        if found is None:
+            raise NotFoundError(f"no client with id {client_id}")
+        payment = None if found[1] is None else hot.stored_payment(found[1:])
+        return found[0] is not None, payment
+
     def payment(self, payment_id: str) -> StoredPayment:
         """One payment by id; raises NotFoundError."""
         row = self._raw(self._sql.payment, (payment_id,)).fetchone()
