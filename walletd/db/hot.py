@@ -163,12 +163,17 @@ class Statements:
         self.client_by_name = sql(f"{client} WHERE name = ?")
         self.client_by_token_hash = sql(f"{client} WHERE token_hash = ?")
         self.clients = sql(f"{client} ORDER BY name")
+        limits = tables.ScopedLimit.__tablename__
+        owner = tables.ScopedLimit.owner.key
         self.client_with_payment = sql(
-            f"SELECT {_listed(CLIENT_COLUMNS, 'c')}, {_listed(STORED_COLUMNS, 'p')} "
+            f"SELECT {_listed(CLIENT_COLUMNS, 'c')}, "
+            f"EXISTS (SELECT 1 FROM {limits} WHERE {owner} IN (c.id, {GLOBAL_SCOPE})), "
+            f"{_listed(STORED_COLUMNS, 'p')} "
             "FROM clients c LEFT JOIN payments p "
             "ON p.client_id = c.id AND p.idempotency_key = ? WHERE c.id = ?"
         )
-        """A client and its payment under an idempotency key (NULLs: none), in one statement."""
+        """A client, whether it or every client has scoped limits, and its payment under an
+        idempotency key (NULLs: none), in one statement."""
         self.owned_payment = sql(
             f"SELECT c.{tables.Client.revoked_at_ms.key}, {_listed(STORED_COLUMNS, 'p')} "
             "FROM clients c LEFT JOIN payments p "

@@ -1,0 +1,55 @@
+"""What a Pay reads: nothing for scoped limits when none is set, and a new one at once."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from tests.plugins.daemon import demand_header
+from tests.service.conftest import Ledger
+from walletd.db import transaction
+from walletd.db.engine import make_engines
+from walletd.db.ledger import Store
+from walletd.domain.payment import PayCommand
+from walletd.errors import RateLimitedError
+from walletd.service import admin
+
+
+def _pay(ledger: Ledger, key: str) -> None:
+    ledger.service.pay(ledger.caller, PayCommand(key, "GET", "http://h.example/x", demand_header()))
+
+
+def test_a_pay_without_scoped_limits_reads_no_limit_rows(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whether any limit applies comes with the client's row, not from a statement of its own."""
+    _pay(ledger, "warm")
+    seen: list[str] = []
+    raw = transaction.Transaction._raw
+
+    def recording(self: transaction.Transaction, sql: str, params: Any = ()) -> Any:
+        seen.append(sql)
+        return raw(self, sql, params)
+
+    monkeypatch.setattr(transaction.Transaction, "_raw", recording)
+    _pay(ledger, "k1")
+    assert seen, "the Pay ran no hot statement"
+    assert [sql for sql in seen if re.match(r"SELECT [^()]* FROM scoped_limits", sql)] == []
+
+
+def test_a_limit_set_by_another_process_applies_to_the_next_pay(
+    ledger: Ledger, ledger_url: str
+) -> None:
+    """The operator's command runs on its own engines, as the CLI does beside a daemon."""
+    _pay(ledger, "k1")
+    engines = make_engines(ledger_url)
+    try:
+        admin.set_budget(
+            Store(engines), "svc", admin.BudgetChange(selector="host=h.example", rates={"hour": 1})
+        )
+    finally:
+        engines.dispose()
+    with pytest.raises(RateLimitedError):
+        _pay(ledger, "k2")
