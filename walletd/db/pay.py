@@ -2,8 +2,9 @@
 
 Everything here that a Pay runs is a plain statement of ``walletd.db.hot``
 (see ARCHITECTURE.md, "Pay, in order"): the client with its earlier payment
-under the key (and whether any scoped limit could apply) in one SELECT, then the row, its first event and its running
-totals, which ``LedgerTx.pipelined`` sends together on PostgreSQL.
+under the key (and whether any scoped limit could apply) in one SELECT, then
+the row, its first event and its running totals, which ``LedgerTx.pipelined``
+sends together on PostgreSQL.
 """
 
 from __future__ import annotations
