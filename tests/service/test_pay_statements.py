@@ -21,10 +21,7 @@ def _pay(ledger: Ledger, key: str) -> None:
     ledger.service.pay(ledger.caller, PayCommand(key, "GET", "http://h.example/x", demand_header()))
 
 
-def test_a_pay_without_scoped_limits_reads_no_limit_rows(
-    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Whether any limit applies comes with the client's row, not from a statement of its own."""
+def _statements_of_a_pay(ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     _pay(ledger, "warm")
     seen: list[str] = []
     raw = transaction.Transaction._raw
@@ -36,7 +33,23 @@ def test_a_pay_without_scoped_limits_reads_no_limit_rows(
     monkeypatch.setattr(transaction.Transaction, "_raw", recording)
     _pay(ledger, "k1")
     assert seen, "the Pay ran no hot statement"
+    return seen
+
+
+def test_a_pay_without_scoped_limits_reads_no_limit_rows(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whether any limit applies comes with the client's row, not from a statement of its own."""
+    seen = _statements_of_a_pay(ledger, monkeypatch)
     assert [sql for sql in seen if re.match(r"SELECT [^()]* FROM scoped_limits", sql)] == []
+
+
+def test_a_pay_under_a_client_budget_alone_reads_the_lifetimes_with_its_windows(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No global budget: the window sums still read both lifetime totals the new row adds to."""
+    seen = _statements_of_a_pay(ledger, monkeypatch)
+    assert [sql for sql in seen if sql.startswith("SELECT scope, amount FROM spend_buckets")] == []
 
 
 def test_a_limit_set_by_another_process_applies_to_the_next_pay(
