@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from walletd.db import tables
 from walletd.db.limits import EDGE_COLUMNS, LimitsTx
@@ -67,11 +67,8 @@ class SettlementTx(SpendingTx, LimitsTx):
         The caller records an event in the same transaction (which snapshots it).
         """
         self._serialise()
-        self._session.execute(
-            update(tables.Payment)
-            .where(tables.Payment.id == payment_id, tables.Payment.reported_tx.is_(None))
-            .values(reported_tx=tx_hash)
-        )
+        self._write(self._sql.report_tx, (tx_hash, payment_id))
+        self._forget_payment(payment_id)
 
     def move(
         self,
@@ -101,12 +98,12 @@ class SettlementTx(SpendingTx, LimitsTx):
             values["released_at_ms"] = at_ms
         if settled_tx is not None:
             values["settled_tx"] = settled_tx
-        result = self._session.execute(
-            update(tables.Payment)
-            .where(tables.Payment.id == payment_id, tables.Payment.status == current)
-            .values(**values)
-        )
-        if getattr(result, "rowcount", 0) != 1:
+        if self._orm is not None:  # a row the session changed is changed before this one
+            self._orm.flush()
+        sql = self._sql.move(tuple(values))
+        moved = self._write(sql, (*values.values(), payment_id, current)).rowcount == 1
+        self._forget_payment(payment_id)
+        if not moved:
             return False
         if lifecycle.releases(target):
             pay = tables.Payment
@@ -117,6 +114,14 @@ class SettlementTx(SpendingTx, LimitsTx):
             self._uncount_limits(row)
         self.add_event(payment_id, at_ms, target, cause, data)
         return True
+
+    def _forget_payment(self, payment_id: str) -> None:
+        """A payment row changed by plain SQL is re-read by the session, not taken from memory."""
+        if self._orm is None:
+            return
+        held = self._orm.identity_map.get(self._orm.identity_key(tables.Payment, payment_id))
+        if held is not None:
+            self._orm.expire(held)
 
     def outstanding(self, payer: str | None = None) -> tuple[int, int]:
         """Count and sum of payments counted as spent but not settled (may still move money).
