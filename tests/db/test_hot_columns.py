@@ -21,7 +21,7 @@ from walletd.domain.budget import Budget
 _KEYWORDS = frozenset((
     "select", "from", "where", "and", "or", "is", "null", "not", "in", "on", "conflict", "do",
     "set", "update", "insert", "into", "values", "delete", "order", "by", "desc", "limit",
-    "left", "join", "for", "coalesce", "sum", "excluded", "as", "exists",
+    "left", "join", "for", "coalesce", "sum", "excluded", "as", "exists", "count",
 ))  # fmt: skip
 """SQL words and functions the hot statements use (anything else is a table, alias or column)."""
 _TABLE = re.compile(r"\b(?:FROM|INTO|UPDATE|JOIN)\s+(\w+)(?:\s+(\w+))?")

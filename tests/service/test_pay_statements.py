@@ -66,3 +66,21 @@ def test_a_limit_set_by_another_process_applies_to_the_next_pay(
         engines.dispose()
     with pytest.raises(RateLimitedError):
         _pay(ledger, "k2")
+
+
+def test_what_is_outstanding_is_read_without_an_orm_session(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Pay with a known balance reads it: a plain statement, like the rest of Pay."""
+    _pay(ledger, "k1")
+    with ledger.store.read() as tx:
+        paid = tx.tracked_payment(tx.list_payments(None, 1)[0].payment_id)
+
+    def no_session(self: object) -> None:
+        raise AssertionError("opened an ORM session")
+
+    monkeypatch.setattr(transaction.Transaction, "_session", property(no_session))
+    with ledger.store.write() as tx:
+        assert tx.outstanding() == (1, paid.amount)
+        assert tx.outstanding(paid.payer) == (1, paid.amount)
+        assert tx.outstanding("0x" + "9" * 40) == (0, 0)

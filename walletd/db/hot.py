@@ -183,6 +183,13 @@ class Statements:
         )
         """A client's revocation time and its payment of an id (NULLs: none), in one statement."""
         self.payment = sql(f"SELECT {_listed(STORED_COLUMNS)} FROM payments WHERE id = ?")
+        owed = (
+            "SELECT COUNT(*), COALESCE(SUM(amount), 0) FROM payments "
+            "WHERE released_at_ms IS NULL AND status != ?"
+        )
+        self.outstanding = sql(owed)
+        self.outstanding_of = sql(f"{owed} AND payer = ?")
+        """Count and sum of the payments not settled and not released (status settled[, payer])."""
         self.payment_row = sql(f"SELECT {_listed(PAYMENT_COLUMNS)} FROM payments WHERE id = ?")
         """A payment's every column (``PAYMENT_COLUMNS``), for its event's snapshot."""
         self.report_tx = sql(

@@ -127,15 +127,14 @@ class SettlementTx(SpendingTx, LimitsTx):
         """Count and sum of payments counted as spent but not settled (may still move money).
 
         ``payer`` restricts it to one key's authorizations: after a rotation only
-        the new key's promises draw on the new key's balance.
+        the new key's promises draw on the new key's balance. A Pay with a known
+        balance runs it, so it is a plain statement (``walletd.db.hot``).
         """
-        pay = tables.Payment
-        query = select(func.count(), func.coalesce(func.sum(pay.amount), 0)).where(
-            pay.released_at_ms.is_(None), pay.status != PaymentStatus.SETTLED
-        )
-        if payer is not None:
-            query = query.where(pay.payer == payer)
-        row = self._session.execute(query).one()
+        settled = PaymentStatus.SETTLED
+        if payer is None:
+            row = self._raw(self._sql.outstanding, (settled,)).fetchone()
+        else:
+            row = self._raw(self._sql.outstanding_of, (settled, payer)).fetchone()
         return int(row[0]), int(row[1])
 
     def outstanding_by_key(self, payer: str) -> tuple[tuple[int, int], tuple[int, int]]:
