@@ -21,7 +21,7 @@ from walletd.domain.budget import Budget
 _KEYWORDS = frozenset((
     "select", "from", "where", "and", "or", "is", "null", "not", "in", "on", "conflict", "do",
     "set", "update", "insert", "into", "values", "delete", "order", "by", "desc", "limit",
-    "left", "join", "for", "coalesce", "sum", "excluded", "as",
+    "left", "join", "for", "coalesce", "sum", "excluded", "as", "exists", "count",
 ))  # fmt: skip
 """SQL words and functions the hot statements use (anything else is a table, alias or column)."""
 _TABLE = re.compile(r"\b(?:FROM|INTO|UPDATE|JOIN)\s+(\w+)(?:\s+(\w+))?")
@@ -35,6 +35,7 @@ def _statements(dialect: str) -> Iterator[str]:
     yield from (text for name, text in vars(sql).items() if isinstance(text, str) and " " in text)
     yield from (sql.tail(table) for table in _CHAINS)
     yield from (sql.add_buckets(rows) for rows in (1, 2 * len(buckets.SPANS) + 2))
+    yield sql.move(("status", "released_at_ms", "settled_tx"))
     for windows in range(1, 5):
         yield sql.window_sums(windows, per_client=True)
         yield sql.window_sums(windows, per_client=False)

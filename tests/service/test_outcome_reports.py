@@ -9,8 +9,9 @@ import pytest
 
 from tests.plugins.daemon import demand_header
 from tests.service.conftest import Ledger
+from walletd.db import transaction
 from walletd.domain.payment import PayCommand, PaymentStatus
-from walletd.errors import NotFoundError
+from walletd.errors import NotFoundError, UnauthenticatedError
 from walletd.service import admin
 from walletd.service.outcome import Outcome, claimed_tx, decode_outcome, next_status
 
@@ -71,3 +72,45 @@ def test_a_report_on_another_clients_payment_is_not_found(ledger: Ledger) -> Non
     other = ledger.service.authenticate(admin.add_client(ledger.store, "other", frozenset({"pay"})))
     with pytest.raises(NotFoundError):
         ledger.service.report_outcome(other, paid.payment_id, 200, "")
+
+
+def test_a_remembered_revoked_token_cannot_report_an_outcome(ledger: Ledger) -> None:
+    """ReportOutcome identifies from memory; its transaction still sees the revocation."""
+    paid = ledger.service.pay(ledger.caller, PayCommand("a", "GET", "http://h/x", demand_header()))
+    remembered = ledger.service.identify(ledger.token)
+    admin.revoke_client(ledger.store, "svc")
+    settled = _b64({"success": True, "transaction": "0x" + "cd" * 32})
+    with pytest.raises(UnauthenticatedError):
+        ledger.service.report_outcome(remembered, paid.payment_id, 200, settled)
+    with ledger.store.read() as tx:
+        assert tx.payment(paid.payment_id).status == PaymentStatus.SIGNED
+        assert all(e.cause != "client_report" for e in tx.events(paid.payment_id))
+
+
+def test_a_report_writes_through_plain_sql_without_an_orm_session(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The report's reads and writes are the ledger's plain statements (``walletd.db.hot``)."""
+    paid = ledger.service.pay(ledger.caller, PayCommand("a", "GET", "http://h/x", demand_header()))
+
+    def no_session(self: object) -> None:
+        raise AssertionError("the report opened an ORM session")
+
+    monkeypatch.setattr(transaction.Transaction, "_session", property(no_session))
+    settled = _b64({"success": True, "transaction": "0x" + "cd" * 32})
+    status = ledger.service.report_outcome(ledger.caller, paid.payment_id, 200, settled)
+    assert status == PaymentStatus.SETTLEMENT_PENDING
+    ledger.service.report_outcome(ledger.caller, paid.payment_id, 200, settled)  # no move
+
+
+def test_a_payment_the_session_holds_is_read_again_after_a_move(ledger: Ledger) -> None:
+    paid = ledger.service.pay(ledger.caller, PayCommand("a", "GET", "http://h/x", demand_header()))
+    with ledger.store.write() as tx:
+        assert tx.tracked_payment(paid.payment_id).status == PaymentStatus.SIGNED
+        tx.record_reported_tx(paid.payment_id, "0x" + "ab" * 32)
+        assert tx.move(
+            paid.payment_id, PaymentStatus.SIGNED, PaymentStatus.SETTLEMENT_PENDING, 1, "t", {}
+        )
+        again = tx.tracked_payment(paid.payment_id)
+    assert again.status == PaymentStatus.SETTLEMENT_PENDING
+    assert again.reported_tx == "0x" + "ab" * 32

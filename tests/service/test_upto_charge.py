@@ -51,3 +51,23 @@ def test_a_charge_above_the_maximum_is_refused_by_the_ledger(ledger: Ledger) -> 
         tx.move(receipt.payment_id, "signed", "settled", 1, "confirmed_on_chain", {},
                 charged=5001)  # fmt: skip
     assert _daily(ledger) == 5000
+
+
+def test_an_upto_charge_below_its_maximum_releases_the_rest_of_a_scoped_budget(
+    ledger: Ledger,
+) -> None:
+    from walletd.service import admin
+
+    name = ledger.caller.name
+    admin.set_budget(
+        ledger.store, name, admin.BudgetChange(daily=20_000, selector="label:tool=chat")
+    )
+    cmd = PayCommand("u3", "POST", URL, _upto(9000), labels={"tool": "chat"})
+    receipt = ledger.service.pay(ledger.caller, cmd)
+    with ledger.store.write() as tx:
+        assert tx.move(receipt.payment_id, "signed", "settled", 1, "confirmed_on_chain", {},
+                       settled_tx="0x" + "cd" * 32, charged=1234)  # fmt: skip
+    scoped = ledger.service.get_budget(ledger.caller).scoped
+    assert [(w.window, w.spent) for w in scoped] == [("daily[label:tool=chat]", 1234)]
+    with ledger.store.engines.read.connect() as conn:
+        assert queries.verify_chain(conn).ok

@@ -24,9 +24,6 @@ from walletd.db.transaction import Transaction
 from walletd.domain import audit
 from walletd.errors import StorageError
 
-_PAYMENT_COLUMNS = list(tables.Payment.__table__.columns)
-"""Every payment column: ``audit.payment_digest`` picks what it covers."""
-
 
 class ChainsTx(Transaction):
     """Appends to the chains (and reads them back): the audit trail of every change."""
@@ -53,14 +50,12 @@ class ChainsTx(Transaction):
             StorageError: no such payment (nothing is recorded).
         """
         self._serialise()
-        row = (
-            self._session.execute(select(*_PAYMENT_COLUMNS).where(tables.Payment.id == payment_id))
-            .mappings()
-            .one_or_none()
-        )
+        if self._orm is not None:  # what the session still holds is in the row it reads
+            self._orm.flush()
+        row = self._raw(self._sql.payment_row, (payment_id,)).fetchone()
         if row is None:
             raise StorageError(f"ledger constraint violated: no payment {payment_id!r}")
-        snapshot = audit.payment_digest({str(name): row[name] for name in row})
+        snapshot = audit.payment_digest(dict(zip(hot.PAYMENT_COLUMNS, row, strict=True)))
         self._append_event(payment_id, at_ms, status, cause, data, snapshot)
 
     def _append_event(

@@ -74,6 +74,8 @@ STORED_COLUMNS = _named(tables.Payment, (field.name for field in fields(StoredPa
 PAYMENT_INSERT_COLUMNS = tuple(c.name for c in tables.Payment.__table__.c if not c.nullable)
 """What a new payment row is inserted with: every NOT NULL column (the others start NULL)."""
 
+PAYMENT_COLUMNS = tuple(c.name for c in tables.Payment.__table__.c)
+"""Every payment column: what an event's snapshot (``audit.payment_digest``) reads."""
 EVENT_COLUMNS = tuple(c.name for c in tables.PaymentEvent.__table__.c)
 DECISION_COLUMNS = tuple(c.name for c in tables.Decision.__table__.c)
 
@@ -163,13 +165,37 @@ class Statements:
         self.client_by_name = sql(f"{client} WHERE name = ?")
         self.client_by_token_hash = sql(f"{client} WHERE token_hash = ?")
         self.clients = sql(f"{client} ORDER BY name")
+        limits = tables.ScopedLimit.__tablename__
+        owner = tables.ScopedLimit.owner.key
         self.client_with_payment = sql(
-            f"SELECT {_listed(CLIENT_COLUMNS, 'c')}, {_listed(STORED_COLUMNS, 'p')} "
+            f"SELECT {_listed(CLIENT_COLUMNS, 'c')}, "
+            f"EXISTS (SELECT 1 FROM {limits} WHERE {owner} IN (c.id, {GLOBAL_SCOPE})), "
+            f"{_listed(STORED_COLUMNS, 'p')} "
             "FROM clients c LEFT JOIN payments p "
             "ON p.client_id = c.id AND p.idempotency_key = ? WHERE c.id = ?"
         )
-        """A client and its payment under an idempotency key (NULLs: none), in one statement."""
+        """A client, whether it or every client has scoped limits, and its payment under an
+        idempotency key (NULLs: none), in one statement."""
+        self.owned_payment = sql(
+            f"SELECT c.{tables.Client.revoked_at_ms.key}, {_listed(STORED_COLUMNS, 'p')} "
+            "FROM clients c LEFT JOIN payments p "
+            "ON p.id = ? AND p.client_id = c.id WHERE c.id = ?"
+        )
+        """A client's revocation time and its payment of an id (NULLs: none), in one statement."""
         self.payment = sql(f"SELECT {_listed(STORED_COLUMNS)} FROM payments WHERE id = ?")
+        owed = (
+            "SELECT COUNT(*), COALESCE(SUM(amount), 0) FROM payments "
+            "WHERE released_at_ms IS NULL AND status != ?"
+        )
+        self.outstanding = sql(owed)
+        self.outstanding_of = sql(f"{owed} AND payer = ?")
+        """Count and sum of the payments not settled and not released (status settled[, payer])."""
+        self.payment_row = sql(f"SELECT {_listed(PAYMENT_COLUMNS)} FROM payments WHERE id = ?")
+        """A payment's every column (``PAYMENT_COLUMNS``), for its event's snapshot."""
+        self.report_tx = sql(
+            "UPDATE payments SET reported_tx = ? WHERE id = ? AND reported_tx IS NULL"
+        )
+        """Keep (tx hash, id) as the transaction a server claimed, unless one is kept already."""
         self.insert_payment = sql(_insert("payments", PAYMENT_INSERT_COLUMNS))
         self.insert_event = sql(_insert("payment_events", EVENT_COLUMNS))
         self.insert_decision = sql(_insert("decisions", DECISION_COLUMNS))
@@ -194,6 +220,7 @@ class Statements:
             f"SELECT amount FROM spend_buckets WHERE scope = {GLOBAL_SCOPE} "
             f"AND span = {HORIZON_SPAN} AND start_ms = 0"
         )
+        self._moves: dict[tuple[str, ...], str] = {}
         self._adds: dict[int, str] = {}
         self._sums: dict[tuple[int, bool], str] = {}
         self._pairs: dict[tuple[int, int], str] = {}
@@ -206,6 +233,17 @@ class Statements:
     def tail(table: str) -> str:
         """The newest row's id and hash of a hash-chained table."""
         return f"SELECT id, hash FROM {table} ORDER BY id DESC LIMIT 1"
+
+    def move(self, columns: tuple[str, ...]) -> str:
+        """Set ``columns`` of a payment (values, then id and the status it must have now)."""
+        found = self._moves.get(columns)
+        if found is None:
+            named = _named(tables.Payment, columns)
+            found = self._moves[columns] = self.sql(
+                f"UPDATE payments SET {', '.join(f'{c} = ?' for c in named)} "
+                "WHERE id = ? AND status = ?"
+            )
+        return found
 
     def add_buckets(self, rows: int) -> str:
         """Add to ``rows`` buckets (scope, span, start, amount), creating missing ones."""

@@ -2,8 +2,9 @@
 
 Everything here that a Pay runs is a plain statement of ``walletd.db.hot``
 (see ARCHITECTURE.md, "Pay, in order"): the client with its earlier payment
-under the key in one SELECT, then the row, its first event and its running
-totals, which ``LedgerTx.pipelined`` sends together on PostgreSQL.
+under the key (and whether any scoped limit could apply) in one SELECT, then
+the row, its first event and its running totals, which ``LedgerTx.pipelined``
+sends together on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -52,13 +53,27 @@ class PayTx(SpendingTx, LimitsTx):
     def client_with_payment(
         self, client_id: int, idempotency_key: str
     ) -> tuple[ClientRecord, StoredPayment | None]:
-        """The client, and its payment under this idempotency key if any, in one statement."""
+        """The client, and its payment under this idempotency key if any, in one statement.
+
+        The same statement says whether the client or every client has scoped
+        limits; when neither has, ``limits_for`` answers without a read of its own.
+        """
         found = self._raw(self._sql.client_with_payment, (idempotency_key, client_id)).fetchone()
         if found is None:
             raise NotFoundError(f"no client with id {client_id}")
         width = len(hot.CLIENT_COLUMNS)
-        payment = None if found[width] is None else hot.stored_payment(found[width:])
+        if not found[width]:
+            self._limit_rows[client_id] = []
+        payment = None if found[width + 1] is None else hot.stored_payment(found[width + 1 :])
         return hot.client_record(found[:width]), payment
+
+    def owned_payment(self, client_id: int, payment_id: str) -> tuple[bool, StoredPayment | None]:
+        """Whether the client is revoked, and its payment of this id if any, in one statement."""
+        found = self._raw(self._sql.owned_payment, (payment_id, client_id)).fetchone()
+        if found is None:
+            raise NotFoundError(f"no client with id {client_id}")
+        payment = None if found[1] is None else hot.stored_payment(found[1:])
+        return found[0] is not None, payment
 
     def payment(self, payment_id: str) -> StoredPayment:
         """One payment by id; raises NotFoundError."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from walletd.db import tables
 from walletd.db.limits import EDGE_COLUMNS, LimitsTx
@@ -69,11 +69,8 @@ class SettlementTx(SpendingTx, LimitsTx):
         The caller records an event in the same transaction (which snapshots it).
         """
         self._serialise()
-        self._session.execute(
-            update(tables.Payment)
-            .where(tables.Payment.id == payment_id, tables.Payment.reported_tx.is_(None))
-            .values(reported_tx=tx_hash)
-        )
+        self._write(self._sql.report_tx, (tx_hash, payment_id))
+        self._forget_payment(payment_id)
 
     def move(
         self,
@@ -109,21 +106,26 @@ class SettlementTx(SpendingTx, LimitsTx):
         before = None
         if charged is not None:
             pay = tables.Payment
-            before = self._session.execute(
-                select(pay.client_id, pay.amount, pay.created_at_ms).where(pay.id == payment_id)
-            ).one()
+            before = tuple(
+                self._session.execute(
+                    select(*(pay.__table__.c[c] for c in EDGE_COLUMNS)).where(pay.id == payment_id)
+                ).one()
+            )
             if not 0 <= charged <= before[1]:
                 raise ValueError(f"charged {charged} is outside 0..{before[1]}")
             values["amount"] = charged
-        result = self._session.execute(
-            update(tables.Payment)
-            .where(tables.Payment.id == payment_id, tables.Payment.status == current)
-            .values(**values)
-        )
-        if getattr(result, "rowcount", 0) != 1:
+        if self._orm is not None:  # a row the session changed is changed before this one
+            self._orm.flush()
+        sql = self._sql.move(tuple(values))
+        moved = self._write(sql, (*values.values(), payment_id, current)).rowcount == 1
+        self._forget_payment(payment_id)
+        if not moved:
             return False
         if before is not None and charged is not None and charged < before[1]:
-            self._uncount(before[0], before[1] - charged, before[2])
+            # upto: what was reserved above the charge comes back, in every total it is in
+            unused = (before[0], before[1] - charged, *before[2:])
+            self._uncount(unused[0], unused[1], unused[6])
+            self._uncount_limits(unused)
         if lifecycle.releases(target):
             pay = tables.Payment
             row = self._session.execute(
@@ -134,19 +136,26 @@ class SettlementTx(SpendingTx, LimitsTx):
         self.add_event(payment_id, at_ms, target, cause, data)
         return True
 
+    def _forget_payment(self, payment_id: str) -> None:
+        """A payment row changed by plain SQL is re-read by the session, not taken from memory."""
+        if self._orm is None:
+            return
+        held = self._orm.identity_map.get(self._orm.identity_key(tables.Payment, payment_id))
+        if held is not None:
+            self._orm.expire(held)
+
     def outstanding(self, payer: str | None = None) -> tuple[int, int]:
         """Count and sum of payments counted as spent but not settled (may still move money).
 
         ``payer`` restricts it to one key's authorizations: after a rotation only
-        the new key's promises draw on the new key's balance.
+        the new key's promises draw on the new key's balance. A Pay with a known
+        balance runs it, so it is a plain statement (``walletd.db.hot``).
         """
-        pay = tables.Payment
-        query = select(func.count(), func.coalesce(func.sum(pay.amount), 0)).where(
-            pay.released_at_ms.is_(None), pay.status != PaymentStatus.SETTLED
-        )
-        if payer is not None:
-            query = query.where(pay.payer == payer)
-        row = self._session.execute(query).one()
+        settled = PaymentStatus.SETTLED
+        if payer is None:
+            row = self._raw(self._sql.outstanding, (settled,)).fetchone()
+        else:
+            row = self._raw(self._sql.outstanding_of, (settled, payer)).fetchone()
         return int(row[0]), int(row[1])
 
     def outstanding_by_key(self, payer: str) -> tuple[tuple[int, int], tuple[int, int]]:

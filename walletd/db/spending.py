@@ -51,10 +51,14 @@ class SpendingTx(Transaction):
     def spent_pair(
         self, client_id: int, now_ms: int, windows: Collection[str], global_windows: Collection[str]
     ) -> tuple[dict[str, int], dict[str, int]]:
-        """``spent`` of one client and of everyone (``spent(None, ...)``) in one statement."""
+        """``spent`` of one client and of everyone (``spent(None, ...)``) in one statement.
+
+        A side with no window still has its lifetime total read (the statement's
+        scalar for it), so the running totals of the new payment need no read.
+        """
         wanted = [w for w in SPAN_WINDOWS if w in windows]
         wanted_global = [w for w in SPAN_WINDOWS if w in global_windows]
-        if not wanted or not wanted_global:
+        if not wanted and not wanted_global:
             return self.spent(client_id, now_ms, windows), self.spent(None, now_ms, global_windows)
         starts = window_starts(now_ms)
         sql = self._sql.window_sums_pair(len(wanted), len(wanted_global))
@@ -77,6 +81,8 @@ class SpendingTx(Transaction):
         self, client_id: int | None, starts: dict[str, int], wanted: list[str], row: Any
     ) -> dict[str, int]:
         """The windows' totals from a ``window_sums`` row, or from the rows when they must be."""
+        if not wanted:
+            return {}
         lifetime, horizon = row[-2], row[-1] or 0
         if lifetime == buckets.SATURATED or any(
             buckets.needs_rows(starts[w], horizon) for w in wanted

@@ -231,7 +231,8 @@ class WalletServicer(pb_grpc.WalletServiceServicer):
         """Authenticate, authorize and run ``handler``; errors become rich statuses.
 
         ``remembered`` lets the caller be identified from memory (``WalletApi.identify``):
-        only for a handler whose own transaction refuses a revoked client (Pay).
+        only for a handler whose own transaction refuses a revoked client (Pay,
+        ReportOutcome).
         ``abort_with_status`` raises, so the return after it is never reached; the
         abort happens outside the ``try`` so its own exception is not caught.
         """
@@ -266,7 +267,7 @@ class WalletServicer(pb_grpc.WalletServiceServicer):
             )
             return pb.ReportOutcomeResponse(status=status)
 
-        return self._call(context, permissions.REPORT_OUTCOME, handler)
+        return self._call(context, permissions.REPORT_OUTCOME, handler, remembered=True)
 
     def GetBudget(
         self, request: pb.GetBudgetRequest, context: grpc.ServicerContext

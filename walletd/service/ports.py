@@ -30,7 +30,8 @@ class WalletApi(Protocol):
     def identify(self, token: str) -> Caller:
         """As ``authenticate``, but may answer from memory without re-reading revocation.
 
-        Only for Pay, whose own transaction refuses a revoked client before it signs.
+        Only for Pay and ReportOutcome, whose own transactions refuse a revoked client
+        before they write.
         """
         ...
 

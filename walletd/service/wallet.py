@@ -275,14 +275,17 @@ class WalletService:
     def identify(self, token: str) -> Caller:
         """The client holding ``token``, from memory if it authenticated before.
 
-        For Pay only. A token's client, name and scopes never change once it is
-        issued; only revocation does, and every Pay transaction re-reads the
-        client row and refuses a revoked one before it signs (``_pay_in``, and
-        ``DirectPayments._record``). So Pay can skip the separate read every
-        RPC would otherwise make: under 16 callers that read, a pooled
-        connection and a transaction of its own, cost about a sixth of the
-        daemon's CPU per Pay (docs/benchmarks.md). Revocation still takes
-        effect at the next Pay, from this daemon or another on the same ledger.
+        For Pay and ReportOutcome only. A token's client, name and scopes never
+        change once it is issued; only revocation does, and every Pay
+        transaction re-reads the client row and refuses a revoked one before it
+        signs (``_pay_in``, and ``DirectPayments._record``), as a report's
+        transaction does before it writes (``report_outcome``, with the payment
+        in the same statement; a refusal's on-chain check reads it first). So
+        they skip the separate read every RPC would otherwise make: under 16
+        callers that read, a pooled connection and a transaction of its own,
+        cost about a sixth of the daemon's CPU per Pay (docs/benchmarks.md).
+        Revocation still takes effect at the next call, from this daemon or
+        another on the same ledger.
 
         Raises:
             UnauthenticatedError: no such token, or it was revoked (as ``authenticate``).
@@ -596,7 +599,11 @@ class WalletService:
         used, the payment is recorded ``settled`` and PaidAnswerLostError tells
         the caller that it paid and only the answer was lost.
 
+        The caller may come from memory (``identify``): the transaction reads
+        the client's revocation with the payment and refuses a revoked one.
+
         Raises:
+            UnauthenticatedError: the token was revoked.
             NotFoundError: no such payment for this caller.
             PaidAnswerLostError: the server refused a payment the chain shows settled.
         """
@@ -604,8 +611,10 @@ class WalletService:
         lost = self._answer_lost(caller, payment_id) if outcome.refused(seen) else None
         now = self._clock()
         with self._store.write() as tx:
-            row = tx.payment(payment_id)
-            if row.client_id != caller.client_id:
+            revoked, row = tx.owned_payment(caller.client_id, payment_id)
+            if revoked:
+                raise UnauthenticatedError("token revoked")
+            if row is None:
                 raise NotFoundError(f"no payment {payment_id!r}")
             claimed = outcome.claimed_tx(seen)
             if claimed:
@@ -634,6 +643,8 @@ class WalletService:
         if self._chain is None:
             return None
         with self._store.read() as tx:
+            if tx.client_by_id(caller.client_id).revoked:
+                raise UnauthenticatedError("token revoked")
             row = tx.tracked_payment(payment_id)
         if row.client_id != caller.client_id:
             raise NotFoundError(f"no payment {payment_id!r}")
