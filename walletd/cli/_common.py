@@ -76,6 +76,24 @@ def ledger_options(func: F) -> F:
     )(func)
 
 
+def config_options(func: F) -> F:
+    """``--data-dir`` and ``--config`` (which must exist), for commands that read no ledger."""
+    func = click.option(
+        "--config",
+        "config_path",
+        type=click.Path(path_type=Path, dir_okay=False, exists=True),
+        default=None,
+        help="TOML config file (default: DIR/walletd.toml if it exists).",
+    )(func)
+    return click.option(
+        "--data-dir",
+        type=click.Path(path_type=Path, file_okay=False),
+        default=None,
+        envvar="WALLETD_DATA_DIR",
+        help="Data directory (default: ~/.local/share/walletd).",
+    )(func)
+
+
 def settings_from(data_dir: Path | None, config_path: Path | None, **overrides: Any) -> Settings:
     """Load settings with CLI overrides; a ``--db-url``/``--rpc-url`` with a credential is refused.
 

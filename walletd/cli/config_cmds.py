@@ -18,6 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import click
 
+from walletd.cli._common import config_options
 from walletd.cli._output import emit, json_option
 
 if TYPE_CHECKING:
@@ -97,20 +98,7 @@ def config() -> None:
 
 
 @config.command("check")
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
-    default=None,
-    help="TOML config file (default: DIR/walletd.toml if it exists).",
-)
-@click.option(
-    "--data-dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=None,
-    envvar="WALLETD_DATA_DIR",
-    help="Data directory (default: ~/.local/share/walletd).",
-)
+@config_options
 @json_option
 def config_check(config_path: Path | None, data_dir: Path | None, as_json: bool) -> None:
     """Validate the config and print the effective settings (secrets redacted); exit 1 if wrong."""

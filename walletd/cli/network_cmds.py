@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from walletd.cli._common import config_options
 from walletd.cli._output import emit, json_option
 from walletd.domain.networks import KNOWN_NETWORKS, asset_allowed
 
@@ -53,20 +54,7 @@ def _line(row: dict[str, Any]) -> str:
 
 
 @click.command("networks")
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
-    default=None,
-    help="TOML config file (default: DIR/walletd.toml if it exists).",
-)
-@click.option(
-    "--data-dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=None,
-    envvar="WALLETD_DATA_DIR",
-    help="Data directory (default: ~/.local/share/walletd).",
-)
+@config_options
 @json_option
 def networks(config_path: Path | None, data_dir: Path | None, as_json: bool) -> None:
     """Every pinned network and stablecoin; '*' marks those this deployment pays in."""
