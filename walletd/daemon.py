@@ -13,11 +13,9 @@ signer signs from, wiped at exit.
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING
 
 from walletd.config import Settings
@@ -34,6 +32,7 @@ from walletd.service.keys import require_current_key
 from walletd.service.ports import ChainReader, TransferChain, WalletApi
 from walletd.service.reconcile import FundsCache, ReconcileLoop
 from walletd.service.wallet import WalletService
+from walletd.signals import StopSignals
 
 if TYPE_CHECKING:
     from walletd.metrics import MetricsServer
@@ -117,14 +116,16 @@ def run(
             tls=_tls(settings),
             approvals=desk,
         )
+        signals = StopSignals().install()  # before serving: no Pay is cut off by a default kill
         server.start()
         log.info("walletd serving address=%s on %s", signer.address, server.address)
         stop = threading.Event()
         reconciler = _start_reconciler(settings, store, stop, (signer.address, funds))
         sweeper = SweepLoop(desk, stop)  # expires approvals nobody decided in time
         sweeper.start()
-        _wait_for_signal(stop)
+        signals.wait()
         log.info("walletd stopping")
+        stop.set()
         server.stop(SHUTDOWN_GRACE_S)
         sweeper.join(SHUTDOWN_GRACE_S)
         if reconciler is not None:
@@ -202,25 +203,3 @@ def _start_reconciler(
     )  # fmt: skip
     loop.start()
     return loop
-
-
-SIGNAL_POLL_S = 0.5
-"""How often the main thread wakes to run a signal handler another thread received."""
-
-
-def _wait_for_signal(stop: threading.Event) -> None:
-    """Block until SIGTERM or SIGINT.
-
-    The kernel may deliver the signal to any of the daemon's threads (gRPC's,
-    the reconciler, the metrics server). Python then only flags it, and runs
-    the handler when the main thread next executes bytecode; a main thread
-    blocked in an untimed wait would never do so. So it waits in short steps.
-    """
-
-    def _handle(signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _handle)
-    signal.signal(signal.SIGINT, _handle)
-    while not stop.wait(SIGNAL_POLL_S):
-        pass

@@ -13,14 +13,12 @@ only prints a sample PAYMENT-REQUIRED value like the paid API's (see walletd.dev
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 from collections.abc import Sequence
-from types import FrameType
 
 from walletd.devnet.chain import mint
 from walletd.devnet.servers import Devnet
+from walletd.signals import StopSignals
 
 _FUND_AMOUNT = 10_000_000  # 10 USDC in atomic units (6 decimals)
 
@@ -37,22 +35,6 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _stop_event() -> threading.Event:
-    """An event set by SIGINT or SIGTERM.
-
-    Installed before anything starts, so a signal during start-up still leads to an orderly
-    shutdown (the default SIGTERM action would kill the process and orphan anvil).
-    """
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    return stop
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Start the devnet, print its coordinates, run until told to stop."""
     given = list(sys.argv[1:] if argv is None else argv)
@@ -61,7 +43,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return sample_main(given[1:])
     args = _parse_args(given)
-    stop = _stop_event()
+    # Installed before anything starts: a signal during start-up still shuts down in order
+    # (the default SIGTERM action would kill the process and orphan anvil).
+    signals = StopSignals().install()
     with Devnet(pay_to=args.pay_to, api_keys=args.api_key) as devnet:
         for address in args.fund:
             mint(devnet.w3, address, _FUND_AMOUNT)
@@ -79,8 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for address in args.fund:
             print(f"funded           {address}  ({_FUND_AMOUNT} atomic USDC)")
         print("running; Ctrl-C or SIGTERM stops", flush=True)
-        while not stop.wait(0.5):
-            pass
+        signals.wait()
     print("stopped")
     return 0
 
