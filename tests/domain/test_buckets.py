@@ -79,7 +79,27 @@ def test_a_window_from_zero_or_before_is_the_lifetime_bucket() -> None:
 
 
 def test_pruned_buckets_make_a_window_read_rows() -> None:
-    assert not buckets.needs_rows(10 * DAY, 0)
-    assert buckets.needs_rows(10 * DAY, 10 * DAY + 1)
-    assert not buckets.needs_rows(10 * DAY, 10 * DAY)
+    start = 10 * DAY + 5 * buckets.HOUR + 1  # a rolling window: it reads fine buckets
+    assert not buckets.needs_rows(start, 0)
+    assert buckets.needs_rows(start, start + buckets.SECOND)
+    assert not buckets.needs_rows(start, start - 1)
     assert not buckets.needs_rows(0, 10 * DAY)  # the lifetime bucket is never pruned
+
+
+def test_a_window_from_a_utc_midnight_never_reads_rows() -> None:
+    """A calendar month reads day buckets only, which are never pruned, however old."""
+    assert not buckets.needs_rows(10 * DAY, 10 * DAY + 1)
+    assert not buckets.needs_rows(10 * DAY, 400 * DAY)
+
+
+@given(times, times)
+def test_rows_are_needed_exactly_when_a_fine_bucket_read_may_be_pruned(
+    start: int, horizon: int
+) -> None:
+    plan = buckets.plan(start)
+    reads_pruned = any(
+        first < end and first < horizon
+        for span, first, end in plan.ranges
+        if span in buckets.FINE_SPANS
+    )
+    assert buckets.needs_rows(start, horizon) == reads_pruned

@@ -93,6 +93,11 @@ def needs_rows(start_ms: int, horizon_ms: int) -> bool:
     """Whether the window starting at ``start_ms`` may read pruned buckets (sum its rows instead).
 
     Buckets of ``FINE_SPANS`` that start before ``horizon_ms`` may have been
-    deleted; a window reads fine buckets from ``ceil(start, 1 s)`` on.
+    deleted. A window reads fine buckets starting in
+    ``[ceil(start, 1 s), ceil(start, 1 day))``: none when it starts on a UTC
+    day (a calendar month), which reads day buckets only, never pruned.
     """
-    return start_ms > 0 and ceil_to(start_ms, SECOND) < horizon_ms
+    if start_ms <= 0:
+        return False
+    first = ceil_to(start_ms, SECOND)
+    return first < ceil_to(start_ms, DAY) and first < horizon_ms
