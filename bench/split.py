@@ -5,8 +5,10 @@ outcome, sequentially) against a running daemon; the daemon's user and system
 CPU and its threads' context switches are read from /proc before and after.
 With Pay in-process at one thread (``bench/inproc.py``) beside it, this splits a
 single caller's Pay into walletd's own work and what the transport, the
-thread hand-offs and the per-call commit add. The same Pay after 30 ms of idle
-shows what each of those hand-offs costs when the machine's cores were idle.
+thread hand-offs and the per-call commit add; the Health RPC through the same
+server (its interceptor, its threads, no ledger) is the transport's share. The
+same calls after 30 ms of idle show what the hand-offs cost when the machine's
+cores were idle: a paying client calls Pay that way.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ class Split:
         """One printed line."""
         total = self.user_us + self.system_us
         return (
-            f"  {self.name:<32} p50 {self.p50_us:>6.0f} µs; daemon CPU {total:>5.0f} µs"
+            f"  {self.name:<36} p50 {self.p50_us:>6.0f} µs; daemon CPU {total:>5.0f} µs"
             f" (user {self.user_us:.0f}, system {self.system_us:.0f}),"
             f" {self.switches:.1f} context switches; caller CPU {self.caller_us:.0f} µs"
         )
@@ -85,8 +87,11 @@ def run(target: Target, calls: int) -> list[Split]:
 
         done: list[int] = []
         return [
+            _measure(target.pid, "Health (transport alone), 1 caller", wallet.health, calls),
             _measure(target.pid, "Pay, 1 caller", pay, calls),
             _measure(target.pid, "ReportOutcome, 1 caller", report, calls),
+            _measure(target.pid, f"Health after {PAUSE_S * 1000:.0f} ms idle", wallet.health, calls,
+                     PAUSE_S),
             _measure(target.pid, f"Pay after {PAUSE_S * 1000:.0f} ms idle, 1 caller", pay, calls,
                      PAUSE_S),
         ]  # fmt: skip
