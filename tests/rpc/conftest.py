@@ -15,6 +15,7 @@ from walletd.domain.budget import BudgetState, WindowState
 from walletd.domain.payment import Caller, PayCommand, PaymentView, PayReceipt
 from walletd.domain.report import ReportQuery, SpendReport
 from walletd.errors import NotFoundError, UnauthenticatedError
+from walletd.rpc import server as rpc_server_module
 from walletd.rpc.server import RpcServer, build_server
 
 PAY_TOKEN = "tok-pay-0123456789"
@@ -129,6 +130,15 @@ def fake_api() -> FakeWalletApi:
 @pytest.fixture
 def socket_path(sock_dir: Path) -> Path:
     return sock_dir / "walletd.sock"
+
+
+@pytest.fixture
+def no_watcher(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the socket watcher asleep: the test's own ``check_socket`` call is the one that acts.
+
+    Request it before the server's fixture (fixtures start in the order asked for).
+    """
+    monkeypatch.setattr(rpc_server_module, "SOCKET_CHECK_S", 3600.0)
 
 
 @pytest.fixture

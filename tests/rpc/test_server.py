@@ -177,7 +177,7 @@ def _serving(path: Path) -> bool:
 
 
 def test_a_deleted_socket_is_rebound_with_its_mode(
-    rpc_server: RpcServer, socket_path: Path
+    no_watcher: None, rpc_server: RpcServer, socket_path: Path
 ) -> None:
     socket_path.unlink()
     assert rpc_server.check_socket() is True
@@ -195,7 +195,9 @@ def test_the_watcher_rebinds_without_being_asked(rpc_server: RpcServer, socket_p
     assert _serving(socket_path)
 
 
-def test_a_file_put_in_its_place_is_left_alone(rpc_server: RpcServer, socket_path: Path) -> None:
+def test_a_file_put_in_its_place_is_left_alone(
+    no_watcher: None, rpc_server: RpcServer, socket_path: Path
+) -> None:
     other = socket_path.with_name("other")
     other.write_text("someone's file")
     os.replace(other, socket_path)
@@ -207,7 +209,7 @@ def test_a_file_put_in_its_place_is_left_alone(rpc_server: RpcServer, socket_pat
 
 
 def test_a_dead_socket_put_in_its_place_is_replaced(
-    rpc_server: RpcServer, socket_path: Path
+    no_watcher: None, rpc_server: RpcServer, socket_path: Path
 ) -> None:
     dead_path = socket_path.with_name("dead")
     dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -219,7 +221,7 @@ def test_a_dead_socket_put_in_its_place_is_replaced(
 
 
 def test_a_call_running_at_the_rebind_still_finishes(
-    fake_api: FakeWalletApi, socket_path: Path
+    no_watcher: None, fake_api: FakeWalletApi, socket_path: Path
 ) -> None:
     fake_api.pay_gate = threading.Event()
     results: list[str] = []

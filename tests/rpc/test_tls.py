@@ -206,7 +206,7 @@ def test_client_tls_with_a_socket_is_refused(pki: Pki, socket_path: Path) -> Non
 
 
 def test_a_socket_rebind_keeps_the_tcp_listener_on_its_port(
-    fake_api: FakeWalletApi, pki: Pki, socket_path: Path
+    no_watcher: None, fake_api: FakeWalletApi, pki: Pki, socket_path: Path
 ) -> None:
     tls = TlsFiles(cert=pki.server_cert, key=pki.server_key)
     with build_server(fake_api, socket_path=socket_path, listen="127.0.0.1:0", tls=tls) as server:
