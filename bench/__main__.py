@@ -29,7 +29,11 @@ def _pay_lines(base: Result, db_url: str, label: str, calls: int) -> list[str]:
     lines = [f"{label} ledger: {pay_load.durability(db_url)}"]
     with pay_load.daemon(db_url) as target:
         deployed = pay_load.deployed_nice()
-        lines.append(f"  daemon at nice {target.nice} (deploy/walletd.service: Nice={deployed})")
+        lines.append(
+            f"  daemon at nice {target.nice} (deploy/walletd.service: Nice={deployed});"
+            f" warmed by {calls} Pays before the lines"
+        )
+        pay_load.warm(target, calls)
         for callers in (1, 4, 16):
             result, _ = pay_load.load(target, callers, calls, f"{label} Pay, {callers} callers")
             extra = f"; p50 {result.p50 / base.p50:.2f}x anchor p50" if callers == 1 else ""
@@ -41,6 +45,7 @@ def _pay_lines(base: Result, db_url: str, label: str, calls: int) -> list[str]:
         lines.append(f"  {label}: one caller's calls, the daemon's CPU from /proc")
         lines.extend(part.line() for part in split.run(target, calls))
     with pay_load.daemon(db_url, nice=0) as target:
+        pay_load.warm(target, calls)
         result, _ = pay_load.load(target, 16, calls, f"{label} Pay, 16 callers, nice 0")
         lines.append(row(result, _ratio(result, base) + "; the daemon not favoured over callers"))
     budget, total, over = pay_load.overspend(db_url, 16, max(4, calls // 4))
@@ -63,6 +68,7 @@ def _interleaved_lines(rounds: int, n_anchor: int, calls: int) -> list[str]:
         f"Pay, {rounds} rounds"
     ]
     with pay_load.daemon() as target:
+        pay_load.warm(target, calls)
         for i in range(rounds):
             base = anchor.run(n_anchor)
             lean = floors.grpc_alone(16, calls, "lean", nice=pay_load.deployed_nice())

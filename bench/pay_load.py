@@ -139,6 +139,15 @@ def _calls(target: Target, index: int, calls: int, barrier: object) -> Part:
     return start, end, latencies, cpu, refused
 
 
+def warm(target: Target, pays: int) -> None:
+    """``pays`` sequential Pays on ``target`` that no line counts.
+
+    A daemon in service has a warm ledger (its WAL file grown to its working
+    size, its pages cached); a fresh one would charge its first line for that.
+    """
+    load(target, 1, pays, "warm-up")
+
+
 def load(target: Target, callers: int, calls: int, name: str) -> tuple[Result, int]:
     """``callers`` processes x ``calls`` sequential Pays; returns the result and refusals."""
     return fan_out(_calls, lambda i: (target, i, calls), callers, target.pid, name)
