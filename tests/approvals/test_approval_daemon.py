@@ -347,3 +347,65 @@ def test_budget_set_approve_above_takes_usd_or_off_and_refuses_the_rest(desk: De
     assert bad.returncode == 2 and "--approve-above" in bad.stderr
     shown = home.admin("budget", "show", "--global").stdout
     assert "approval above: none" in shown
+
+
+def test_the_client_watch_sees_a_held_payment_then_its_decision(desk: Desk) -> None:
+    seen: list[tuple[str, str, str]] = []
+    opened = threading.Event()
+
+    def read() -> None:
+        with WalletClient(socket=desk.home.socket, token_file=desk.tokens["alice"]) as alice:
+            events = alice.watch_approvals(seconds=20)
+            opened.set()
+            for event in events:
+                seen.append((event.kind, event.approval.approval_id, event.approval.status))
+                if event.kind == "decided" and event.approval.approval_id == held_id[0]:
+                    break  # leaving the loop cancels the stream
+
+    held_id: list[str] = [""]
+    reader = threading.Thread(target=read)
+    reader.start()
+    assert opened.wait(10)
+    time.sleep(0.5)  # the stream is open (its snapshot may be empty)
+    err = desk.held("held-client-watch")
+    held_id[0] = err.approval_id
+    desk.alice.approve(err.approval_id, "ok")
+    reader.join(25)
+    assert not reader.is_alive()
+    assert ("pending", err.approval_id, "pending") in seen
+    assert ("decided", err.approval_id, "approved") in seen
+
+
+def test_the_async_client_watch_ends_quietly_at_its_time(desk: Desk) -> None:
+    err = desk.held("held-async-watch")
+
+    async def run() -> list[tuple[str, str]]:
+        async with AsyncWalletClient(
+            socket=desk.home.socket, token_file=desk.tokens["alice"]
+        ) as alice:
+            return [(e.kind, e.approval.approval_id) async for e in alice.watch_approvals(2)]
+
+    started = time.monotonic()
+    seen = asyncio.run(run())
+    assert ("pending", err.approval_id) in seen  # waiting now: in the snapshot
+    assert time.monotonic() - started < 15
+    desk.alice.deny(err.approval_id)
+
+
+def test_approvals_watch_prints_each_event_as_a_json_line(desk: Desk) -> None:
+    err = desk.held("held-cli-watch")
+    out = desk.home.run(
+        "approvals", "watch", "--for", "2", "--json", "--token-file", str(desk.tokens["alice"]),
+        "--socket", str(desk.home.socket),
+    )  # fmt: skip
+    events = [json.loads(line) for line in out.stdout.splitlines()]
+    assert {"kind": "pending", "id": err.approval_id} in [
+        {"kind": e["kind"], "id": e["approval"]["approval_id"]} for e in events
+    ]
+    assert all(e["approval"]["amount_usd"] for e in events)
+    desk.alice.deny(err.approval_id)
+
+
+def test_approvals_watch_needs_the_approve_scope(desk: Desk) -> None:
+    with pytest.raises(PermissionDeniedError):
+        next(iter(desk.svc.watch_approvals(5)))

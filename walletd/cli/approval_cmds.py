@@ -1,4 +1,4 @@
-"""``walletd approvals list``, ``walletd approve ID`` and ``walletd deny ID``: the approver's side.
+"""``walletd approvals list|watch``, ``approve ID``, ``deny ID``: the approver's side.
 
 Payments above an approval threshold (``walletd budget set NAME --approve-above
 USD``) wait for a human. These commands ask the running daemon over its socket
@@ -9,6 +9,7 @@ own payments.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -97,6 +98,38 @@ def approvals_list(
         found = wallet.list_approvals(status, limit)
     lines = [_line(a) for a in found] or ["no approvals"]
     emit(as_json, {"approvals": [_doc(a) for a in found]}, lines)
+
+
+@approvals.command("watch")
+@click.option(
+    "--for",
+    "seconds",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Stop after this many seconds (default: until Ctrl-C).",
+)
+@_connection
+@json_option
+def approvals_watch(
+    seconds: float | None, socket: str | None, token_file: Path, as_json: bool
+) -> None:
+    """Print every payment waiting for approval now, then each new one and each decision.
+
+    One line per event, as it happens ("pending" or "decided"); with --json one JSON
+    object per line. Runs until Ctrl-C, or for --for seconds.
+    """
+    from walletd.client import WalletClient
+
+    with WalletClient(socket=socket, token_file=token_file) as wallet:
+        try:
+            for event in wallet.watch_approvals(seconds):
+                if as_json:
+                    doc = {"kind": event.kind, "approval": _doc(event.approval)}
+                    click.echo(json.dumps(doc, sort_keys=True))
+                else:
+                    click.echo(f"{event.kind:<8}  {_line(event.approval)}")
+        except KeyboardInterrupt:
+            return
 
 
 def _decide_command(approve: bool) -> click.Command:

@@ -88,7 +88,7 @@ from walletd.client._wallet import (
     WalletClient,
     default_socket_path,
 )
-from walletd.domain.approval import Approval
+from walletd.domain.approval import Approval, ApprovalEvent
 from walletd.domain.budget import BudgetState, RateState, WindowState
 from walletd.domain.payment import PaymentView, PayReceipt
 from walletd.domain.report import RefusalCount, ReportRow, SpendReport, Tally
@@ -158,6 +158,7 @@ __all__ = [
     "Approval",
     "ApprovalClosedError",
     "ApprovalDeniedError",
+    "ApprovalEvent",
     "ApprovalRequiredError",
     "AsyncChatStream",
     "AsyncClusterClient",

@@ -20,7 +20,8 @@ import socket as socket_mod
 import stat
 import struct
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from operator import attrgetter
 from pathlib import Path
@@ -31,7 +32,7 @@ import grpc.aio
 
 from walletd.client._effects import AsyncClosing, Closing, Plan, arun, check_options, run
 from walletd.client._errors import map_rpc_errors
-from walletd.domain.approval import Approval, ApprovalStatus
+from walletd.domain.approval import Approval, ApprovalEvent, ApprovalStatus
 from walletd.domain.budget import BudgetState, RateState, WindowState
 from walletd.domain.payment import PaymentView, PayReceipt
 from walletd.domain.report import (
@@ -499,6 +500,20 @@ def _decide(approval_id: str, decision: str, note: str) -> _Rpc[Approval]:
     return _Rpc("DecideApproval", request, _approval)
 
 
+def _approval_event(msg: pb.ApprovalEvent) -> ApprovalEvent:
+    return ApprovalEvent(msg.kind, _approval(msg.approval))
+
+
+@contextmanager
+def _until_deadline(seconds: float | None) -> Iterator[None]:
+    """A watch given ``seconds`` ends quietly when they run out (its deadline, not a failure)."""
+    try:
+        yield
+    except grpc.RpcError as exc:
+        if seconds is None or exc.code() is not grpc.StatusCode.DEADLINE_EXCEEDED:
+            raise
+
+
 def _report_outcome(payment_id: str, http_status: int, payment_response: str) -> _Rpc[str]:
     request = pb.ReportOutcomeRequest(
         payment_id=payment_id, http_status=http_status, payment_response=payment_response
@@ -625,6 +640,23 @@ class WalletClient(_ClientBase, Closing):
         """Deny a held payment of another client (scope approve); nothing is ever signed."""
         return self._call(_decide(approval_id, "deny", note))
 
+    def watch_approvals(self, seconds: float | None = None) -> Iterator[ApprovalEvent]:
+        """Every approval waiting now, then each new one and each decision (scope approve).
+
+        Runs until the caller stops iterating (the stream is cancelled then), or
+        for ``seconds`` when given; a daemon that goes away raises
+        DaemonUnavailableError.
+        """
+        call: Any = self._stub.WatchApprovals(
+            pb.WatchApprovalsRequest(), timeout=seconds, metadata=self._metadata
+        )
+        try:
+            with map_rpc_errors(), _until_deadline(seconds):
+                for msg in call:
+                    yield _approval_event(msg)
+        finally:
+            call.cancel()
+
     def health(self) -> bool:
         """True when the daemon answers and its wallet service is SERVING."""
         check = self._channel.unary_unary(
@@ -718,6 +750,18 @@ class AsyncWalletClient(_ClientBase, AsyncClosing):
     async def deny(self, approval_id: str, note: str = "") -> Approval:
         """Deny a held payment; see WalletClient.deny."""
         return await self._call(_decide(approval_id, "deny", note))
+
+    async def watch_approvals(self, seconds: float | None = None) -> AsyncIterator[ApprovalEvent]:
+        """See WalletClient.watch_approvals."""
+        call: Any = self._current_stub().WatchApprovals(  # a grpc.aio stream
+            pb.WatchApprovalsRequest(), timeout=seconds, metadata=self._metadata
+        )
+        try:
+            with map_rpc_errors(), _until_deadline(seconds):
+                async for msg in call:
+                    yield _approval_event(msg)
+        finally:
+            call.cancel()
 
     async def health(self) -> bool:
         """True when the daemon answers and its wallet service is SERVING."""

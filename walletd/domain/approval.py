@@ -125,6 +125,17 @@ class Approval:
         }
 
 
+@dataclass(frozen=True)
+class ApprovalEvent:
+    """What an approver's watch sees: an approval now ``pending``, or just ``decided``.
+
+    "decided" covers approved, denied and expired (``approval.status`` says which).
+    """
+
+    kind: str
+    approval: Approval
+
+
 STATE_FIELDS: tuple[str, ...] = (
     "status",
     "threshold",
