@@ -13,7 +13,14 @@ import pytest
 from walletd.client import WalletClient
 from walletd.domain.budget import BudgetState, WindowState
 from walletd.domain.payment import Caller, PayCommand, PaymentView, PayReceipt
-from walletd.domain.report import ReportQuery, SpendReport
+from walletd.domain.report import (
+    BUCKETS,
+    ReportQuery,
+    ReportRow,
+    SpendReport,
+    Tally,
+    total_of,
+)
 from walletd.errors import NotFoundError, UnauthenticatedError
 from walletd.rpc import server as rpc_server_module
 from walletd.rpc.server import RpcServer, build_server
@@ -111,7 +118,11 @@ class FakeWalletApi:
         ]
 
     def spend_report(self, caller: Caller, query: ReportQuery) -> SpendReport:
-        raise NotImplementedError("the rpc tests' fake serves no spend report")
+        """One group: an upto payment that authorized 0.02 USD and was charged 0.007777."""
+        settled = {"settled": Tally(1, 7_777)}
+        row = ReportRow(("0xpayee",), {**dict.fromkeys(BUCKETS, Tally()), **settled},
+                        confirmed=Tally(1, 7_777), authorized=20_000)  # fmt: skip
+        return SpendReport(query, 1_700_000_000_000, (row,), total_of([row]))
 
 
 @pytest.fixture

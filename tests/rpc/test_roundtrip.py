@@ -78,6 +78,15 @@ def test_list_payments(client: WalletClient) -> None:
     assert len(client.list_payments()) == 3  # default limit 100, fake returns 3
 
 
+def test_spend_report_keeps_what_was_authorized_beside_what_was_charged(
+    client: WalletClient,
+) -> None:
+    report = client.get_spend_report(group_by=["payee"])
+    (row,) = report.rows
+    assert row.authorized == 20_000 and row.tally("settled").amount == 7_777
+    assert report.totals.authorized == 20_000
+
+
 def test_negative_limit_is_invalid(client: WalletClient) -> None:
     with pytest.raises(InvalidRequestError):
         client.list_payments(limit=-1)

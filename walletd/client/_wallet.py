@@ -358,6 +358,7 @@ def _spend_row(row: pb.SpendRow) -> ReportRow:
         statuses={b: _tally(row.statuses[b]) if b in row.statuses else Tally() for b in BUCKETS},
         confirmed=_tally(row.confirmed),
         unconfirmed=_tally(row.unconfirmed),
+        authorized=_amount(row.authorized or "0"),
     )
 
 

@@ -163,6 +163,7 @@ def spend_row(row: ReportRow) -> pb.SpendRow:
         statuses={b: tally_message(row.tally(b)) for b in BUCKETS},
         confirmed=tally_message(row.confirmed),
         unconfirmed=tally_message(row.unconfirmed),
+        authorized=_amount(row.authorized),
     )
 
 

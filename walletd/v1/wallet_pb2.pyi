@@ -495,6 +495,11 @@ class SpendRow(_message.Message):
     STATUSES_FIELD_NUMBER: _builtins.int
     CONFIRMED_FIELD_NUMBER: _builtins.int
     UNCONFIRMED_FIELD_NUMBER: _builtins.int
+    AUTHORIZED_FIELD_NUMBER: _builtins.int
+    authorized: _builtins.str
+    """What the group's payments signed for, in USD atomic units: an upto payment's
+    maximum, where its settled tally counts what was charged.
+    """
     @_builtins.property
     def key(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """One value per group_by dimension, in the request's order."""
@@ -516,10 +521,11 @@ class SpendRow(_message.Message):
         statuses: _abc.Mapping[_builtins.str, Global___Tally] | None = ...,
         confirmed: Global___Tally | None = ...,
         unconfirmed: Global___Tally | None = ...,
+        authorized: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["confirmed", b"confirmed", "unconfirmed", b"unconfirmed"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["confirmed", b"confirmed", "key", b"key", "statuses", b"statuses", "unconfirmed", b"unconfirmed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authorized", b"authorized", "confirmed", b"confirmed", "key", b"key", "statuses", b"statuses", "unconfirmed", b"unconfirmed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
