@@ -6,8 +6,10 @@ import httpx
 import pytest
 
 from tests.reconcile.conftest import MARGIN_S, Wallet, fake_response, settled_tx
+from walletd.db.ledger import NewPayment
 from walletd.domain.payment import PaymentStatus as S, PayReceipt
 from walletd.errors import ChainError, InvalidRequestError
+from walletd.service import reconcile
 from walletd.service.reconcile import cancel_payment
 
 
@@ -229,3 +231,30 @@ def test_without_a_node_nothing_moves_and_the_pass_fails_closed(
     with pytest.raises(ChainError):
         Web3ChainReader.open("", DEFAULT_ENABLED)
     assert (wallet.row(receipt.payment_id).status, wallet.spent()) == (S.SIGNED, 3000)
+
+
+def test_open_payments_on_other_networks_never_crowd_out_this_one(
+    wallet: Wallet, http: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reconciler's batch holds its own network's payments only (here: a batch of 2)."""
+    monkeypatch.setattr(reconcile, "BATCH", 2)
+    with wallet.store.write() as tx:
+        for n in range(3):  # older than any Base payment: first in the due order
+            tx.add_payment(_foreign(wallet, n), S.SIGNED, "pay")
+    receipt = wallet.pay(http, "k-crowded")
+    wallet.travel_to(receipt.valid_before + MARGIN_S)
+    assert wallet.reconcile() == {S.EXPIRED: 1}
+    assert wallet.row(receipt.payment_id).status == S.EXPIRED
+    assert wallet.row("pay_polygon_0").status == S.SIGNED  # not this reconciler's to judge
+
+
+def _foreign(wallet: Wallet, n: int) -> NewPayment:
+    """A signed payment on Polygon, which this reconciler's node does not serve."""
+    return NewPayment(
+        id=f"pay_polygon_{n}", client_id=wallet.caller.client_id, idempotency_key=f"poly-{n}",
+        fingerprint="f" * 64, amount=1, payee="0x" + "1" * 40, network="eip155:137",
+        asset="0x3c499c542cef5e3811e1192ce70d8cc03d5c3359", payer=wallet.address,
+        method="POST", url="https://x/", host="x", nonce=f"0x{n:064x}", valid_after=0,
+        valid_before=1 + n, header_name="PAYMENT-SIGNATURE", header_value="h", labels={},
+        created_at_ms=1,
+    )  # fmt: skip

@@ -53,14 +53,18 @@ class SettlementTx(SpendingTx, LimitsTx):
             raise NotFoundError(f"no payment {payment_id!r}")
         return _tracked(row)
 
-    def open_payments(self, statuses: Collection[str], limit: int) -> list[TrackedPayment]:
-        """Payments in ``statuses``, oldest validBefore first (they are due first)."""
-        query = (
-            select(tables.Payment)
-            .where(tables.Payment.status.in_(list(statuses)))
-            .order_by(tables.Payment.valid_before, tables.Payment.id)
-            .limit(limit)
-        )
+    def open_payments(
+        self, statuses: Collection[str], limit: int, network: str | None = None
+    ) -> list[TrackedPayment]:
+        """Payments in ``statuses`` (on ``network``, when given), oldest validBefore first.
+
+        The oldest are due first. A reconciler asks for its own network's only, so
+        payments on a network it cannot see never fill its batch.
+        """
+        query = select(tables.Payment).where(tables.Payment.status.in_(list(statuses)))
+        if network is not None:
+            query = query.where(tables.Payment.network == network)
+        query = query.order_by(tables.Payment.valid_before, tables.Payment.id).limit(limit)
         return [_tracked(row) for row in self._session.execute(query).scalars()]
 
     def record_reported_tx(self, payment_id: str, tx_hash: str) -> None:

@@ -265,10 +265,8 @@ class Reconciler:
         report = PassReport()
         chain_now = self._chain.block_timestamp()
         with self._store.read() as tx:
-            rows = tx.open_payments(lifecycle.OPEN_STATUSES, BATCH)
+            rows = tx.open_payments(lifecycle.OPEN_STATUSES, BATCH, self._chain.network.caip2)
         for row in rows:
-            if row.network != self._chain.network.caip2:
-                continue
             report.checked += 1
             decision = self.decide(row, chain_now)
             if decision is not None and self._apply(row, decision):
