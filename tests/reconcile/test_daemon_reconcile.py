@@ -65,10 +65,11 @@ def test_restart_in_the_middle_stays_consistent(
             assert _spent(wallet) == 6000
     finally:
         assert daemon.stop() == 0, daemon.logs()
-    assert _cli_json(home, "reconcile") == {"checked": 1, "moved": {}}
+    assert _cli_json(home, "reconcile") == {"checked": 1, "moved": {}, "elsewhere": {}}
     chain.increase_time(never.valid_before + MARGIN_S - chain.timestamp())
-    assert _cli_json(home, "reconcile") == {"checked": 1, "moved": {S.EXPIRED: 1}}
-    assert _cli_json(home, "reconcile") == {"checked": 0, "moved": {}}
+    expired = {"checked": 1, "moved": {S.EXPIRED: 1}, "elsewhere": {}}
+    assert _cli_json(home, "reconcile") == expired
+    assert _cli_json(home, "reconcile") == {"checked": 0, "moved": {}, "elsewhere": {}}
     daemon = Daemon(home)
     try:
         with svc_client(home) as wallet:
@@ -147,7 +148,7 @@ def test_settled_payment_is_found_by_the_cli_with_an_explicit_rpc_url(
             paid = _send(devnet_api, http, receipt)
             chain.increase_time(receipt.valid_before + MARGIN_S - chain.timestamp())
             out = _cli_json(wallet_home, "reconcile", "--rpc-url", chain.rpc_url)
-            assert out == {"checked": 1, "moved": {S.SETTLED: 1}}
+            assert out == {"checked": 1, "moved": {S.SETTLED: 1}, "elsewhere": {}}
             assert _statuses(wallet)[receipt.payment_id] == S.SETTLED
             assert settled_tx(paid).startswith("0x")
     finally:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+
 import httpx
 import pytest
 
 from tests.reconcile.conftest import MARGIN_S, Wallet, fake_response, settled_tx
+from walletd.chain.reader import Web3ChainReader
 from walletd.db.ledger import NewPayment
 from walletd.domain.payment import PaymentStatus as S, PayReceipt
 from walletd.errors import ChainError, InvalidRequestError
@@ -243,9 +247,33 @@ def test_open_payments_on_other_networks_never_crowd_out_this_one(
             tx.add_payment(_foreign(wallet, n), S.SIGNED, "pay")
     receipt = wallet.pay(http, "k-crowded")
     wallet.travel_to(receipt.valid_before + MARGIN_S)
-    assert wallet.reconcile() == {S.EXPIRED: 1}
+    report = reconcile.Reconciler(wallet.store, wallet.reader, MARGIN_S).run_once()
+    assert report.moved == {S.EXPIRED: 1}
+    assert report.elsewhere == {"eip155:137": 3}  # counted, and said: see the next test
     assert wallet.row(receipt.payment_id).status == S.EXPIRED
     assert wallet.row("pay_polygon_0").status == S.SIGNED  # not this reconciler's to judge
+
+
+def test_the_daemon_warns_once_of_open_payments_its_node_cannot_follow(
+    wallet: Wallet, caplog: pytest.LogCaptureFixture
+) -> None:
+    with wallet.store.write() as tx:
+        tx.add_payment(_foreign(wallet, 7), S.SIGNED, "pay")
+    stop, passes = threading.Event(), []
+
+    def open_chain() -> Web3ChainReader:
+        passes.append(1)
+        if len(passes) == 3:
+            stop.set()  # this third pass is the last
+        return wallet.reader
+
+    loop = reconcile.ReconcileLoop(wallet.store, open_chain, 0.01, MARGIN_S, stop)
+    with caplog.at_level(logging.WARNING, logger="walletd.service.reconcile"):
+        loop.start()
+        loop.join(30)
+    warned = [r.getMessage() for r in caplog.records if "not followed" in r.getMessage()]
+    assert len(passes) == 3 and len(warned) == 1, warned
+    assert "eip155:137 (1)" in warned[0] and "serves eip155:8453" in warned[0]
 
 
 def _foreign(wallet: Wallet, n: int) -> NewPayment:

@@ -56,11 +56,13 @@ def reconcile(
     finally:
         store.engines.dispose()
     moved = ", ".join(f"{n} {s}" for s, n in sorted(report.moved.items())) or "nothing moved"
-    emit(
-        as_json,
-        {"checked": report.checked, "moved": report.moved},
-        [f"checked {report.checked} open payments: {moved}"],
-    )
+    lines = [f"checked {report.checked} open payments: {moved}"]
+    lines += [
+        f"{n} open payments on {net} not checked: this node serves another network"
+        for net, n in sorted(report.elsewhere.items())
+    ]
+    doc = {"checked": report.checked, "moved": report.moved, "elsewhere": report.elsewhere}
+    emit(as_json, doc, lines)
 
 
 @click.command()

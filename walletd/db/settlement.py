@@ -67,6 +67,16 @@ class SettlementTx(SpendingTx, LimitsTx):
         query = query.order_by(tables.Payment.valid_before, tables.Payment.id).limit(limit)
         return [_tracked(row) for row in self._session.execute(query).scalars()]
 
+    def open_elsewhere(self, statuses: Collection[str], network: str) -> dict[str, int]:
+        """How many payments in ``statuses`` each network other than ``network`` holds."""
+        pay = tables.Payment
+        query = (
+            select(pay.network, func.count())
+            .where(pay.status.in_(list(statuses)), pay.network != network)
+            .group_by(pay.network)
+        )
+        return {str(net): int(count) for net, count in self._session.execute(query)}
+
     def record_reported_tx(self, payment_id: str, tx_hash: str) -> None:
         """Remember the transaction a server claimed; the first claim is kept.
 

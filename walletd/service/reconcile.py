@@ -72,10 +72,16 @@ class Decision:
 
 @dataclass
 class PassReport:
-    """What one pass did: payments looked at, and moves by target status."""
+    """What one pass did: payments looked at, and moves by target status.
+
+    ``elsewhere`` counts the open payments of every other network: this pass's
+    node cannot follow them, so they stay counted as spent until a reconciler
+    with a node on their network looks at them.
+    """
 
     checked: int = 0
     moved: dict[str, int] = field(default_factory=dict)
+    elsewhere: dict[str, int] = field(default_factory=dict)
 
     def count(self, target: str) -> None:
         """Count one move to ``target``."""
@@ -264,8 +270,10 @@ class Reconciler:
         """Look at every open payment once; raises ChainError if the node fails (fail closed)."""
         report = PassReport()
         chain_now = self._chain.block_timestamp()
+        network = self._chain.network.caip2
         with self._store.read() as tx:
-            rows = tx.open_payments(lifecycle.OPEN_STATUSES, BATCH, self._chain.network.caip2)
+            rows = tx.open_payments(lifecycle.OPEN_STATUSES, BATCH, network)
+            report.elsewhere = tx.open_elsewhere(lifecycle.OPEN_STATUSES, network)
         for row in rows:
             report.checked += 1
             decision = self.decide(row, chain_now)
@@ -483,6 +491,8 @@ class ReconcileLoop:
         self._margin_s = margin_s
         self._stop = stop
         self._thread = threading.Thread(target=self._run, name="walletd-reconcile", daemon=True)
+        self._unfollowed: frozenset[str] = frozenset()
+        """The other networks with open payments at the last warning (warned once per change)."""
 
     def start(self) -> None:
         """Start the background thread."""
@@ -502,11 +512,24 @@ class ReconcileLoop:
                     cache.update(chain.usdc_balance(address))
                 if report.moved:
                     log.info("reconcile checked=%d moved=%s", report.checked, report.moved)
+                self._warn_unfollowed(report, chain.network.caip2)
             except WalletdError as err:
                 log.warning("reconcile pass failed: %s: %s", err.reason, err.message)
             except Exception:  # the loop must outlive any one bad pass
                 log.exception("reconcile pass crashed")
             self._stop.wait(self._interval_s)
+
+    def _warn_unfollowed(self, report: PassReport, network: str) -> None:
+        """Say once (and again when the set changes) which networks' payments wait unfollowed."""
+        unfollowed = frozenset(report.elsewhere)
+        if unfollowed and unfollowed != self._unfollowed:
+            log.warning(
+                "open payments on %s are not followed: this daemon's node serves %s; they "
+                "stay counted as spent until a reconciler with a node there looks at them",
+                ", ".join(f"{net} ({n})" for net, n in sorted(report.elsewhere.items())),
+                network,
+            )
+        self._unfollowed = unfollowed
 
 
 # ------------------------------------------------------------------------- cancelling
