@@ -60,28 +60,20 @@ def ledger_options(func: F) -> F:
         help="SQLAlchemy URL of the ledger (default: SQLite in DIR). No password here: "
         "it would show in ps; use the config file or [db] url_file.",
     )(func)
-    func = click.option(
-        "--config",
-        "config_path",
-        type=click.Path(path_type=Path, dir_okay=False),
-        default=None,
-        help="TOML config file (default: DIR/walletd.toml if it exists).",
-    )(func)
-    return click.option(
-        "--data-dir",
-        type=click.Path(path_type=Path, file_okay=False),
-        default=None,
-        envvar="WALLETD_DATA_DIR",
-        help="Data directory (default: ~/.local/share/walletd).",
-    )(func)
+    return settings_options(func)
 
 
 def config_options(func: F) -> F:
     """``--data-dir`` and ``--config`` (which must exist), for commands that read no ledger."""
+    return settings_options(func, config_must_exist=True)
+
+
+def settings_options(func: F, *, config_must_exist: bool = False) -> F:
+    """``--data-dir`` and ``--config``: where the settings come from."""
     func = click.option(
         "--config",
         "config_path",
-        type=click.Path(path_type=Path, dir_okay=False, exists=True),
+        type=click.Path(path_type=Path, dir_okay=False, exists=config_must_exist),
         default=None,
         help="TOML config file (default: DIR/walletd.toml if it exists).",
     )(func)

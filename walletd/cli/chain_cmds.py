@@ -12,7 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from walletd.cli._common import http_url_check, ledger_options, open_store, settings_from
+from walletd.cli._common import (
+    http_url_check,
+    ledger_options,
+    open_store,
+    settings_from,
+    settings_options,
+)
 from walletd.cli._output import emit, json_option
 from walletd.domain.money import format_usd
 
@@ -26,6 +32,15 @@ def _rpc_option(func: click.decorators.FC) -> click.decorators.FC:
         default="",
         callback=http_url_check("http", "https"),
         help="Chain JSON-RPC URL (default: [chain] rpc_url); no API key here, it would show in ps.",
+    )(func)
+
+
+def _passphrase_option(func: click.decorators.FC) -> click.decorators.FC:
+    return click.option(
+        "--passphrase-file",
+        type=click.Path(path_type=Path, dir_okay=False, exists=True),
+        default=None,
+        help="File holding the key passphrase (else systemd credentials, else a TTY prompt).",
     )(func)
 
 
@@ -127,12 +142,7 @@ def payment() -> None:
 @click.argument("payment_id")
 @ledger_options
 @_rpc_option
-@click.option(
-    "--passphrase-file",
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
-    default=None,
-    help="File holding the key passphrase (else systemd credentials, else a TTY prompt).",
-)
+@_passphrase_option
 @json_option
 def payment_cancel(
     payment_id: str, data_dir: Path | None, config_path: Path | None, db_url: str,
@@ -181,26 +191,8 @@ def chain() -> None:
     help="Most USD Permit2 may ever move for walletd in this token, e.g. 50 (exact, 6 decimals).",
 )
 @_rpc_option
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    help="TOML config file (default: DIR/walletd.toml if it exists).",
-)
-@click.option(
-    "--data-dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=None,
-    envvar="WALLETD_DATA_DIR",
-    help="Data directory (default: ~/.local/share/walletd).",
-)
-@click.option(
-    "--passphrase-file",
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
-    default=None,
-    help="File holding the key passphrase (else systemd credentials, else a TTY prompt).",
-)
+@settings_options
+@_passphrase_option
 @json_option
 def approve_permit2(
     network: str, token: str, cap: str, rpc_url: str, config_path: Path | None,
