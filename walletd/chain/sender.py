@@ -123,13 +123,7 @@ class Web3ChainSender:
             Web3.to_checksum_address(signer.address), nonce_bytes(nonce), sig[64], sig[:32],
             sig[32:64],
         )  # fmt: skip
-        fields = self._fee_fields(signer.address)  # FeeTooHighError before anything is signed
-        with chain_errors("cancelAuthorization"):
-            tx = fn.build_transaction(fields)
-            receipt = self._send(signer, cast(dict[str, Any], tx))
-        if receipt.status != 1:
-            raise ChainError(f"cancelAuthorization {receipt.tx_hash} reverted")
-        return receipt
+        return self._transact(signer, fn, "cancelAuthorization")
 
     def approve_permit2(self, signer: Signer, token: str, cap: int) -> ChainReceipt:
         """Let Permit2 move up to ``cap`` token units of the signer's ``token``: ERC-20 approve.
@@ -154,12 +148,19 @@ class Web3ChainSender:
                 f"pins {asset.decimals}: nothing was approved"
             )
         fn = contract.functions.approve(Web3.to_checksum_address(PERMIT2_ADDRESS), cap)
+        return self._transact(signer, fn, "approve")
+
+    def _transact(self, signer: Signer, fn: Any, name: str) -> ChainReceipt:
+        """Send the contract call ``fn`` from the signer; the mined receipt, status checked.
+
+        The fees are checked (FeeTooHighError) before anything is signed.
+        """
         fields = self._fee_fields(signer.address)
-        with chain_errors("approve"):
+        with chain_errors(name):
             tx = fn.build_transaction(fields)
             receipt = self._send(signer, cast(dict[str, Any], tx))
         if receipt.status != 1:
-            raise ChainError(f"approve {receipt.tx_hash} reverted")
+            raise ChainError(f"{name} {receipt.tx_hash} reverted")
         return receipt
 
     def _fee_fields(self, sender: str) -> Any:
