@@ -55,3 +55,15 @@ def structured(result: CallToolResult) -> dict[str, Any]:
     """The structured content (every walletd tool result has one)."""
     assert result.structuredContent is not None, text_of(result)
     return result.structuredContent
+
+
+def assert_paid_answer_lost(retry: CallToolResult, payment_id: str) -> None:
+    """``retry`` is the tool error of a call whose first attempt settled ``payment_id``."""
+    assert retry.isError, text_of(retry)
+    error = structured(retry)["error"]
+    assert error["reason"] == "PAID_ANSWER_LOST", text_of(retry)
+    assert error["details"]["payment_id"] == payment_id
+    assert structured(retry)["payment"]["status"] == "settled"
+    assert text_of(retry).startswith(
+        f"walletd paid, the answer was lost: PAID_ANSWER_LOST: payment {payment_id} "
+    )

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from mcp import ClientSession
 
-from tests.mcp.agent import agent, structured, text_of, walletd_env
+from tests.mcp.agent import agent, assert_paid_answer_lost, structured, text_of, walletd_env
 from tests.mcp.paying import funded_daemon
 from tests.plugins.chain import Chain
 from tests.plugins.daemon import WalletHome
@@ -72,14 +72,7 @@ def _paid_once(
     assert [(r.amount, r.status) for r in rows] == [(CHAT_PRICE, "settled")], rows
     assert before - chain.usdc_balance(home.address) == CHAT_PRICE
     assert len(api.stats.transactions) == 1
-    assert retry.isError, text_of(retry)
-    error = structured(retry)["error"]
-    assert error["reason"] == "PAID_ANSWER_LOST", text_of(retry)
-    assert error["details"]["payment_id"] == rows[0].payment_id
-    assert structured(retry)["payment"]["status"] == "settled"
-    assert text_of(retry).startswith(
-        f"walletd paid, the answer was lost: PAID_ANSWER_LOST: payment {rows[0].payment_id} "
-    )
+    assert_paid_answer_lost(retry, rows[0].payment_id)
 
 
 def _gateway(home: WalletHome, token: Path, api: DevnetApi) -> Any:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from mcp import ClientSession
 
-from tests.mcp.agent import agent, structured, text_of, walletd_env
+from tests.mcp.agent import agent, assert_paid_answer_lost, structured, text_of, walletd_env
 from tests.mcp.paying import funded_daemon
 from tests.plugins.chain import Chain
 from tests.plugins.daemon import WalletHome
@@ -98,14 +98,7 @@ def test_a_retry_after_a_timeout_that_settled_signs_nothing_and_says_the_answer_
     first, retry = asyncio.run(run())
     rows = [p for i, p in _ledger(home, token).items() if i not in seen]
     assert [(r.amount, r.status) for r in rows] == [(RESEARCH, "settled")]  # one authorization
-    assert retry.isError, text_of(retry)
-    error = structured(retry)["error"]
-    assert error["reason"] == "PAID_ANSWER_LOST", text_of(retry)
-    assert error["details"]["payment_id"] == rows[0].payment_id
-    assert structured(retry)["payment"]["status"] == "settled"
-    assert text_of(retry).startswith(
-        f"walletd paid, the answer was lost: PAID_ANSWER_LOST: payment {rows[0].payment_id} "
-    )
+    assert_paid_answer_lost(retry, rows[0].payment_id)
     after = module_chain.usdc_balance(home.address), module_chain.usdc_balance(devnet_mcp.pay_to)
     assert (before[0] - after[0], after[1] - before[1]) == (RESEARCH, RESEARCH)
     assert [tool for tool, _ in devnet_mcp.stats.settlements] == ["research"]
