@@ -12,13 +12,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from eth_typing import Hash32
 
 from tests.plugins.lazy import LazyModule
+from tests.service.conftest import CountingSigner
 from walletd.domain.networks import BASE, MEGAETH
 
 if TYPE_CHECKING:
-    from eth_account.signers.local import LocalAccount
     from web3 import Web3
     from x402 import x402FacilitatorSync
 
@@ -36,22 +35,6 @@ FUNDS = 10 * 10**18  # 10 MegaUSD
 PER_REQUEST = 50_000  # $0.05
 
 
-class AccountSigner:
-    """walletd's Signer port over an eth-account key (the payer is a dev account here)."""
-
-    def __init__(self, account: LocalAccount) -> None:
-        self._account = account
-        self.calls = 0
-
-    @property
-    def address(self) -> str:
-        return str(self._account.address)
-
-    def sign_hash(self, digest: bytes) -> bytes:
-        self.calls += 1
-        return bytes(self._account.unsafe_sign_hash(Hash32(digest)).signature)
-
-
 @dataclass
 class Bed:
     w3: Web3
@@ -59,7 +42,7 @@ class Bed:
     store: Store
     service: WalletService
     caller: Caller
-    signer: AccountSigner
+    signer: CountingSigner
     facilitator: x402FacilitatorSync
     facilitator_address: str
     reader: Web3ChainReader
@@ -115,7 +98,7 @@ def bed(mega_anvil: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[B
     w3 = devchain.connect(mega_anvil.rpc_url)
     devchain.install_permit2(w3)
     devchain.install_usd18(w3)
-    payer = AccountSigner(devchain.dev_account(5))
+    payer = CountingSigner(devchain.dev_account(5))
     devchain.mint_usd18(w3, payer.address, FUNDS)
     reader = Web3ChainReader.open(mega_anvil.rpc_url, (MEGAETH.caip2,))
     Web3ChainSender(reader).approve_permit2(payer, devchain.USD18_ADDRESS, 2**256 - 1)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pytest
 from eth_account import Account
+from eth_typing import Hash32
 
 from walletd.db import migrate
 from walletd.db.engine import make_engines
@@ -16,12 +18,15 @@ from walletd.domain.policy import Limits
 from walletd.service import admin
 from walletd.service.wallet import WalletService
 
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+
 
 class CountingSigner:
-    """Signs with a throwaway key and counts how often it was asked to."""
+    """Signs with ``account`` (default: a throwaway key) and counts how often it was asked to."""
 
-    def __init__(self) -> None:
-        self._account = Account.create()
+    def __init__(self, account: LocalAccount | None = None) -> None:
+        self._account = account if account is not None else Account.create()
         self.calls = 0
 
     @property
@@ -30,7 +35,7 @@ class CountingSigner:
 
     def sign_hash(self, digest: bytes) -> bytes:
         self.calls += 1
-        return bytes(self._account.unsafe_sign_hash(digest).signature)
+        return bytes(self._account.unsafe_sign_hash(Hash32(digest)).signature)
 
 
 @dataclass
