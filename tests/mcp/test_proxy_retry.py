@@ -56,9 +56,16 @@ def _ledger(home: WalletHome, token: Path) -> dict[str, PaymentView]:
         return {p.payment_id: p for p in wallet.list_payments(limit=1000)}
 
 
-async def _settlements(server: DevnetMcp, count: int, timeout: float = 20) -> None:
+async def _settlement_of(server: DevnetMcp, tool: str, timeout: float = 20) -> None:
+    """Wait until the upstream has settled a call of ``tool``.
+
+    Waiting for any settlement could be satisfied by another test's slow call
+    settling late on this session-wide server; this test's tool is the one to wait for.
+    """
     deadline = time.monotonic() + timeout
-    while len(server.stats.settlements) < count and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
+        if any(done == tool for done, _ in server.stats.settlements):
+            return
         await asyncio.sleep(0.05)
 
 
@@ -91,7 +98,7 @@ def test_a_retry_after_a_timeout_that_settled_signs_nothing_and_says_the_answer_
             devnet_mcp.faults.delay_seconds = 2 * TIMEOUT_S
             first = await session.call_tool("research", ask)
             # The upstream ran the tool and settled after walletd mcp stopped waiting.
-            await _settlements(devnet_mcp, 1)
+            await _settlement_of(devnet_mcp, "research")
             devnet_mcp.faults.delay_seconds = 0
             return first, await session.call_tool("research", ask)
 
